@@ -1,0 +1,47 @@
+"""Devices: anything that takes a batch of input rows and returns the model's output rows.
+
+Each backend makes `Device`s from a placement plan. The SUT knows only this protocol, so a CPU
+partition, a simulated card and a GPU are driven by the same pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import UserError
+
+
+class Device(Protocol):
+    name: str
+    cpus: tuple[int, ...]  # logical CPUs its host threads are pinned to (empty: unpinned)
+    batch_size: int  # preferred batch; partial batches are allowed unless fixed_batch
+    fixed_batch: bool  # the model only takes exactly batch_size rows (pad partial batches)
+    max_in_flight: int  # batches it can hold at once (pipeline slots)
+    input_shape: tuple[int, ...]  # one row
+    input_dtype: np.dtype
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Run one batch (rows in the model's input layout); returns the output rows.
+
+        Must release the GIL while it computes: the pipeline runs one call per slot thread.
+        """
+
+    def close(self) -> None: ...
+
+
+BACKENDS = ("onnxruntime", "null")
+
+
+def make_devices(backend: str, model, workload, plan, batch_size: int) -> list[Device]:
+    """One device per placement-plan entry."""
+    if backend == "onnxruntime":
+        from .onnxruntime import OrtDevice
+
+        return [OrtDevice(f"cpu{i}", model, workload, part, batch_size) for i, part in enumerate(plan)]
+    if backend == "null":
+        from .null import NullDevice
+
+        return [NullDevice(f"null{i}", model, workload, part, batch_size) for i, part in enumerate(plan)]
+    raise UserError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,58 @@
+"""ONNX Runtime on a partition of the CPU cores: one session per device, its pool pinned.
+
+Every device gets its own InferenceSession whose intra-op pool has exactly as many threads as
+its partition has cores, each pinned to one of them; the caller (the device's slot thread) is
+pinned to the partition too and acts as the pool's first thread. Devices never share a core
+unless there are more devices than cores, so there is no oversubscription.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import UserError
+
+
+def session_options(cores: tuple[int, ...], threads: int | None = None) -> ort.SessionOptions:
+    """One intra-op thread per physical core (named by its first logical CPU), pinned."""
+    so = ort.SessionOptions()
+    n = threads or max(1, len(cores))
+    so.intra_op_num_threads = n
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    if cores and n > 1 and len(cores) >= n:
+        # ORT pins threads 2..n (the caller is thread 1); ids are 1-based logical processors.
+        so.add_session_config_entry("session.intra_op_thread_affinities",
+                                    ";".join(str(c + 1) for c in cores[1:n]))
+    return so
+
+
+class OrtDevice:
+    max_in_flight = 1  # a CPU partition runs one batch at a time; its cores are the parallelism
+
+    def __init__(self, name, model, workload, partition, batch_size: int):
+        self.name = name
+        self.cpus = tuple(partition.cpus)
+        cores = tuple(partition.cores)
+        # The calling slot thread is the pool's first thread: pin it to the first core, and
+        # the pool's other threads one to each remaining core.
+        self.thread_cpus = cores[:1]
+        self.input_shape = workload.row_shape(workload.layout)
+        self.input_dtype = np.dtype(model.input_dtype)
+        self.fixed_batch = model.fixed_batch is not None
+        self.batch_size = model.fixed_batch or batch_size
+        try:
+            self.session = ort.InferenceSession(str(model.path), session_options(cores),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph types for a bad model
+            raise UserError(f"ONNX Runtime cannot load {model.path}: {str(e).splitlines()[0]}") from None
+        self._input = model.input_name
+        self._outputs = [model.output_name]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(self._outputs, {self._input: batch})[0]
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,185 @@
+"""The `visionperf` command. User errors end as one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import UserError
+from .workloads import SCENARIOS, WORKLOADS
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def cmd_sample_data(a) -> int:
+    from .datasets.synthetic import make_imagenet
+
+    if a.kind != "imagenet":
+        raise UserError(f"unknown sample dataset {a.kind!r}: choose imagenet")
+    out = make_imagenet(a.out, a.count, a.seed)
+    print(f"wrote {a.count} synthetic ImageNet-layout JPEGs and val_map.txt to {out} "
+          "(synthetic: drawn shapes, random labels)")
+    return 0
+
+
+def cmd_build_model(a) -> int:
+    from .models import BUILDERS
+
+    if a.workload not in BUILDERS:
+        raise UserError(f"no builder for {a.workload!r}: choose one of {', '.join(BUILDERS)}")
+    if not 0 < a.width <= 4:
+        raise UserError(f"--width must be in (0, 4], got {a.width}")
+    out = BUILDERS[a.workload](a.out, seed=a.seed, width=a.width)
+    size = out.stat().st_size / 1e6
+    print(f"wrote {out} ({size:.1f} MB): {a.workload} architecture"
+          + (f" at width {a.width}" if a.width != 1 else "")
+          + ", synthetic weights (seeded; accuracy meaningless), official tensor names")
+    return 0
+
+
+def cmd_run(a) -> int:
+    from .harness import RunConfig, run
+
+    cfg = RunConfig(
+        workload=a.workload, scenario=a.scenario, mode=a.mode, model=a.model, dataset=a.dataset,
+        backend=a.backend, devices=a.devices, batch_size=a.batch_size, target_qps=a.target_qps,
+        duration=a.duration, user_conf=a.user_conf, out=a.out, cache=a.cache,
+        batch_timeout_ms=a.batch_timeout_ms, count=a.count,
+    )
+    if a.target_qps is not None and a.target_qps <= 0:
+        raise UserError(f"--target-qps must be positive, got {a.target_qps}")
+    if a.duration is not None and a.duration <= 0:
+        raise UserError(f"--duration must be positive, got {a.duration}")
+    con = _console()
+    report = run(cfg, log=lambda m: con.print(f"[dim]{m}[/dim]"))
+    print_report(con, report)
+    return 0
+
+
+def print_report(con, r) -> None:
+    from rich.table import Table
+
+    c = r.config
+    t = Table(title=f"{c.workload} {c.scenario} {c.mode}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("backend", f"{c.backend} x {len(r.plan)} device(s), batch {r.batch_size}"
+              + (f", timeout {r.batch_timeout_ms:.2f} ms" if c.scenario == "Server" else ""))
+    t.add_row("plan", "; ".join(f"dev{p.index}: cpus {','.join(map(str, p.cpus))}" for p in r.plan))
+    if r.result is not None:
+        res = r.result
+        t.add_row(res.metric_name, res.metric_text())
+        verdict = "[green]VALID[/green]" if res.valid else "[red]INVALID[/red]"
+        if res.reasons:
+            verdict += ": " + "; ".join(res.reasons)
+        t.add_row("result", verdict)
+        if res.latency_ns:
+            t.add_row("latency", ", ".join(f"p{float(k):g} {v / 1e6:.2f} ms" for k, v in res.latency_ns.items()))
+    if r.accuracy is not None:
+        from .workloads import get_workload
+
+        w = get_workload(c.workload)
+        a = r.accuracy
+        mark = "meets" if a.percent >= w.accuracy_target else "below"
+        t.add_row("accuracy", f"top-1 {a.percent:.3f}% ({a.good}/{a.total}), {mark} target "
+                  f"{w.accuracy_target}%")
+    for s in r.device_stats:
+        busy = s["busy_s"] / r.wall_s * 100 if r.wall_s else 0
+        t.add_row(s["name"], f"{s['samples']:,} samples in {s['batches']:,} batches, "
+                  f"device busy {s['busy_s']:.2f} s, host {s['host_s'] * 1e6 / max(1, s['samples']):.1f} us/sample")
+    t.add_row("logs", str(r.log_dir))
+    con.print(t)
+    for n in r.notes:
+        con.print(f"[yellow]note:[/yellow] {n}")
+
+
+def cmd_accuracy(a) -> int:
+    from .accuracy import top1, write_text_atomic
+    from .datasets import open_dataset
+    from .workloads import get_workload
+
+    w = get_workload(a.workload)
+    dataset = open_dataset(w, a.dataset)
+    acc = top1(a.log, dataset.labels)
+    out = Path(a.out) if a.out else Path(a.log).with_name("accuracy.txt")
+    write_text_atomic(out, acc.text())
+    print(acc.text().splitlines()[0])
+    run_json = Path(a.log).with_name("run.json")
+    if run_json.exists():
+        try:
+            if json.loads(run_json.read_text())["model"]["synthetic_weights"]:
+                print("note: the model that wrote this log has synthetic weights: accuracy is meaningless")
+        except (ValueError, KeyError):
+            pass
+    if dataset.synthetic:
+        print(f"note: {dataset.root} is a synthetic dataset (random labels)")
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="visionperf", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sample-data", help="write a synthetic dataset in a real on-disk layout")
+    s.add_argument("kind", help="imagenet")
+    s.add_argument("--out", required=True)
+    s.add_argument("--count", type=int, default=256)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_sample_data)
+
+    s = sub.add_parser("build-model", help="write an architecture-faithful ONNX model (synthetic weights)")
+    s.add_argument("workload")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--width", type=float, default=1.0,
+                   help="channel multiplier; < 1 gives a thinner test-sized variant (default 1)")
+    s.set_defaults(func=cmd_build_model)
+
+    s = sub.add_parser("run", help="run a benchmark through the real LoadGen")
+    s.add_argument("workload", help=", ".join(WORKLOADS))
+    s.add_argument("--scenario", required=True, help=", ".join(SCENARIOS))
+    s.add_argument("--mode", default="performance", help="performance (default) or accuracy")
+    s.add_argument("--model", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default) or null")
+    s.add_argument("--devices", type=int, default=1)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--target-qps", type=float, help="written into the user.conf used")
+    s.add_argument("--duration", type=float, help="seconds; written into the user.conf used")
+    s.add_argument("--user-conf")
+    s.add_argument("--batch-timeout-ms", type=float, help="Server: max wait to fill a batch")
+    s.add_argument("--count", type=int, help="use only the first COUNT images")
+    s.add_argument("--cache", help="preprocessed cache dir (default: per-user cache)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("accuracy", help="accuracy from any mlperf_log_accuracy.json")
+    s.add_argument("workload")
+    s.add_argument("--log", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--out", help="accuracy.txt path (default: beside the log)")
+    s.set_defaults(func=cmd_accuracy)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"visionperf: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("visionperf: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Dataset readers (real on-disk layouts) and the synthetic sample datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..workloads import Workload
+from .imagenet import ImageNetVal, open_imagenet, preprocess_imagenet
+
+
+def open_dataset(workload: Workload, root: str | Path, count: int | None = None) -> ImageNetVal:
+    """The dataset a workload reads, validated (every listed image exists)."""
+    if workload.dataset == "imagenet":
+        return open_imagenet(root, count)
+    raise NotImplementedError(f"dataset {workload.dataset!r} is not supported yet")
+
+
+def preprocess_one(workload: Workload, path: Path, layout: str) -> np.ndarray:
+    """One image file to one float32 model input row, by the workload's reference recipe."""
+    if workload.preprocessing.method == "resize_short_center_crop":
+        return preprocess_imagenet(path, workload, layout)
+    raise NotImplementedError(f"preprocessing {workload.preprocessing.method!r}")

@@ -1,0 +1,130 @@
+"""ImageNet 2012 validation: the `val_map.txt` reader and the reference preprocessing.
+
+The recipe is the MLCommons reference's `pre_process_vgg` (FACTS.md section 1): BGR->RGB,
+resize so the short side is 256 with INTER_AREA, centre crop 224, float32, subtract the RGB
+mean, no std. Any drift from it costs top-1 accuracy, so it is reproduced step by step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import UserError
+from ..workloads import Workload
+
+
+@dataclass(frozen=True)
+class ImageNetVal:
+    root: Path
+    files: tuple[str, ...]  # relative to root, in val_map.txt order
+    labels: np.ndarray  # int32, 0-based
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def path(self, i: int) -> Path:
+        return self.root / self.files[i]
+
+    @property
+    def synthetic(self) -> bool:
+        return (self.root / "SYNTHETIC").exists()
+
+
+def open_imagenet(root: str | Path, count: int | None = None) -> ImageNetVal:
+    """Read `ROOT/val_map.txt` (`file label` per line) and check every image it names exists."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(
+            f"dataset directory {root} does not exist: pass --dataset DIR holding val_map.txt "
+            f"and the images (`visionperf sample-data imagenet --out {root}` makes one)"
+        )
+    val_map = root / "val_map.txt"
+    if not val_map.is_file():
+        raise UserError(
+            f"{val_map} is missing: an ImageNet validation directory needs val_map.txt "
+            "with one 'FILE LABEL' line per image"
+        )
+    files: list[str] = []
+    labels: list[int] = []
+    with open(val_map, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise UserError(
+                    f"{val_map}:{lineno}: expected 'FILE LABEL', got {line.strip()!r}; "
+                    "fix or remove that line"
+                )
+            label = int(parts[1])
+            if not 0 <= label < 1000:
+                raise UserError(
+                    f"{val_map}:{lineno}: label {label} is outside 0..999 (labels are 0-based)"
+                )
+            files.append(parts[0])
+            labels.append(label)
+            if count is not None and len(files) >= count:
+                break
+    if not files:
+        raise UserError(f"{val_map} lists no images: the dataset is empty")
+    for name in files:
+        if not (root / name).is_file():
+            raise UserError(
+                f"{root / name} is missing but {val_map} names it: restore the image or "
+                "remove its line"
+            )
+    return ImageNetVal(root, tuple(files), np.asarray(labels, dtype=np.int32))
+
+
+def decode_bgr(path: Path) -> np.ndarray:
+    """Decode an image file to HxWx3 uint8 BGR, as `cv2.imread` does for the reference.
+
+    Refuses a file that is empty, not an image, or a JPEG cut short (libjpeg would pad it with
+    grey and only warn): a bad file must never turn into a plausible-looking input.
+    """
+    data = path.read_bytes()
+    if not data:
+        raise UserError(f"{path} is empty: replace it with the original image")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise UserError(f"{path} is not a readable image (corrupt?): replace it with the original")
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
+        raise UserError(
+            f"{path} is a truncated JPEG (no end-of-image marker): replace it with the original"
+        )
+    return img
+
+
+def resize_short_center_crop(img_rgb: np.ndarray, workload: Workload) -> np.ndarray:
+    """The reference's resize_with_aspectratio + center_crop, to uint8 HxWx3."""
+    pre = workload.preprocessing
+    out = workload.input_size
+    short = pre.resize_short_side
+    h, w = img_rgb.shape[:2]
+    if h > w:
+        new_w, new_h = short, int(short * h / w)
+    else:
+        new_h, new_w = short, int(short * w / h)
+    img = cv2.resize(img_rgb, (new_w, new_h), interpolation=getattr(cv2, pre.interpolation))
+    h, w = img.shape[:2]
+    left, top = int((w - out) / 2), int((h - out) / 2)
+    return img[top : top + out, left : left + out]
+
+
+def preprocess_imagenet(path: Path, workload: Workload, layout: str = "NCHW") -> np.ndarray:
+    """One image to one float32 model input row (CHW or HWC), exactly as the reference."""
+    img = cv2.cvtColor(decode_bgr(path), cv2.COLOR_BGR2RGB)
+    img = resize_short_center_crop(img, workload).astype(np.float32)
+    pre = workload.preprocessing
+    if pre.scale != 1.0:
+        img *= np.float32(pre.scale)
+    img -= np.asarray(pre.mean, dtype=np.float32)
+    if pre.std:
+        img /= np.asarray(pre.std, dtype=np.float32)
+    if layout == "NCHW":
+        img = img.transpose(2, 0, 1)
+    return np.ascontiguousarray(img)

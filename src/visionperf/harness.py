@@ -1,0 +1,224 @@
+"""One benchmark run end to end: check inputs, prepare samples, build devices, run LoadGen.
+
+LoadGen owns time (it issues queries and writes the logs), the QSL (`SampleStore`) owns samples,
+the SUT owns compute. This module only wires them together and files the results in the
+submission layout: `OUT/<benchmark>/<Scenario>/performance/run_1/` or `.../accuracy/`.
+Logs are written to a temporary directory that is renamed into place only when the run
+finished cleanly, so a crashed run never leaves a result that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .accuracy import Top1, top1, write_text_atomic
+from .backends import make_devices
+from .cache import ensure_cache
+from .datasets import open_dataset
+from .errors import UserError
+from .models import check_model
+from .placement import Partition, cpu_partitions
+from .postprocess.classify import labels_from_output
+from .results import PerfResult, read_result
+from .samples import SampleStore
+from .sut import SystemUnderTest
+from .topology import read_topology
+from .userconf import Overrides, conf_has, make_user_conf, read_user_conf, test_settings
+from .workloads import Workload, check_scenario, get_workload
+
+
+@dataclass
+class RunConfig:
+    workload: str
+    scenario: str
+    mode: str = "performance"
+    model: str = ""
+    dataset: str = ""
+    backend: str = "onnxruntime"
+    devices: int = 1
+    batch_size: int | None = None
+    target_qps: float | None = None
+    duration: float | None = None
+    user_conf: str | None = None
+    out: str = "results"
+    cache: str | None = None
+    batch_timeout_ms: float | None = None
+    count: int | None = None  # use only the first COUNT images of the dataset
+
+
+@dataclass
+class RunReport:
+    config: RunConfig
+    log_dir: Path
+    result: PerfResult | None
+    accuracy: Top1 | None
+    plan: list[Partition]
+    device_stats: list = field(default_factory=list)
+    batch_size: int = 0
+    batch_timeout_ms: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def result_dir(out: str | Path, workload: str, scenario: str, mode: str) -> Path:
+    base = Path(out) / workload / scenario
+    return base / "accuracy" if mode == "accuracy" else base / "performance" / "run_1"
+
+
+def _server_timeout(w: Workload, scenario: str, batch_time_s: float, given_ms: float | None) -> float:
+    """How long a partial batch may wait for more samples (seconds).
+
+    Server: up to a fifth of the latency bound (NVIDIA waits 3 ms of ResNet50's 15), less when
+    the device's own batch time eats the budget: a sample may wait one batch ahead of it, its
+    own batch and the timeout, and that must fit in half the bound. Other scenarios: never wait.
+    """
+    if given_ms is not None:
+        return max(0.0, given_ms / 1000)
+    if scenario != "Server" or not w.server_latency_bound_ms:
+        return 0.0
+    bound = w.server_latency_bound_ms / 1000
+    return max(0.0, min(0.2 * bound, 0.5 * bound - 2 * batch_time_s))
+
+
+def run(cfg: RunConfig, log=print) -> RunReport:
+    import mlperf_loadgen as lg
+
+    t_start = time.time()
+    w = get_workload(cfg.workload)
+    scenario = check_scenario(cfg.scenario)
+    if cfg.mode not in ("performance", "accuracy"):
+        raise UserError(f"unknown mode {cfg.mode!r}: choose performance or accuracy")
+    if scenario == "Server" and not w.server_latency_bound_ms:
+        raise UserError(f"{w.name} has no Server scenario (Edge only)")
+    model = check_model(cfg.model, w)
+    dataset = open_dataset(w, cfg.dataset, cfg.count)
+    base_conf = read_user_conf(cfg.user_conf)
+    notes: list[str] = []
+    if model.synthetic_weights:
+        notes.append(f"model {model.path.name} has synthetic weights: its accuracy is meaningless")
+    if dataset.synthetic:
+        notes.append(f"dataset {dataset.root} is synthetic: images are drawn, labels random")
+
+    cache = ensure_cache(w, dataset, cfg.cache, dtype=model.input_dtype, layout=w.layout, log=log)
+    plan = cpu_partitions(read_topology(), cfg.devices)
+    batch_size = cfg.batch_size or w.default_batch_size
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    devices = make_devices(cfg.backend, model, w, plan, batch_size)
+    store = SampleStore(cache.data)
+    label_offset = w.label_offset
+
+    def postprocess(out, n):
+        return labels_from_output(out, n, label_offset)
+
+    sut = SystemUnderTest(devices, store, postprocess)
+    sut.start()
+    final = result_dir(cfg.out, w.name, scenario, cfg.mode)
+    partial = final.with_name(final.name + f".partial-{os.getpid()}")
+    try:
+        # Warm-up on a few loaded samples: first runs are slow, and Offline needs a rate.
+        store.load(range(min(len(dataset), 4 * batch_size * len(devices))))
+        need_rate = cfg.target_qps is None and cfg.mode == "performance" and scenario in ("Offline", "Server") \
+            and not conf_has(base_conf, w.name, scenario, "target_qps")
+        rate = sut.measure_rate(2.0 if need_rate else 0.5)
+        store.unload([])
+        sut.reset_stats()
+        batch_time = batch_size * len(devices) / rate if rate > 0 else 0.0
+        sut.batch_timeout_s = _server_timeout(w, scenario, batch_time, cfg.batch_timeout_ms)
+
+        over = Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration)
+        if need_rate:
+            # Offline: aim 10% high so that LoadGen's issued samples surely fill min_duration.
+            over.target_qps = rate * (1.1 if scenario == "Offline" else 0.5)
+            how = "measured rate +10%" if scenario == "Offline" else "half the measured Offline rate"
+            notes.append(f"target_qps {over.target_qps:,.1f} set from a warm-up ({how}); "
+                         "pass --target-qps to choose it")
+        psc = min(w.performance_sample_count, len(dataset))
+        if len(dataset) < w.performance_sample_count:
+            over.performance_sample_count = psc
+            notes.append(f"dataset has {len(dataset)} images, fewer than the performance sample "
+                         f"count {w.performance_sample_count}: not a submittable run")
+        over.notes = tuple(f"{n}" for n in notes)
+        conf_text = make_user_conf(base_conf, w.name, scenario, over)
+
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        user_conf = partial / "user.conf"
+        user_conf.write_text(conf_text)
+        settings = test_settings(user_conf, w.name, scenario, cfg.mode)
+        log_settings = lg.LogSettings()
+        log_settings.log_output.outdir = str(partial)
+        log_settings.log_output.copy_summary_to_stdout = False
+        log_settings.enable_trace = False
+
+        qsl = lg.ConstructQSL(len(dataset), psc, store.load, store.unload)
+        handle = lg.ConstructFastSUT(sut.issue, sut.flush)
+        log(f"running {w.name} {scenario} {cfg.mode} on {len(devices)} {cfg.backend} device(s), "
+            f"batch {batch_size}" + (f", batch timeout {sut.batch_timeout_s * 1000:.2f} ms"
+                                     if scenario == "Server" else ""))
+        try:
+            # An audit.config in the working directory would silently change the run.
+            lg.StartTestWithLogSettings(handle, qsl, settings, log_settings,
+                                        str(partial / "audit.config"))
+        finally:
+            lg.DestroyFastSUT(handle)
+            lg.DestroyQSL(qsl)
+    finally:
+        sut.stop()
+    if sut.error is not None:
+        raise RuntimeError(f"a device failed during the run ({sut.error!r}); "
+                           f"partial logs left in {partial}") from sut.error
+
+    result = read_result(partial, scenario) if cfg.mode == "performance" else None
+    acc = None
+    if cfg.mode == "accuracy":
+        acc = top1(partial / "mlperf_log_accuracy.json", dataset.labels)
+        write_text_atomic(partial / "accuracy.txt", acc.text())
+    report = RunReport(cfg, final, result, acc, plan, [asdict(s) for s in sut.stats], batch_size,
+                       sut.batch_timeout_s * 1000, notes, time.time() - t_start)
+    write_text_atomic(partial / "run.json", json.dumps(_run_record(report, model, w), indent=2) + "\n")
+    if final.exists():
+        log(f"replacing the previous results in {final}")
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    return report
+
+
+def _run_record(r: RunReport, model, w: Workload) -> dict:
+    """Everything needed to tell later how a result was made (read by report/submission)."""
+    import mlperf_loadgen  # noqa: F401
+    import numpy
+    import onnxruntime
+
+    rec = {
+        "visionperf": __version__,
+        "config": asdict(r.config),
+        "model": {"path": str(model.path), "input": model.input_name, "output": model.output_name,
+                  "synthetic_weights": model.synthetic_weights},
+        "plan": [asdict(p) for p in r.plan],
+        "batch_size": r.batch_size,
+        "batch_timeout_ms": r.batch_timeout_ms,
+        "device_stats": r.device_stats,
+        "notes": r.notes,
+        "wall_s": round(r.wall_s, 3),
+        "environment": {"python": sys.version.split()[0], "platform": platform.platform(),
+                        "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__},
+    }
+    if r.result is not None:
+        rec["result"] = {"valid": r.result.valid, "metric": r.result.metric_name,
+                         "value": r.result.metric, "reasons": r.result.reasons,
+                         "latency_ns": r.result.latency_ns}
+    if r.accuracy is not None:
+        rec["accuracy"] = {"metric": w.accuracy_metric, "value": r.accuracy.percent,
+                           "good": r.accuracy.good, "total": r.accuracy.total,
+                           "target": w.accuracy_target}
+    return rec

@@ -1,0 +1,65 @@
+"""What a model file must look like before a run starts: names, shapes and dtypes that fit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from ..errors import UserError
+from ..workloads import Workload
+
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 7: "int64", 10: "float16"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    input_name: str
+    input_dtype: str
+    fixed_batch: int | None  # None where the batch dimension is dynamic
+    output_name: str  # the output post-processing reads
+    synthetic_weights: bool
+
+
+def _dims(value_info) -> list:
+    return [d.dim_value if d.HasField("dim_value") else None
+            for d in value_info.type.tensor_type.shape.dim]
+
+
+def check_model(path: str | Path, workload: Workload) -> ModelInfo:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"model file {path} does not exist: pass --model FILE "
+                        f"(`visionperf build-model {workload.name} --out {path}` makes one)")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises several unrelated types for a bad file
+        raise UserError(f"{path} is not a readable ONNX model ({type(e).__name__}): "
+                        "check the file or rebuild it") from None
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1 or inputs[0].name not in workload.input_names:
+        got = ", ".join(i.name for i in inputs) or "none"
+        raise UserError(f"{path} has input(s) {got}, but {workload.name} needs one input named "
+                        f"{' or '.join(workload.input_names)}: is this the right model?")
+    inp = inputs[0]
+    dims = _dims(inp)
+    row = list(workload.row_shape(workload.layout))
+    if len(dims) != 4 or dims[1:] != row:
+        raise UserError(f"{path}: input {inp.name} has shape {dims}, but {workload.name} needs "
+                        f"[N, {', '.join(map(str, row))}] ({workload.layout})")
+    dtype = _ONNX_DTYPES.get(inp.type.tensor_type.elem_type, "unsupported")
+    if dtype != workload.input_dtype:
+        raise UserError(f"{path}: input {inp.name} is {dtype}, but {workload.name} feeds "
+                        f"{workload.input_dtype}")
+    outputs = [o.name for o in model.graph.output]
+    chosen = next((n for n in workload.output_names if n in outputs), None)
+    if chosen is None:
+        raise UserError(f"{path} has outputs {', '.join(outputs)}, but {workload.name} reads "
+                        f"{' or '.join(workload.output_names)}: is this the right model?")
+    props = {p.key: p.value for p in model.metadata_props}
+    return ModelInfo(path=path, input_name=inp.name, input_dtype=dtype,
+                     fixed_batch=dims[0] if dims[0] else None, output_name=chosen,
+                     synthetic_weights=props.get("visionperf.synthetic_weights") == "true")

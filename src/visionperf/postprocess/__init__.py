@@ -1,0 +1,1 @@
+"""Host post-processing: model outputs to MLPerf response bytes."""

@@ -1,0 +1,74 @@
+"""Reading LoadGen's own logs: the official metric, validity and why."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The one official figure per scenario (FACTS.md section 3) and its unit.
+METRIC = {
+    "Offline": ("result_samples_per_second", "samples/s"),
+    "Server": ("result_completed_samples_per_sec", "samples/s"),
+    "SingleStream": ("early_stopping_latency_ss", "ns"),
+    "MultiStream": ("early_stopping_latency_ms", "ns"),
+}
+
+# Detail-log keys whose False makes a run INVALID, with the reason to print.
+CHECKS = {
+    "result_min_duration_met": "the run was shorter than min_duration",
+    "result_min_queries_met": "fewer queries than min_query_count",
+    "early_stopping_met": "too few queries for early stopping to bound the latency percentile",
+    "result_perf_constraints_met": "the latency percentile exceeded the bound",
+}
+
+
+def read_detail(path: str | Path) -> dict:
+    """The `:::MLLOG {json}` lines of mlperf_log_detail.txt as key -> value (last one wins)."""
+    out: dict = {}
+    errors: list[str] = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.startswith(":::MLLOG"):
+                continue
+            try:
+                rec = json.loads(line[len(":::MLLOG"):])
+            except ValueError:
+                continue
+            key = rec.get("key")
+            if rec.get("metadata", {}).get("is_error"):
+                errors.append(f"{key}: {rec.get('value')}")
+            out[key] = rec.get("value")
+    out["_errors"] = errors
+    return out
+
+
+@dataclass
+class PerfResult:
+    scenario: str
+    valid: bool
+    metric_name: str
+    metric: float | None
+    unit: str
+    reasons: list[str] = field(default_factory=list)
+    latency_ns: dict = field(default_factory=dict)  # percentile -> ns
+    detail: dict = field(default_factory=dict, repr=False)
+
+    def metric_text(self) -> str:
+        if self.metric is None:
+            return "n/a"
+        if self.unit == "ns":
+            return f"{self.metric / 1e6:.3f} ms"
+        return f"{self.metric:,.1f} {self.unit}"
+
+
+def read_result(log_dir: str | Path, scenario: str) -> PerfResult:
+    detail = read_detail(Path(log_dir) / "mlperf_log_detail.txt")
+    key, unit = METRIC[scenario]
+    metric = detail.get(key)
+    valid = detail.get("result_validity") == "VALID"
+    reasons = [why for k, why in CHECKS.items() if detail.get(k) is False]
+    reasons += detail["_errors"]
+    lat = {p: detail.get(f"result_{p}_percentile_latency_ns") for p in ("50.00", "90.00", "99.00")}
+    return PerfResult(scenario, valid, key, float(metric) if metric is not None else None, unit,
+                      reasons, {k: v for k, v in lat.items() if v is not None}, detail)

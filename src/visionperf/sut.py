@@ -1,0 +1,214 @@
+"""The system under test: LoadGen hands it queries, it hands back responses. Nothing else.
+
+    issue (LoadGen's thread)     one shared work queue      slot threads, per device
+    ----------------------  ->  -------------------------  ->  gather -> run -> post -> complete
+
+* The issue callback only records and hands off (FastSUT: no QuerySample objects). A one-sample
+  query (Server, SingleStream) is queued as a tuple; a many-sample query (Offline, MultiStream)
+  is cut into device batches with numpy, without Python work per sample.
+* Each device has `max_in_flight` slot threads, pinned to the device's cores. A free slot takes
+  the collect lock and forms the next batch: everything already queued, up to the batch size,
+  waiting for more only until the batch timeout (counted from the oldest sample's arrival) runs
+  out. Whichever device is free takes the next batch, so load balances itself.
+* The gather writes into the slot's preallocated input buffer; the device run and numpy copies
+  release the GIL; there is one QuerySamplesComplete per batch, whose response buffer lives
+  until the call returns.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .samples import SampleStore
+
+Postprocess = Callable[[np.ndarray, int], np.ndarray]  # (outputs, n) -> [n, k] response rows
+
+
+@dataclass
+class DeviceStats:
+    name: str
+    cpus: tuple[int, ...]
+    batches: int = 0
+    samples: int = 0
+    busy_s: float = 0.0  # time inside device.run
+    host_s: float = 0.0  # time in gather + post-processing + completion
+
+
+@dataclass
+class _Slot:
+    device: object
+    inbuf: np.ndarray
+    stats: DeviceStats
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+
+def pin_current_thread(cpus) -> None:
+    if cpus:
+        try:
+            os.sched_setaffinity(0, set(cpus))  # pid 0 = the calling thread on Linux
+        except (AttributeError, OSError):
+            pass
+
+
+class SystemUnderTest:
+    def __init__(self, devices: list, store: SampleStore, postprocess: Postprocess,
+                 batch_timeout_s: float = 0.0, complete: Callable | None = None):
+        import mlperf_loadgen as lg
+
+        self._lg = lg
+        self.devices = devices
+        self.store = store
+        self.postprocess = postprocess
+        self.batch_timeout_s = batch_timeout_s
+        self.batch_size = max(d.batch_size for d in devices)
+        self.complete = complete or lg.QuerySamplesComplete
+        self.stats = [DeviceStats(d.name, tuple(getattr(d, "thread_cpus", d.cpus))) for d in devices]
+        self.error: BaseException | None = None
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._collect_lock = threading.Lock()
+        self._slots: list[_Slot] = []
+        for d, st in zip(devices, self.stats):
+            for _ in range(d.max_in_flight):
+                buf = np.empty((d.batch_size, *d.input_shape), d.input_dtype)
+                self._slots.append(_Slot(d, buf, st))
+
+    # -- LoadGen's side -------------------------------------------------------------------
+    def issue(self, ids: list[int], indices: list[int]) -> None:
+        """FastSUT issue callback: never blocks, never does per-sample work for big queries."""
+        if len(ids) == 1:
+            self._q.put((ids[0], indices[0], time.monotonic()))
+            return
+        ids_a = np.array(ids, dtype=np.uint64)
+        idx_a = np.array(indices, dtype=np.intp)
+        b = self.batch_size
+        for s in range(0, len(ids_a), b):
+            self._q.put((ids_a[s : s + b], idx_a[s : s + b], None))
+
+    def flush(self) -> None:
+        pass
+
+    # -- threads ---------------------------------------------------------------------------
+    def start(self) -> None:
+        for i, slot in enumerate(self._slots):
+            slot.thread = threading.Thread(target=self._slot_loop, args=(slot,),
+                                           name=f"slot-{slot.device.name}-{i}", daemon=True)
+            slot.thread.start()
+
+    def stop(self) -> None:
+        self._q.put(None)
+        for slot in self._slots:
+            if slot.thread is not None:
+                slot.thread.join()
+                slot.thread = None
+        for d in self.devices:
+            d.close()
+
+    def _collect(self, limit: int):
+        """The next batch: (ids, dataset indices), or None when stopping."""
+        q = self._q
+        with self._collect_lock:
+            item = q.get()
+            if item is None:
+                q.put(None)  # wake the next slot so every one stops
+                return None
+            if item[2] is None:  # a batch cut by issue() (Offline, MultiStream)
+                return item[0], item[1]
+            ids, idx = [item[0]], [item[1]]
+            deadline = item[2] + self.batch_timeout_s
+            while len(ids) < limit:
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = q.get(timeout=remaining)
+                    except queue.Empty:
+                        break
+                if item is None:
+                    q.put(None)
+                    break
+                ids.append(item[0])
+                idx.append(item[1])
+            return ids, idx
+
+    def _slot_loop(self, slot: _Slot) -> None:
+        dev, st = slot.device, slot.stats
+        pin_current_thread(st.cpus)
+        limit = dev.batch_size
+        QSR = self._lg.QuerySampleResponse
+        clock = time.perf_counter
+        while True:
+            work = self._collect(limit)
+            if work is None:
+                return
+            ids, idx = work
+            n = len(ids)
+            if isinstance(ids, np.ndarray):
+                ids = ids.tolist()
+            t0 = clock()
+            try:
+                self.store.gather(idx, slot.inbuf)
+                x = slot.inbuf if dev.fixed_batch else slot.inbuf[:n]
+                t1 = clock()
+                out = dev.run(x)
+                t2 = clock()
+                resp = self.postprocess(out, n)
+            except BaseException as e:  # never leave LoadGen waiting on a sample
+                if self.error is None:
+                    self.error = e
+                self.complete([QSR(i, 0, 0) for i in ids])
+                continue
+            size = resp.strides[0] if resp.ndim > 1 else resp.itemsize
+            base = resp.ctypes.data
+            self.complete([QSR(i, base + k * size, size) for k, i in enumerate(ids)])
+            st.busy_s += t2 - t1
+            st.host_s += (t1 - t0) + (clock() - t2)
+            st.batches += 1
+            st.samples += n
+
+    def reset_stats(self) -> None:
+        for st in self.stats:
+            st.batches = st.samples = 0
+            st.busy_s = st.host_s = 0.0
+
+    # -- warm-up ---------------------------------------------------------------------------
+    def measure_rate(self, seconds: float = 2.0) -> float:
+        """Samples/s of all devices together, on the loaded samples, outside LoadGen.
+
+        Used to set Offline's expected QPS when the user gives none; also warms every device
+        (the first ORT run is slow). Requires start() and a loaded store.
+        """
+        done = threading.Semaphore(0)
+        real = self.complete
+        self.complete = lambda responses: done.release()
+        try:
+            loaded = max(1, self.store.loaded)
+            b = self.batch_size
+
+            def run(batches: int) -> float:
+                t = time.perf_counter()
+                for k in range(batches):
+                    idx = self.store.indices[(np.arange(b) + k * b) % loaded]
+                    self._q.put((np.arange(b, dtype=np.uint64), idx, None))
+                for _ in range(batches):
+                    done.acquire()
+                return time.perf_counter() - t
+
+            run(len(self._slots))  # first runs: allocation, graph warm-up
+            batches = len(self._slots)
+            while True:
+                elapsed = run(batches)
+                if elapsed >= seconds / 2 or batches > 1_000_000:
+                    return batches * b / elapsed
+                batches = max(batches * 2, int(batches * seconds / max(elapsed, 1e-6) / 2))
+        finally:
+            self.complete = real
