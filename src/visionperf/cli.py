@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", default="performance", help="performance (default) or accuracy")
     s.add_argument("--model", required=True)
     s.add_argument("--dataset", required=True)
-    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default) or null")
+    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), null (completes at once, no gather: the harness alone) or null-gather (the same plus the batch gather)")
     s.add_argument("--devices", type=int, default=1)
     s.add_argument("--batch-size", type=int)
     s.add_argument("--target-qps", type=float, help="written into the user.conf used")

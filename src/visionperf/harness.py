@@ -35,6 +35,9 @@ from .userconf import Overrides, conf_has, make_user_conf, read_user_conf, test_
 from .workloads import Workload, check_scenario, get_workload
 
 
+MULTISTREAM_SAMPLES = 8  # mlperf.conf's samples per MultiStream query
+
+
 @dataclass
 class RunConfig:
     workload: str
@@ -126,16 +129,27 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     try:
         # Warm-up on a few loaded samples: first runs are slow, and Offline needs a rate.
         store.load(range(min(len(dataset), 4 * batch_size * len(devices))))
-        need_rate = cfg.target_qps is None and cfg.mode == "performance" and scenario in ("Offline", "Server") \
-            and not conf_has(base_conf, w.name, scenario, "target_qps")
-        rate = sut.measure_rate(2.0 if need_rate else 0.5)
+        target_key = "target_qps" if scenario in ("Offline", "Server") else "target_latency"
+        need_target = cfg.target_qps is None and cfg.mode == "performance" \
+            and not conf_has(base_conf, w.name, scenario, target_key)
+        rate = sut.measure_rate(2.0 if need_target and scenario in ("Offline", "Server") else 0.5)
+        query_s = None
+        if need_target and scenario in ("SingleStream", "MultiStream"):
+            per_query = 1 if scenario == "SingleStream" else MULTISTREAM_SAMPLES
+            query_s = sut.measure_latency(per_query)
         store.unload([])
         sut.reset_stats()
         batch_time = batch_size * len(devices) / rate if rate > 0 else 0.0
         sut.batch_timeout_s = _server_timeout(w, scenario, batch_time, cfg.batch_timeout_ms)
 
         over = Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration)
-        if need_rate:
+        if need_target and query_s is not None:
+            # LoadGen stops at min_duration, so an expected latency set low only generates spare
+            # queries; set high, it runs out of queries and the run is INVALID.
+            over.target_qps = 2.0 / query_s
+            notes.append(f"expected latency {query_s * 500:.3f} ms set from a warm-up (half the "
+                         "measured query latency); pass --target-qps to choose it")
+        elif need_target:
             # Offline: aim 10% high so that LoadGen's issued samples surely fill min_duration.
             over.target_qps = rate * (1.1 if scenario == "Offline" else 0.5)
             how = "measured rate +10%" if scenario == "Offline" else "half the measured Offline rate"

@@ -144,6 +144,7 @@ class SystemUnderTest:
         dev, st = slot.device, slot.stats
         pin_current_thread(st.cpus)
         limit = dev.batch_size
+        gather = self.store.gather if dev.reads_input else (lambda idx, out: None)
         QSR = self._lg.QuerySampleResponse
         clock = time.perf_counter
         while True:
@@ -156,7 +157,7 @@ class SystemUnderTest:
                 ids = ids.tolist()
             t0 = clock()
             try:
-                self.store.gather(idx, slot.inbuf)
+                gather(idx, slot.inbuf)
                 x = slot.inbuf if dev.fixed_batch else slot.inbuf[:n]
                 t1 = clock()
                 out = dev.run(x)
@@ -210,5 +211,28 @@ class SystemUnderTest:
                 if elapsed >= seconds / 2 or batches > 1_000_000:
                     return batches * b / elapsed
                 batches = max(batches * 2, int(batches * seconds / max(elapsed, 1e-6) / 2))
+        finally:
+            self.complete = real
+
+    def measure_latency(self, samples_per_query: int, seconds: float = 0.5) -> float:
+        """Seconds per query, one query in flight at a time (SingleStream, MultiStream)."""
+        done = threading.Semaphore(0)
+        real = self.complete
+        self.complete = lambda responses: done.release()
+        try:
+            idx = self.store.indices[np.arange(samples_per_query) % max(1, self.store.loaded)]
+            ids = np.arange(samples_per_query, dtype=np.uint64)
+            times = []
+            t_end = time.perf_counter() + seconds
+            while time.perf_counter() < t_end or len(times) < 3:
+                t = time.perf_counter()
+                n_batches = 0
+                for s in range(0, samples_per_query, self.batch_size):
+                    self._q.put((ids[s : s + self.batch_size], idx[s : s + self.batch_size], None))
+                    n_batches += 1
+                for _ in range(n_batches):
+                    done.acquire()
+                times.append(time.perf_counter() - t)
+            return float(np.median(times[1:]))  # the first query pays for warm-up
         finally:
             self.complete = real

@@ -21,6 +21,7 @@ class Device(Protocol):
     max_in_flight: int  # batches it can hold at once (pipeline slots)
     input_shape: tuple[int, ...]  # one row
     input_dtype: np.dtype
+    reads_input: bool  # False only for the null device: the pipeline then skips the gather
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch (rows in the model's input layout); returns the output rows.
@@ -31,7 +32,7 @@ class Device(Protocol):
     def close(self) -> None: ...
 
 
-BACKENDS = ("onnxruntime", "null")
+BACKENDS = ("onnxruntime", "null", "null-gather")
 
 
 def make_devices(backend: str, model, workload, plan, batch_size: int) -> list[Device]:
@@ -40,8 +41,9 @@ def make_devices(backend: str, model, workload, plan, batch_size: int) -> list[D
         from .onnxruntime import OrtDevice
 
         return [OrtDevice(f"cpu{i}", model, workload, part, batch_size) for i, part in enumerate(plan)]
-    if backend == "null":
+    if backend in ("null", "null-gather"):
         from .null import NullDevice
 
-        return [NullDevice(f"null{i}", model, workload, part, batch_size) for i, part in enumerate(plan)]
+        return [NullDevice(f"null{i}", model, workload, part, batch_size, backend == "null-gather")
+                for i, part in enumerate(plan)]
     raise UserError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")

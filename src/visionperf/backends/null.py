@@ -6,11 +6,16 @@ import numpy as np
 
 
 class NullDevice:
+    """READS_INPUT=False (backend `null`) skips the batch gather: dispatch, batching and
+    completion only, comparable with a bare LoadGen SUT. READS_INPUT=True (`null-gather`) keeps
+    the gather, so the host copy cost of the workload's rows is included."""
+
     max_in_flight = 1
     fixed_batch = False
 
-    def __init__(self, name, model, workload, partition, batch_size: int):
+    def __init__(self, name, model, workload, partition, batch_size: int, reads_input: bool = False):
         self.name = name
+        self.reads_input = reads_input
         self.cpus = tuple(partition.cpus)
         self.batch_size = batch_size
         self.input_shape = workload.row_shape(workload.layout)

@@ -30,6 +30,7 @@ def session_options(cores: tuple[int, ...], threads: int | None = None) -> ort.S
 
 
 class OrtDevice:
+    reads_input = True
     max_in_flight = 1  # a CPU partition runs one batch at a time; its cores are the parallelism
 
     def __init__(self, name, model, workload, partition, batch_size: int):

@@ -89,13 +89,13 @@ def decode_bgr(path: Path) -> np.ndarray:
     data = path.read_bytes()
     if not data:
         raise UserError(f"{path} is empty: replace it with the original image")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise UserError(f"{path} is not a readable image (corrupt?): replace it with the original")
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
         raise UserError(
             f"{path} is a truncated JPEG (no end-of-image marker): replace it with the original"
         )
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise UserError(f"{path} is not a readable image (corrupt?): replace it with the original")
     return img
 
 
@@ -116,8 +116,13 @@ def resize_short_center_crop(img_rgb: np.ndarray, workload: Workload) -> np.ndar
 
 
 def preprocess_imagenet(path: Path, workload: Workload, layout: str = "NCHW") -> np.ndarray:
-    """One image to one float32 model input row (CHW or HWC), exactly as the reference."""
-    img = cv2.cvtColor(decode_bgr(path), cv2.COLOR_BGR2RGB)
+    """One image file to one float32 model input row (CHW or HWC), exactly as the reference."""
+    return preprocess_bgr(decode_bgr(path), workload, layout)
+
+
+def preprocess_bgr(img_bgr: np.ndarray, workload: Workload, layout: str = "NCHW") -> np.ndarray:
+    """One decoded HxWx3 BGR image to one float32 model input row."""
+    img = cv2.cvtColor(img_bgr, cv2.COLOR_BGR2RGB)
     img = resize_short_center_crop(img, workload).astype(np.float32)
     pre = workload.preprocessing
     if pre.scale != 1.0:

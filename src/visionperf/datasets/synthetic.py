@@ -18,7 +18,7 @@ from ..errors import UserError
 MARKER = "SYNTHETIC"
 
 
-def _draw_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def draw_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A BGR uint8 image with a gradient background, a few filled shapes and mild noise."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
@@ -60,7 +60,7 @@ def make_imagenet(out: str | Path, count: int = 256, seed: int = 0) -> Path:
         else:
             long, short = int(rng.integers(300, 640)), int(rng.integers(200, 480))
             h, w = (long, short) if rng.random() < 0.3 else (short, long)
-        img = _draw_image(rng, h, w)
+        img = draw_image(rng, h, w)
         if rng.random() < 0.08:  # ImageNet val has grayscale JPEGs; the reader must expand them
             img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(75, 96))])

@@ -83,20 +83,28 @@ def build_resnet50(out: str | Path, seed: int = 0, width: float = 1.0, num_class
         helper.make_node("ArgMax", ["softmax_tensor:0"], ["ArgMax:0"], name="argmax", axis=1, keepdims=0),
     ]
     fc_w = rng.standard_normal((num_classes, cin), dtype=np.float32) * np.float32(np.sqrt(1.0 / cin))
-    # Post-ReLU features share a large positive mean; zero-sum rows cancel it so the predicted
-    # class depends on the image rather than being one class for every input.
-    fc_w -= fc_w.mean(axis=1, keepdims=True)
-    g.inits += [numpy_helper.from_array(fc_w, "fc/W"),
-                numpy_helper.from_array(np.zeros(num_classes, np.float32), "fc/B")]
-    graph = helper.make_graph(
-        g.nodes, "resnet50_v1.5",
-        [helper.make_tensor_value_info("input_tensor:0", TensorProto.FLOAT, ["N", 3, 224, 224])],
-        [helper.make_tensor_value_info("ArgMax:0", TensorProto.INT64, ["N"]),
-         helper.make_tensor_value_info("softmax_tensor:0", TensorProto.FLOAT, ["N", num_classes])],
-        g.inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
-                              producer_name="visionperf")
+    fc_b = np.zeros(num_classes, np.float32)
+    inputs = [helper.make_tensor_value_info("input_tensor:0", TensorProto.FLOAT, ["N", 3, 224, 224])]
+    outputs = [helper.make_tensor_value_info("ArgMax:0", TensorProto.INT64, ["N"]),
+               helper.make_tensor_value_info("softmax_tensor:0", TensorProto.FLOAT, ["N", num_classes])]
+
+    def make(fc_w, fc_b, extra_outputs=()):
+        graph = helper.make_graph(
+            g.nodes, "resnet50_v1.5", inputs, outputs + list(extra_outputs),
+            g.inits + [numpy_helper.from_array(fc_w, "fc/W"), numpy_helper.from_array(fc_b, "fc/B")])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                                 producer_name="visionperf")
+
+    # Untrained post-ReLU features share one large common direction, so every image would get
+    # the same class. Standardising the features (folded into the classifier, as a trained
+    # model's statistics would be) makes predictions depend on the image, which lets tests
+    # check that each response carries its own sample's prediction.
+    probe = make(fc_w, fc_b, [helper.make_tensor_value_info("flatten", TensorProto.FLOAT, ["N", cin])])
+    feats = _features(probe, seed)
+    mu, sd = feats.mean(0), np.maximum(feats.std(0), 1e-6)
+    fc_w = (fc_w / sd).astype(np.float32)
+    fc_b = (-(fc_w @ mu)).astype(np.float32)
+    model = make(fc_w, fc_b)
     model.ir_version = 8
     helper.set_model_props(model, {
         "visionperf.model": "resnet50",
@@ -111,3 +119,21 @@ def build_resnet50(out: str | Path, seed: int = 0, width: float = 1.0, num_class
     onnx.save(model, tmp)
     os.replace(tmp, out)
     return out
+
+
+def _features(model: onnx.ModelProto, seed: int, count: int = 16) -> np.ndarray:
+    """Pooled features of COUNT generated images (one thread: deterministic)."""
+    import onnxruntime as ort
+
+    from ..datasets.imagenet import preprocess_bgr
+    from ..datasets.synthetic import draw_image
+    from ..workloads import RESNET50
+
+    rng = np.random.default_rng(seed + 1)
+    x = np.stack([preprocess_bgr(draw_image(rng, int(rng.integers(240, 480)), int(rng.integers(240, 480))),
+                                 RESNET50) for _ in range(count)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(["flatten"], {"input_tensor:0": x})[0].astype(np.float64)

@@ -1,0 +1,53 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from visionperf.cache import ensure_cache
+from visionperf.datasets import open_dataset, preprocess_one
+from visionperf.errors import UserError
+from visionperf.workloads import RESNET50
+
+
+def test_cache_is_built_once_and_holds_the_preprocessed_rows(imagenet_dir, tmp_path):
+    ds = open_dataset(RESNET50, imagenet_dir, count=20)
+    logs = []
+    c = ensure_cache(RESNET50, ds, tmp_path, log=logs.append)
+    assert c.data.shape == (20, 3, 224, 224) and c.data.dtype == np.float32
+    for i in (0, 7, 19):
+        np.testing.assert_array_equal(c.data[i], preprocess_one(RESNET50, ds.path(i), "NCHW"))
+    m = json.loads((c.path / "manifest.json").read_text())
+    assert m["workload"] == "resnet50" and m["layout"] == "NCHW" and m["synthetic_dataset"]
+    assert not list(c.path.glob("*.partial")) and not list(c.path.glob("*.tmp"))
+    again = ensure_cache(RESNET50, ds, tmp_path, log=logs.append)
+    assert again.path == c.path and "reusing" in logs[-1]
+    # The cache directory itself can be given: it is checked, not rebuilt.
+    assert ensure_cache(RESNET50, ds, c.path).path == c.path
+
+
+def test_a_changed_dataset_gets_its_own_cache_and_a_named_one_is_refused(imagenet_dir, tmp_path):
+    d = tmp_path / "ds"
+    shutil.copytree(imagenet_dir, d)
+    ds = open_dataset(RESNET50, d, count=6)
+    c = ensure_cache(RESNET50, ds, tmp_path / "c")
+    lines = (d / "val_map.txt").read_text().splitlines()
+    name, label = lines[0].split()
+    lines[0] = f"{name} {(int(label) + 1) % 1000}"
+    (d / "val_map.txt").write_text("\n".join(lines) + "\n")
+    changed = open_dataset(RESNET50, d, count=6)
+    other = ensure_cache(RESNET50, changed, tmp_path / "c")
+    assert other.path != c.path
+    with pytest.raises(UserError, match="does not match this run.*source images differ"):
+        ensure_cache(RESNET50, changed, c.path)
+    with pytest.raises(UserError, match="dtype: cache has 'float32', run needs 'int8'"):
+        ensure_cache(RESNET50, ds, c.path, dtype="int8")
+
+
+def test_a_directory_without_manifest_is_never_taken_as_complete(imagenet_dir, tmp_path):
+    ds = open_dataset(RESNET50, imagenet_dir, count=4)
+    c = ensure_cache(RESNET50, ds, tmp_path)
+    (c.path / "manifest.json").unlink()  # as if the build died before publishing
+    (c.path / "data.npy").write_bytes(b"half")
+    rebuilt = ensure_cache(RESNET50, ds, tmp_path)
+    np.testing.assert_array_equal(rebuilt.data[3], preprocess_one(RESNET50, ds.path(3), "NCHW"))

@@ -1,0 +1,161 @@
+"""The SUT's dispatch and batching, driven directly (LoadGen's completion replaced by a recorder)."""
+
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from visionperf.postprocess.classify import labels_from_output
+from visionperf.samples import SampleStore
+from visionperf.sut import SystemUnderTest
+
+
+class EchoDevice:
+    """Returns, per row, the value of its first element: shows which sample each row came from."""
+
+    reads_input = True
+    fixed_batch = False
+
+    def __init__(self, name, batch_size=4, in_flight=1, delay=0.0, fail_on=None):
+        self.name, self.batch_size, self.max_in_flight = name, batch_size, in_flight
+        self.cpus = ()
+        self.input_shape, self.input_dtype = (3, 2, 2), np.dtype(np.float32)
+        self.delay, self.fail_on, self.batches = delay, fail_on, []
+
+    def run(self, batch):
+        self.batches.append(len(batch))
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail_on is not None and len(self.batches) == self.fail_on:
+            raise RuntimeError("device fell over")
+        return batch[:, 0, 0, 0].astype(np.int64) + 1  # an ArgMax-like output, label + 1
+
+    def close(self):
+        pass
+
+
+class Recorder:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.got: dict[int, float] = {}
+        self.calls = 0
+        self.done = threading.Event()
+        self.expect = 0
+
+    def __call__(self, responses):
+        import ctypes
+        with self.lock:
+            self.calls += 1
+            for r in responses:
+                val = ctypes.c_float.from_address(r.data).value if r.size else None
+                assert r.id not in self.got, "a sample completed twice"
+                self.got[r.id] = val
+            if len(self.got) >= self.expect:
+                self.done.set()
+
+
+def make_store(n=40):
+    data = np.zeros((n, 3, 2, 2), np.float32)
+    data[:, 0, 0, 0] = np.arange(n) * 10  # sample i "is" label 10*i
+    store = SampleStore(data)
+    return store
+
+
+def make_sut(devices, store, timeout=0.0):
+    rec = Recorder()
+    sut = SystemUnderTest(devices, store, lambda out, n: labels_from_output(out, n, 1), timeout, complete=rec)
+    sut.start()
+    return sut, rec
+
+
+def test_offline_query_is_cut_into_batches_and_every_sample_answered_once():
+    store = make_store()
+    store.load(list(range(5, 35)))
+    devs = [EchoDevice("a"), EchoDevice("b")]
+    sut, rec = make_sut(devs, store)
+    rec.expect = 30
+    ids = [1000 + i for i in range(30)]
+    idx = list(range(5, 35))
+    sut.issue(ids, idx)
+    assert rec.done.wait(10)
+    sut.stop()
+    assert rec.got == {1000 + k: float(10 * (5 + k)) for k in range(30)}
+    assert sorted(devs[0].batches + devs[1].batches) == [2] + [4] * 7
+    assert rec.calls == 8  # one QuerySamplesComplete per batch
+
+
+def test_server_samples_are_batched_within_the_timeout():
+    store = make_store()
+    store.load(list(range(40)))
+    dev = EchoDevice("a", batch_size=8)
+    sut, rec = make_sut([dev], store, timeout=0.05)
+    rec.expect = 5
+    for k in range(5):  # five queries arriving together: one batch, not five
+        sut.issue([k], [k])
+    assert rec.done.wait(5)
+    sut.stop()
+    assert dev.batches == [5]
+    assert rec.got == {k: float(10 * k) for k in range(5)}
+
+
+def test_timeout_bounds_the_wait_for_a_full_batch():
+    store = make_store()
+    store.load(list(range(40)))
+    dev = EchoDevice("a", batch_size=8)
+    sut, rec = make_sut([dev], store, timeout=0.02)
+    rec.expect = 1
+    t = time.monotonic()
+    sut.issue([7], [3])
+    assert rec.done.wait(5)
+    waited = time.monotonic() - t
+    sut.stop()
+    assert 0.015 < waited < 0.5 and dev.batches == [1]
+
+
+def test_free_devices_take_the_work():
+    store = make_store()
+    store.load(list(range(40)))
+    devs = [EchoDevice("a", delay=0.02), EchoDevice("b", delay=0.02)]
+    sut, rec = make_sut(devs, store)
+    rec.expect = 40
+    sut.issue(list(range(40)), list(range(40)))
+    assert rec.done.wait(10)
+    sut.stop()
+    assert len(devs[0].batches) >= 3 and len(devs[1].batches) >= 3
+
+
+def test_a_failing_device_still_answers_loadgen_and_reports():
+    store = make_store()
+    store.load(list(range(40)))
+    dev = EchoDevice("a", fail_on=2)
+    sut, rec = make_sut([dev], store)
+    rec.expect = 12
+    sut.issue(list(range(12)), list(range(12)))
+    assert rec.done.wait(10)
+    sut.stop()
+    assert isinstance(sut.error, RuntimeError)
+    assert [rec.got[i] for i in range(4, 8)] == [None] * 4  # empty responses, never garbage
+
+
+def test_measure_rate_uses_all_devices_outside_loadgen():
+    store = make_store()
+    store.load(list(range(16)))
+    devs = [EchoDevice("a", delay=0.01), EchoDevice("b", delay=0.01)]
+    sut, rec = make_sut(devs, store)
+    rate = sut.measure_rate(0.4)
+    sut.stop()
+    assert rec.calls == 0  # nothing reached LoadGen's completion
+    assert 300 < rate < 900  # 2 devices x 4 samples / 10 ms = 800/s minus overheads
+
+
+def test_gather_reads_the_loaded_rows_by_dataset_index():
+    store = make_store()
+    store.load([9, 2, 30])
+    out = np.empty((4, 3, 2, 2), np.float32)
+    store.gather(np.array([30, 9]), out)
+    assert out[0, 0, 0, 0] == 300 and out[1, 0, 0, 0] == 90
+    assert store.buffer.flags.c_contiguous and store.loaded == 3
+    store.unload([9, 2, 30])
+    assert store.loaded == 0
