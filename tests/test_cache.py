@@ -21,7 +21,7 @@ def test_cache_is_built_once_and_holds_the_preprocessed_rows(imagenet_dir, tmp_p
     assert m["workload"] == "resnet50" and m["layout"] == "NCHW" and m["synthetic_dataset"]
     assert not list(c.path.glob("*.partial")) and not list(c.path.glob("*.tmp"))
     again = ensure_cache(RESNET50, ds, tmp_path, log=logs.append)
-    assert again.path == c.path and "reusing" in logs[-1]
+    assert again.path == c.path and logs[-1].startswith("cache: using")
     # The cache directory itself can be given: it is checked, not rebuilt.
     assert ensure_cache(RESNET50, ds, c.path).path == c.path
 
@@ -40,7 +40,10 @@ def test_a_changed_dataset_gets_its_own_cache_and_a_named_one_is_refused(imagene
     assert other.path != c.path
     with pytest.raises(UserError, match="does not match this run.*source images differ"):
         ensure_cache(RESNET50, changed, c.path)
+    from visionperf.cache import Quantization
     with pytest.raises(UserError, match="dtype: cache has 'float32', run needs 'int8'"):
+        ensure_cache(RESNET50, ds, c.path, dtype="int8", quantization=Quantization(1.0, 0, "int8"))
+    with pytest.raises(UserError, match="needs the model's input scale"):
         ensure_cache(RESNET50, ds, c.path, dtype="int8")
 
 

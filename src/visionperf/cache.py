@@ -1,23 +1,31 @@
 """The offline-preprocessed store: one memory-mappable array per dataset plus a manifest.
 
-Preprocessing (decode, resize, crop, normalise) is allowed offline by the MLPerf rules and is
-far too slow to do at run time, so `run` reads rows from here. A cache is a directory:
+Preprocessing (decode, resize, crop, normalise, quantise) is allowed offline by the MLPerf rules
+and is far too slow to do at run time, so `run` reads rows from here. A finished cache is a
+directory holding
 
-    manifest.json   workload, shape, dtype, layout, preprocessing settings, source hash
-    data.npy        the rows, in dataset order (np.load(..., mmap_mode="r"))
+    manifest.json   workload, shape, dtype, layout, quantisation, preprocessing settings and
+                    their hash, source hash, skipped images
+    data.npy        the rows in dataset order (np.load(..., mmap_mode="r"))
 
-`data.npy` is written under a temporary name and renamed, and the manifest is written last,
-so a directory without a manifest is never mistaken for a finished cache. A cache whose
-manifest does not match the run (other workload, dtype, layout, sources or settings) is
-refused, never silently used.
+The build works in chunks through a process pool. Workers write their rows straight into a
+preallocated `build/data.npy.partial` (no pixels cross a pipe) and mark each chunk done only
+after its rows are flushed, so an interrupted build keeps every finished chunk and a rerun does
+only the rest. The array is renamed into place and the manifest written last: a directory
+without a manifest is never mistaken for a finished cache. A cache whose manifest does not
+match the run (other workload, dtype, layout, quantisation, sources or settings) is refused,
+never silently used.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import shutil
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +35,10 @@ from .datasets import ImageNetVal, preprocess_one
 from .errors import UserError
 from .workloads import Workload, get_workload
 
-FORMAT_VERSION = 1
-CHUNK = 64  # images per work unit handed to a worker process
+FORMAT_VERSION = 2
+DEFAULT_CHUNK = 64  # images per work unit
+DTYPES = ("float32", "int8", "uint8")
+LAYOUTS = ("NCHW", "NHWC")
 
 
 def default_cache_root() -> Path:
@@ -47,7 +57,40 @@ def source_hash(dataset: ImageNetVal) -> str:
     return h.hexdigest()
 
 
-def expected_manifest(workload: Workload, dataset: ImageNetVal, dtype: str, layout: str) -> dict:
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+# -- quantisation ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Quantization:
+    """Affine quantisation of the model input: q = saturate(round_half_even(x / scale) + zero_point)."""
+
+    scale: float
+    zero_point: int
+    dtype: str  # "uint8" | "int8"
+
+    def to_json(self) -> dict:
+        return {"scale": self.scale, "zero_point": self.zero_point, "dtype": self.dtype}
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """What ONNX QuantizeLinear computes, bit for bit: float32 division, ties to even."""
+        info = np.iinfo(self.dtype)
+        q = np.rint(x.astype(np.float32) / np.float32(self.scale)) + self.zero_point
+        return np.clip(q, info.min, info.max).astype(self.dtype)
+
+
+def expected_manifest(workload: Workload, dataset: ImageNetVal, dtype: str, layout: str,
+                      quantization: Quantization | None = None) -> dict:
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown layout {layout!r}: choose NCHW or NHWC")
+    if dtype != "float32" and (quantization is None or quantization.dtype != dtype):
+        raise UserError(f"a {dtype} cache needs the model's input scale and zero point: "
+                        "pass --model INT8_MODEL (or --scale and --zero-point)")
+    pre = workload.preprocessing.settings()
     return {
         "format": FORMAT_VERSION,
         "workload": workload.name,
@@ -55,32 +98,53 @@ def expected_manifest(workload: Workload, dataset: ImageNetVal, dtype: str, layo
         "shape": [len(dataset), *workload.row_shape(layout)],
         "dtype": dtype,
         "layout": layout,
-        "quantization": None,  # float32 rows; int8 caches record scale and zero point here
-        "preprocessing": workload.preprocessing.settings(),
+        "quantization": quantization.to_json() if quantization and dtype != "float32" else None,
+        "preprocessing": pre,
+        "preprocessing_hash": _hash(pre),
         "source_hash": source_hash(dataset),
+        "source_root": str(dataset.root),
         "synthetic_dataset": dataset.synthetic,
+        "skipped": [],
     }
 
 
+_KEYED = ("format", "workload", "dtype", "layout", "quantization", "preprocessing_hash", "source_hash", "count")
+
+
 def _settings_key(manifest: dict) -> str:
-    keyed = {k: manifest[k] for k in ("workload", "dtype", "layout", "preprocessing", "source_hash", "format")}
-    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+    return _hash({k: manifest[k] for k in _KEYED})[:16]
 
 
 @dataclass
 class Cache:
     path: Path
     manifest: dict
-    data: np.ndarray  # read-only memmap, shape manifest["shape"]
+    data: np.ndarray  # read-only memmap, rows of the images kept, in dataset order
+    dataset_index: np.ndarray  # row -> index in the dataset's list (skipped images left out)
 
     @property
     def workload(self) -> Workload:
         return get_workload(self.manifest["workload"])
 
+    @property
+    def skipped(self) -> list:
+        return self.manifest.get("skipped", [])
+
+    def describe(self) -> str:
+        m = self.manifest
+        q = m.get("quantization")
+        quant = f", scale {q['scale']:.6g}, zero point {q['zero_point']}" if q else ""
+        return f"{self.path} ({m['dtype']} {m['layout']}{quant}, {len(self.data)} rows)"
+
 
 def _mismatches(found: dict, wanted: dict) -> list[str]:
-    keys = ("format", "workload", "shape", "dtype", "layout", "quantization", "preprocessing", "source_hash")
+    keys = ("format", "workload", "count", "dtype", "layout", "quantization", "preprocessing_hash", "source_hash")
     return [k for k in keys if found.get(k) != wanted.get(k)]
+
+
+def _explain(found: dict, wanted: dict, keys: list[str]) -> str:
+    names = {"source_hash": "source images differ", "preprocessing_hash": "preprocessing settings differ"}
+    return ", ".join(names.get(k) or f"{k}: cache has {found.get(k)!r}, run needs {wanted.get(k)!r}" for k in keys)
 
 
 def open_cache(path: Path, wanted: dict | None = None) -> Cache:
@@ -92,79 +156,196 @@ def open_cache(path: Path, wanted: dict | None = None) -> Cache:
     if wanted is not None:
         bad = _mismatches(manifest, wanted)
         if bad:
-            detail = ", ".join(f"{k}: cache has {manifest.get(k)!r}, run needs {wanted.get(k)!r}"
-                               if k != "source_hash" else "source images differ" for k in bad)
-            raise UserError(
-                f"cache {path} does not match this run ({detail}): point --cache elsewhere "
-                "or delete it to rebuild"
-            )
+            raise UserError(f"cache {path} does not match this run ({_explain(manifest, wanted, bad)}): "
+                            "point --cache elsewhere or delete it to rebuild")
     try:
         data = np.load(path / "data.npy", mmap_mode="r")
     except (OSError, ValueError) as e:
         raise UserError(f"{path / 'data.npy'} is unreadable ({e}): delete {path} and rerun") from None
-    if list(data.shape) != manifest["shape"] or str(data.dtype) != manifest["dtype"]:
+    skipped = {int(i) for i, _, _ in manifest.get("skipped", [])}
+    keep = np.array([i for i in range(manifest["count"]) if i not in skipped], np.intp)
+    shape = [len(keep), *manifest["shape"][1:]]
+    if list(data.shape) != shape or str(data.dtype) != manifest["dtype"]:
         raise UserError(f"{path / 'data.npy'} does not match its manifest: delete {path} and rerun")
-    return Cache(path, manifest, data)
+    return Cache(path, manifest, data, keep)
 
 
-def _preprocess_chunk(args: tuple) -> tuple[int, np.ndarray]:
-    workload_name, root, files, start, layout, dtype = args
+# -- the build ---------------------------------------------------------------------------------
+
+_worker_out: np.ndarray | None = None
+
+
+def _worker_init(partial: str) -> None:
+    global _worker_out
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
+    _worker_out = np.load(partial, mmap_mode="r+")
+
+
+def _preprocess_chunk(job: tuple) -> tuple[int, int, list]:
+    """Preprocess one chunk into the shared partial array; returns (chunk, images, bad)."""
+    chunk, start, workload_name, root, files, layout, quant, skip_bad = job
     workload = get_workload(workload_name)
-    rows = np.stack([preprocess_one(workload, Path(root) / f, layout) for f in files])
-    return start, rows.astype(dtype, copy=False)
+    q = Quantization(**quant) if quant else None
+    out = _worker_out
+    bad = []
+    for k, name in enumerate(files):
+        try:
+            row = preprocess_one(workload, Path(root) / name, layout)
+        except UserError as e:
+            if not skip_bad:
+                raise
+            bad.append([start + k, name, str(e)])
+            out[start + k] = 0
+            continue
+        out[start + k] = q.apply(row) if q else row
+    out.flush()  # rows on disk before the chunk is marked done
+    return chunk, len(files), bad
 
 
-def build_cache(path: Path, workload: Workload, dataset: ImageNetVal, dtype: str, layout: str,
-                manifest: dict, workers: int | None = None) -> Cache:
-    """Preprocess every image of DATASET into PATH, using a process pool, then publish it."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    path.mkdir(parents=True, exist_ok=True)
-    partial = path / "data.npy.partial"
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.dtype(dtype), shape=tuple(manifest["shape"]))
-    jobs = [
-        (workload.name, str(dataset.root), dataset.files[s : s + CHUNK], s, layout, dtype)
-        for s in range(0, len(dataset), CHUNK)
-    ]
-    workers = workers or os.cpu_count() or 1
-    columns = (TextColumn("preprocessing {task.description}"), BarColumn(),
-               TextColumn("{task.completed}/{task.total} images"), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as progress:
-        task = progress.add_task(workload.name, total=len(dataset))
-        if workers == 1 or len(jobs) == 1:
-            results = map(_preprocess_chunk, jobs)
-            for start, rows in results:
-                out[start : start + len(rows)] = rows
-                progress.advance(task, len(rows))
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for start, rows in pool.map(_preprocess_chunk, jobs):
-                    out[start : start + len(rows)] = rows
-                    progress.advance(task, len(rows))
-    out.flush()
-    del out
-    os.replace(partial, path / "data.npy")
+    return Progress(TextColumn("preprocessing {task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False)
+
+
+def build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest: dict,
+                workers: int | None = None, chunk: int = DEFAULT_CHUNK, skip_bad: bool = False,
+                log=print) -> Cache:
+    """Preprocess every image of DATASET into PATH (resuming a build left there), then publish."""
+    build = path / "build"
+    done_dir = build / "done"
+    partial = build / "data.npy.partial"
+    plan = {"manifest": {k: v for k, v in manifest.items() if k != "skipped"}, "chunk": chunk}
+    if (build / "build.json").exists():
+        try:
+            old = json.loads((build / "build.json").read_text())
+        except ValueError:
+            old = None
+        if old != plan:
+            raise UserError(f"{build} holds an unfinished build with other settings: delete it "
+                            "(or pass another --out) to start this one")
+    else:
+        if build.exists():
+            shutil.rmtree(build)
+        done_dir.mkdir(parents=True)
+        np.lib.format.open_memmap(partial, mode="w+", dtype=np.dtype(manifest["dtype"]),
+                                  shape=tuple(manifest["shape"]))  # sparse until written
+        tmp = build / "build.json.tmp"
+        tmp.write_text(json.dumps(plan, sort_keys=True))
+        os.replace(tmp, build / "build.json")
+
+    n = len(dataset)
+    starts = list(range(0, n, chunk))
+    finished = {int(p.stem.split("-")[1]) for p in done_dir.glob("chunk-*.json")}
+    todo = [c for c in range(len(starts)) if c not in finished]
+    quant = manifest["quantization"]
+    jobs = [(c, starts[c], workload.name, str(dataset.root), dataset.files[starts[c]: starts[c] + chunk],
+             manifest["layout"], quant, skip_bad) for c in todo]
+    done_images = sum(min(chunk, n - starts[c]) for c in finished)
+    if finished:
+        log(f"resuming: {len(finished)} of {len(starts)} chunks already done")
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    t0 = time.perf_counter()
+    fresh = 0
+    if jobs:
+        # forkserver, not fork: this process has threads (the progress bar's, ONNX Runtime's),
+        # and a child forked while one of them holds a lock can hang forever.
+        ctx = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(str(partial),)) as pool, _progress() as progress:
+            task = progress.add_task(workload.name, total=n, completed=done_images, rate="")
+            pending = {pool.submit(_preprocess_chunk, j) for j in jobs}
+            try:
+                while pending:
+                    finished_now, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished_now:
+                        c, count, bad = fut.result()  # a worker's UserError surfaces here
+                        marker = done_dir / f"chunk-{c:06d}.json"
+                        tmp = marker.with_suffix(".tmp")
+                        tmp.write_text(json.dumps({"bad": bad}))
+                        os.replace(tmp, marker)
+                        fresh += count
+                        rate = fresh / (time.perf_counter() - t0)
+                        progress.update(task, advance=count, rate=f"{rate:,.0f} img/s")
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    elapsed = time.perf_counter() - t0
+    bad = []
+    for p in sorted(done_dir.glob("chunk-*.json")):
+        bad += json.loads(p.read_text())["bad"]
+    return _publish(path, build, partial, manifest, bad, fresh, elapsed, log)
+
+
+def _publish(path: Path, build: Path, partial: Path, manifest: dict, bad: list, fresh: int,
+             elapsed: float, log) -> Cache:
+    final = path / "data.npy"
+    if bad:
+        # Skipped images are left out of the array, never kept as zero rows.
+        keep = np.setdiff1d(np.arange(manifest["count"]), [b[0] for b in bad])
+        src = np.load(partial, mmap_mode="r")
+        compact = build / "data.npy.compact"
+        out = np.lib.format.open_memmap(compact, mode="w+", dtype=src.dtype, shape=(len(keep), *src.shape[1:]))
+        for s in range(0, len(keep), 256):
+            out[s : s + 256] = src[keep[s : s + 256]]
+        out.flush()
+        del out, src
+        os.replace(compact, final)
+        report = path / "skipped.txt"
+        report.write_text("".join(f"{name}\t{why}\n" for _, name, why in bad))
+        log(f"skipped {len(bad)} bad image(s), listed in {report}")
+    else:
+        os.replace(partial, final)
+    manifest = dict(manifest, skipped=bad)
     tmp = path / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, path / "manifest.json")
-    return open_cache(path, manifest)
+    shutil.rmtree(build, ignore_errors=True)
+    cache = open_cache(path)
+    size = (path / "data.npy").stat().st_size
+    f32 = int(np.prod(manifest["shape"][1:])) * 4 * len(cache.data)
+    speed = f", {fresh / elapsed:,.0f} images/s" if fresh and elapsed > 0 else ""
+    log(f"cache ready: {cache.describe()}: {size / 1e9:.3f} GB on disk, {size / f32:.2f}x the "
+        f"float32 size ({f32 / 1e9:.3f} GB){speed}")
+    return cache
 
 
 def ensure_cache(workload: Workload, dataset: ImageNetVal, cache_arg: str | Path | None,
-                 dtype: str = "float32", layout: str = "NCHW", log=print) -> Cache:
+                 dtype: str = "float32", layout: str = "NCHW", quantization: Quantization | None = None,
+                 log=print, **build_options) -> Cache:
     """The cache for this run: reuse a matching one, refuse a mismatched one, else build it.
 
     CACHE_ARG is either a cache directory (it holds manifest.json) or a root under which each
-    distinct (workload, dtype, layout, sources, settings) gets its own subdirectory.
+    distinct (workload, dtype, layout, quantisation, sources, settings) gets its own directory.
     """
-    wanted = expected_manifest(workload, dataset, dtype, layout)
+    wanted = expected_manifest(workload, dataset, dtype, layout, quantization)
     given = Path(cache_arg) if cache_arg else default_cache_root()
     if (given / "manifest.json").exists():
-        return open_cache(given, wanted)
+        cache = open_cache(given, wanted)
+        log(f"cache: using {cache.describe()}")
+        return cache
     path = given / f"{workload.name}-{dtype}-{layout.lower()}-{_settings_key(wanted)}"
     if (path / "manifest.json").exists():
         cache = open_cache(path, wanted)
-        log(f"cache: reusing {path}")
+        log(f"cache: using {cache.describe()}")
         return cache
     log(f"cache: preprocessing {len(dataset)} images into {path}")
-    return build_cache(path, workload, dataset, dtype, layout, wanted)
+    return build_cache(path, workload, dataset, wanted, log=log, **build_options)
+
+
+def preprocess_to(out: Path, workload: Workload, dataset: ImageNetVal, dtype: str, layout: str,
+                  quantization: Quantization | None, log=print, **build_options) -> Cache:
+    """`visionperf preprocess`: build (or resume, or confirm) the cache at exactly OUT."""
+    wanted = expected_manifest(workload, dataset, dtype, layout, quantization)
+    if (out / "manifest.json").exists():
+        cache = open_cache(out, wanted)
+        log(f"cache already complete: {cache.describe()}")
+        return cache
+    if out.exists() and any(p.name != "build" for p in out.iterdir()):
+        raise UserError(f"{out} exists and is not a visionperf cache: choose an empty or new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return build_cache(out, workload, dataset, wanted, log=log, **build_options)

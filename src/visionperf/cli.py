@@ -43,6 +43,57 @@ def cmd_build_model(a) -> int:
     return 0
 
 
+def cmd_preprocess(a) -> int:
+    from .cache import Quantization, preprocess_to
+    from .datasets import open_dataset
+    from .models import check_model
+    from .workloads import get_workload
+
+    w = get_workload(a.workload)
+    layout = (a.layout or w.layout).upper()
+    quant = None
+    if a.model:
+        info = check_model(a.model, w)
+        quant = info.quantization
+        if a.dtype and quant and a.dtype != quant.dtype:
+            raise UserError(f"--dtype {a.dtype} does not match {a.model}, whose input is {quant.dtype}")
+        dtype = quant.dtype if quant else (a.dtype or info.input_dtype)
+    else:
+        dtype = a.dtype or w.input_dtype
+        if dtype != "float32":
+            if a.scale is None or a.zero_point is None:
+                raise UserError(f"--dtype {dtype} needs the model's input quantisation: pass --model "
+                                "INT8_MODEL, or --scale and --zero-point")
+            quant = Quantization(a.scale, a.zero_point, dtype)
+    if a.workers is not None and a.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {a.workers}")
+    dataset = open_dataset(w, a.dataset, a.count)
+    preprocess_to(Path(a.out), w, dataset, dtype, layout, quant, workers=a.workers,
+                  chunk=a.chunk_size, skip_bad=a.skip_bad)
+    return 0
+
+
+def cmd_quantize(a) -> int:
+    from .datasets import open_dataset
+    from .models.quantize import default_calibration, quantize, read_calibration_list
+    from .workloads import get_workload
+
+    w = get_workload(a.workload)
+    dataset = open_dataset(w, a.dataset)
+    if a.calibration_list:
+        cal = read_calibration_list(a.calibration_list, dataset)
+    else:
+        cal = default_calibration(dataset, a.calibration_count)
+        print(f"no --calibration-list: calibrating on {len(cal)} images spread over the dataset")
+    out = quantize(a.model, a.out, w, dataset, cal)
+    from .models import check_model
+
+    q = check_model(out, w).quantization
+    print(f"wrote {out}: int8 weights (per channel), uint8 activations, input {q.dtype} "
+          f"(scale {q.scale:.6g}, zero point {q.zero_point}) fed straight from a {q.dtype} cache")
+    return 0
+
+
 def cmd_run(a) -> int:
     from .harness import RunConfig, run
 
@@ -104,19 +155,31 @@ def cmd_accuracy(a) -> int:
     from .datasets import open_dataset
     from .workloads import get_workload
 
+    import numpy as np
+
     w = get_workload(a.workload)
     dataset = open_dataset(w, a.dataset)
-    acc = top1(a.log, dataset.labels)
-    out = Path(a.out) if a.out else Path(a.log).with_name("accuracy.txt")
-    write_text_atomic(out, acc.text())
-    print(acc.text().splitlines()[0])
+    labels = dataset.labels
+    # A visionperf run leaves run.json beside its log: it says whether the weights were
+    # synthetic and which bad images its cache left out (qsl_idx counts only the rest).
+    record = {}
     run_json = Path(a.log).with_name("run.json")
     if run_json.exists():
         try:
-            if json.loads(run_json.read_text())["model"]["synthetic_weights"]:
-                print("note: the model that wrote this log has synthetic weights: accuracy is meaningless")
-        except (ValueError, KeyError):
-            pass
+            record = json.loads(run_json.read_text())
+        except ValueError:
+            record = {}
+    skipped = record.get("cache", {}).get("skipped_dataset_indices") or []
+    if skipped:
+        labels = np.delete(labels, skipped)
+    acc = top1(a.log, labels)
+    out = Path(a.out) if a.out else Path(a.log).with_name("accuracy.txt")
+    write_text_atomic(out, acc.text())
+    print(acc.text().splitlines()[0])
+    if record.get("model", {}).get("synthetic_weights"):
+        print("note: the model that wrote this log has synthetic weights: accuracy is meaningless")
+    if skipped:
+        print(f"note: {len(skipped)} bad image(s) were left out of that run")
     if dataset.synthetic:
         print(f"note: {dataset.root} is a synthetic dataset (random labels)")
     print(f"wrote {out}")
@@ -141,6 +204,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=float, default=1.0,
                    help="channel multiplier; < 1 gives a thinner test-sized variant (default 1)")
     s.set_defaults(func=cmd_build_model)
+
+    s = sub.add_parser("preprocess", help="preprocess a dataset into a cache (parallel, resumable)")
+    s.add_argument("workload")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--out", required=True, help="the cache directory to write")
+    s.add_argument("--dtype", choices=("float32", "int8", "uint8"))
+    s.add_argument("--layout", choices=("NCHW", "NHWC"))
+    s.add_argument("--model", help="take dtype, scale and zero point from this (quantised) model")
+    s.add_argument("--scale", type=float)
+    s.add_argument("--zero-point", type=int)
+    s.add_argument("--workers", type=int, help="processes (default: one per CPU)")
+    s.add_argument("--count", type=int, help="only the first COUNT images")
+    s.add_argument("--chunk-size", type=int, default=64, help="images per resumable work unit")
+    s.add_argument("--skip-bad", action="store_true",
+                   help="leave corrupt images out (listed in skipped.txt) instead of stopping")
+    s.set_defaults(func=cmd_preprocess)
+
+    s = sub.add_parser("quantize", help="static int8 quantisation, input QuantizeLinear removed")
+    s.add_argument("workload")
+    s.add_argument("--model", required=True, help="the float32 model")
+    s.add_argument("--dataset", required=True, help="where the calibration images are")
+    s.add_argument("--calibration-list", help="MLPerf calibration list: one file name per line")
+    s.add_argument("--calibration-count", type=int, default=100)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_quantize)
 
     s = sub.add_parser("run", help="run a benchmark through the real LoadGen")
     s.add_argument("workload", help=", ".join(WORKLOADS))
@@ -177,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"visionperf: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("visionperf: interrupted", file=sys.stderr)
+        print("visionperf: interrupted (finished preprocessing chunks are kept: rerun to resume)",
+              file=sys.stderr)
         return 130
 
 

@@ -110,7 +110,13 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     if dataset.synthetic:
         notes.append(f"dataset {dataset.root} is synthetic: images are drawn, labels random")
 
-    cache = ensure_cache(w, dataset, cfg.cache, dtype=model.input_dtype, layout=w.layout, log=log)
+    cache = ensure_cache(w, dataset, cfg.cache, dtype=model.input_dtype, layout=w.layout,
+                         quantization=model.quantization, log=log)
+    labels = dataset.labels[cache.dataset_index]  # rows of the cache: skipped images left out
+    total = len(cache.data)
+    if cache.skipped:
+        notes.append(f"{len(cache.skipped)} bad image(s) were skipped when the cache was built "
+                     f"(listed in {cache.path / 'skipped.txt'}): not a submittable run")
     plan = cpu_partitions(read_topology(), cfg.devices)
     batch_size = cfg.batch_size or w.default_batch_size
     if batch_size < 1:
@@ -128,7 +134,7 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     partial = final.with_name(final.name + f".partial-{os.getpid()}")
     try:
         # Warm-up on a few loaded samples: first runs are slow, and Offline needs a rate.
-        store.load(range(min(len(dataset), 4 * batch_size * len(devices))))
+        store.load(range(min(total, 4 * batch_size * len(devices))))
         target_key = "target_qps" if scenario in ("Offline", "Server") else "target_latency"
         need_target = cfg.target_qps is None and cfg.mode == "performance" \
             and not conf_has(base_conf, w.name, scenario, target_key)
@@ -155,10 +161,10 @@ def run(cfg: RunConfig, log=print) -> RunReport:
             how = "measured rate +10%" if scenario == "Offline" else "half the measured Offline rate"
             notes.append(f"target_qps {over.target_qps:,.1f} set from a warm-up ({how}); "
                          "pass --target-qps to choose it")
-        psc = min(w.performance_sample_count, len(dataset))
-        if len(dataset) < w.performance_sample_count:
+        psc = min(w.performance_sample_count, total)
+        if total < w.performance_sample_count:
             over.performance_sample_count = psc
-            notes.append(f"dataset has {len(dataset)} images, fewer than the performance sample "
+            notes.append(f"dataset has {total} images, fewer than the performance sample "
                          f"count {w.performance_sample_count}: not a submittable run")
         over.notes = tuple(f"{n}" for n in notes)
         conf_text = make_user_conf(base_conf, w.name, scenario, over)
@@ -174,7 +180,7 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         log_settings.log_output.copy_summary_to_stdout = False
         log_settings.enable_trace = False
 
-        qsl = lg.ConstructQSL(len(dataset), psc, store.load, store.unload)
+        qsl = lg.ConstructQSL(total, psc, store.load, store.unload)
         handle = lg.ConstructFastSUT(sut.issue, sut.flush)
         log(f"running {w.name} {scenario} {cfg.mode} on {len(devices)} {cfg.backend} device(s), "
             f"batch {batch_size}" + (f", batch timeout {sut.batch_timeout_s * 1000:.2f} ms"
@@ -195,11 +201,15 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     result = read_result(partial, scenario) if cfg.mode == "performance" else None
     acc = None
     if cfg.mode == "accuracy":
-        acc = top1(partial / "mlperf_log_accuracy.json", dataset.labels)
+        acc = top1(partial / "mlperf_log_accuracy.json", labels)
         write_text_atomic(partial / "accuracy.txt", acc.text())
     report = RunReport(cfg, final, result, acc, plan, [asdict(s) for s in sut.stats], batch_size,
                        sut.batch_timeout_s * 1000, notes, time.time() - t_start)
-    write_text_atomic(partial / "run.json", json.dumps(_run_record(report, model, w), indent=2) + "\n")
+    record = _run_record(report, model, w)
+    record["cache"] = {"path": str(cache.path), "dtype": cache.manifest["dtype"],
+                       "quantization": cache.manifest["quantization"],
+                       "skipped_dataset_indices": [int(b[0]) for b in cache.skipped]}
+    write_text_atomic(partial / "run.json", json.dumps(record, indent=2) + "\n")
     if final.exists():
         log(f"replacing the previous results in {final}")
         shutil.rmtree(final)

@@ -21,6 +21,7 @@ class ModelInfo:
     fixed_batch: int | None  # None where the batch dimension is dynamic
     output_name: str  # the output post-processing reads
     synthetic_weights: bool
+    quantization: object = None  # cache.Quantization of a quantised input, else None
 
 
 def _dims(value_info) -> list:
@@ -51,9 +52,13 @@ def check_model(path: str | Path, workload: Workload) -> ModelInfo:
         raise UserError(f"{path}: input {inp.name} has shape {dims}, but {workload.name} needs "
                         f"[N, {', '.join(map(str, row))}] ({workload.layout})")
     dtype = _ONNX_DTYPES.get(inp.type.tensor_type.elem_type, "unsupported")
+    quantization = None
     if dtype != workload.input_dtype:
-        raise UserError(f"{path}: input {inp.name} is {dtype}, but {workload.name} feeds "
-                        f"{workload.input_dtype}")
+        if dtype in ("uint8", "int8") and workload.input_dtype == "float32":
+            quantization = _input_quantization(model, inp.name, dtype, path)
+        else:
+            raise UserError(f"{path}: input {inp.name} is {dtype}, but {workload.name} feeds "
+                            f"{workload.input_dtype} (or a quantised input with its DequantizeLinear)")
     outputs = [o.name for o in model.graph.output]
     chosen = next((n for n in workload.output_names if n in outputs), None)
     if chosen is None:
@@ -62,4 +67,27 @@ def check_model(path: str | Path, workload: Workload) -> ModelInfo:
     props = {p.key: p.value for p in model.metadata_props}
     return ModelInfo(path=path, input_name=inp.name, input_dtype=dtype,
                      fixed_batch=dims[0] if dims[0] else None, output_name=chosen,
-                     synthetic_weights=props.get("visionperf.synthetic_weights") == "true")
+                     synthetic_weights=props.get("visionperf.synthetic_weights") == "true",
+                     quantization=quantization)
+
+
+def _input_quantization(model, name: str, dtype: str, path: Path):
+    """Scale and zero point of a quantised input, from the DequantizeLinear that reads it."""
+    from onnx import numpy_helper
+
+    from ..cache import Quantization
+
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] == name:
+            try:
+                scale = numpy_helper.to_array(inits[node.input[1]])
+                zp = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 else None
+            except KeyError:
+                break
+            if scale.size != 1 or (zp is not None and zp.size != 1):
+                raise UserError(f"{path}: input {name} is quantised per channel; a per-tensor "
+                                "scale and zero point are needed")
+            return Quantization(float(scale.reshape(())), int(zp.reshape(())) if zp is not None else 0, dtype)
+    raise UserError(f"{path}: input {name} is {dtype} but no DequantizeLinear reads it, so its "
+                    "scale is unknown: quantise with `visionperf quantize`")
