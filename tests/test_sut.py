@@ -30,7 +30,7 @@ class EchoDevice:
             time.sleep(self.delay)
         if self.fail_on is not None and len(self.batches) == self.fail_on:
             raise RuntimeError("device fell over")
-        return batch[:, 0, 0, 0].astype(np.int64) + 1  # an ArgMax-like output, label + 1
+        return [batch[:, 0, 0, 0].astype(np.int64) + 1]  # an ArgMax-like output, label + 1
 
     def close(self):
         pass
@@ -63,18 +63,24 @@ def make_store(n=40):
     return store
 
 
-def make_sut(devices, store, timeout=0.0):
+def classify(outputs, idx):
+    n = len(idx)
+    return labels_from_output(outputs[0], n, 1), np.arange(n) * 4, np.full(n, 4)
+
+
+def make_sut(devices, store, timeout=0.0, post_threads=0):
     rec = Recorder()
-    sut = SystemUnderTest(devices, store, lambda out, n: labels_from_output(out, n, 1), timeout, complete=rec)
+    sut = SystemUnderTest(devices, store, classify, timeout, complete=rec, post_threads=post_threads)
     sut.start()
     return sut, rec
 
 
-def test_offline_query_is_cut_into_batches_and_every_sample_answered_once():
+@pytest.mark.parametrize("post_threads", [0, 2])
+def test_offline_query_is_cut_into_batches_and_every_sample_answered_once(post_threads):
     store = make_store()
     store.load(list(range(5, 35)))
     devs = [EchoDevice("a"), EchoDevice("b")]
-    sut, rec = make_sut(devs, store)
+    sut, rec = make_sut(devs, store, post_threads=post_threads)
     rec.expect = 30
     ids = [1000 + i for i in range(30)]
     idx = list(range(5, 35))

@@ -83,3 +83,70 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+@dataclass
+class CocoMap:
+    map: float  # percent, COCO mAP@[.5:.95]
+    images: int
+    detections: int
+    log_hash: str
+
+    @property
+    def percent(self) -> float:
+        return self.map
+
+    def text(self) -> str:
+        return f"mAP={self.map:.3f}%\nhash={self.log_hash}\n"
+
+
+def coco_map(log_path: str | Path, dataset, use_label_map: bool) -> CocoMap:
+    """COCO mAP with pycocotools over the images that appear in the log (as the reference).
+
+    Each response is K detections of 7 float32 [qsl_idx, ymin, xmin, ymax, xmax, score, class],
+    boxes normalised. USE_LABEL_MAP: classes are contiguous 1..80 (SSD-ResNet34) and map to
+    COCO ids through `[0] + sorted(category ids)`.
+    """
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    records = read_accuracy_log(log_path)
+    inv_map = [0, *dataset.category_ids]
+    dets, seen = [], set()
+    for r in records:
+        i = int(r["qsl_idx"])
+        if not 0 <= i < len(dataset):
+            raise UserError(f"{log_path}: qsl_idx {i} is outside the dataset ({len(dataset)} images): "
+                            "wrong --dataset?")
+        if i in seen:
+            continue
+        seen.add(i)
+        raw = bytes.fromhex(r["data"])
+        if len(raw) % 28:
+            raise UserError(f"{log_path}: a response of {len(raw)} bytes is not whole detections "
+                            "(7 float32 each): is this a detection log?")
+        rows = np.frombuffer(raw, np.float32).reshape(-1, 7)
+        h, w = dataset.sizes[i]
+        for _, ymin, xmin, ymax, xmax, score, cls in rows.tolist():
+            cat = inv_map[int(cls)] if use_label_map else int(cls)
+            dets.append({"image_id": int(dataset.image_ids[i]), "category_id": cat, "score": score,
+                         "bbox": [xmin * w, ymin * h, (xmax - xmin) * w, (ymax - ymin) * h]})
+    if not seen:
+        raise UserError(f"{log_path} holds no responses: was the run in accuracy mode?")
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet):
+        gt = COCO(str(dataset.annotations))
+        if not dets:
+            value = 0.0
+        else:
+            res = gt.loadRes(dets)
+            ev = COCOeval(gt, res, iouType="bbox")
+            ev.params.imgIds = sorted(int(dataset.image_ids[i]) for i in seen)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            value = max(0.0, float(ev.stats[0])) * 100
+    return CocoMap(value, len(seen), len(dets), file_sha256(log_path))

@@ -36,7 +36,13 @@ from .errors import UserError
 from .workloads import Workload, get_workload
 
 FORMAT_VERSION = 2
-DEFAULT_CHUNK = 64  # images per work unit
+MAX_CHUNK = 64  # images per work unit on big datasets
+
+
+def default_chunk(count: int) -> int:
+    """Small datasets get small chunks so every worker stays busy to the end. Depends on the
+    count only, so a resumed build cuts the same chunks."""
+    return int(min(MAX_CHUNK, max(4, count // 64)))
 DTYPES = ("float32", "int8", "uint8")
 LAYOUTS = ("NCHW", "NHWC")
 
@@ -87,7 +93,10 @@ def expected_manifest(workload: Workload, dataset: ImageNetVal, dtype: str, layo
         raise UserError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     if layout not in LAYOUTS:
         raise UserError(f"unknown layout {layout!r}: choose NCHW or NHWC")
-    if dtype != "float32" and (quantization is None or quantization.dtype != dtype):
+    raw_pixels = dtype == workload.input_dtype  # e.g. SSD-MobileNet's uint8 input: no quantisation
+    if raw_pixels:
+        quantization = None
+    elif dtype != "float32" and (quantization is None or quantization.dtype != dtype):
         raise UserError(f"a {dtype} cache needs the model's input scale and zero point: "
                         "pass --model INT8_MODEL (or --scale and --zero-point)")
     pre = workload.preprocessing.settings()
@@ -200,7 +209,9 @@ def _preprocess_chunk(job: tuple) -> tuple[int, int, list]:
             out[start + k] = 0
             continue
         out[start + k] = q.apply(row) if q else row
-    out.flush()  # rows on disk before the chunk is marked done
+    # No msync here: rows written to a shared file mapping are in the page cache the moment
+    # they are stored, so they outlive this process if it is killed, and an msync per chunk
+    # would make the pool wait on the disk (it halved throughput). The parent flushes once.
     return chunk, len(files), bad
 
 
@@ -212,9 +223,10 @@ def _progress():
 
 
 def build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest: dict,
-                workers: int | None = None, chunk: int = DEFAULT_CHUNK, skip_bad: bool = False,
+                workers: int | None = None, chunk: int | None = None, skip_bad: bool = False,
                 log=print) -> Cache:
     """Preprocess every image of DATASET into PATH (resuming a build left there), then publish."""
+    chunk = chunk or default_chunk(len(dataset))
     build = path / "build"
     done_dir = build / "done"
     partial = build / "data.npy.partial"
@@ -275,6 +287,7 @@ def build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest: 
                     fut.cancel()
                 raise
     elapsed = time.perf_counter() - t0
+    np.load(partial, mmap_mode="r+").flush()
     bad = []
     for p in sorted(done_dir.glob("chunk-*.json")):
         bad += json.loads(p.read_text())["bad"]

@@ -18,13 +18,18 @@ def _console():
 
 
 def cmd_sample_data(a) -> int:
-    from .datasets.synthetic import make_imagenet
+    from .datasets.synthetic import make_coco, make_imagenet
 
-    if a.kind != "imagenet":
-        raise UserError(f"unknown sample dataset {a.kind!r}: choose imagenet")
-    out = make_imagenet(a.out, a.count, a.seed)
-    print(f"wrote {a.count} synthetic ImageNet-layout JPEGs and val_map.txt to {out} "
-          "(synthetic: drawn shapes, random labels)")
+    if a.kind == "imagenet":
+        out = make_imagenet(a.out, a.count, a.seed)
+        print(f"wrote {a.count} synthetic ImageNet-layout JPEGs, val_map.txt and cal_image_list.txt "
+              f"to {out} (synthetic: drawn shapes, random labels)")
+    elif a.kind == "coco":
+        out = make_coco(a.out, a.count, a.seed)
+        print(f"wrote {a.count} synthetic COCO-layout JPEGs and annotations/instances_val2017.json to "
+              f"{out} (synthetic: drawn rectangles, their exact boxes annotated)")
+    else:
+        raise UserError(f"unknown sample dataset {a.kind!r}: choose imagenet or coco")
     return 0
 
 
@@ -101,7 +106,8 @@ def cmd_run(a) -> int:
         workload=a.workload, scenario=a.scenario, mode=a.mode, model=a.model, dataset=a.dataset,
         backend=a.backend, devices=a.devices, batch_size=a.batch_size, target_qps=a.target_qps,
         duration=a.duration, user_conf=a.user_conf, out=a.out, cache=a.cache,
-        batch_timeout_ms=a.batch_timeout_ms, count=a.count,
+        batch_timeout_ms=a.batch_timeout_ms, count=a.count, post_threads=a.post_threads,
+        skip_postprocess=a.skip_postprocess,
     )
     if a.target_qps is not None and a.target_qps <= 0:
         raise UserError(f"--target-qps must be positive, got {a.target_qps}")
@@ -138,12 +144,19 @@ def print_report(con, r) -> None:
         w = get_workload(c.workload)
         a = r.accuracy
         mark = "meets" if a.percent >= w.accuracy_target else "below"
-        t.add_row("accuracy", f"top-1 {a.percent:.3f}% ({a.good}/{a.total}), {mark} target "
-                  f"{w.accuracy_target}%")
+        what = (f"top-1 {a.percent:.3f}% ({a.good}/{a.total})" if w.task == "classification"
+                else f"mAP {a.percent:.3f}% ({a.detections} detections on {a.images} images)")
+        t.add_row("accuracy", f"{what}, {mark} target {w.accuracy_target}%")
+    run_s = r.run_s or 1.0
     for s in r.device_stats:
-        busy = s["busy_s"] / r.wall_s * 100 if r.wall_s else 0
-        t.add_row(s["name"], f"{s['samples']:,} samples in {s['batches']:,} batches, "
-                  f"device busy {s['busy_s']:.2f} s, host {s['host_s'] * 1e6 / max(1, s['samples']):.1f} us/sample")
+        if s["name"].startswith("post"):
+            t.add_row(s["name"], f"post-processing busy {s['post_s'] / run_s * 100:.1f}% of the run "
+                      f"({s['post_s']:.2f} s)")
+            continue
+        t.add_row(s["name"], f"{s['samples']:,} samples in {s['batches']:,} batches, device busy "
+                  f"{s['busy_s'] / run_s * 100:.0f}%, gather {s['host_s'] * 1e6 / max(1, s['samples']):.1f} "
+                  f"us/sample" + (f", post {s['post_s'] * 1e6 / max(1, s['samples']):.1f} us/sample"
+                                  if s["post_s"] else ""))
     t.add_row("logs", str(r.log_dir))
     con.print(t)
     for n in r.notes:
@@ -170,9 +183,18 @@ def cmd_accuracy(a) -> int:
         except ValueError:
             record = {}
     skipped = record.get("cache", {}).get("skipped_dataset_indices") or []
-    if skipped:
-        labels = np.delete(labels, skipped)
-    acc = top1(a.log, labels)
+    if w.task == "classification":
+        if skipped:
+            labels = np.delete(labels, skipped)
+        acc = top1(a.log, labels)
+    else:
+        from .accuracy import coco_map
+        from .workloads import DETECTION
+
+        if skipped:
+            raise UserError(f"the run behind {a.log} left bad images out; compute its mAP with the "
+                            "dataset it ran on (remove the bad images from the annotation file)")
+        acc = coco_map(a.log, dataset, DETECTION[w.name].coco_label_map)
     out = Path(a.out) if a.out else Path(a.log).with_name("accuracy.txt")
     write_text_atomic(out, acc.text())
     print(acc.text().splitlines()[0])
@@ -191,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sample-data", help="write a synthetic dataset in a real on-disk layout")
-    s.add_argument("kind", help="imagenet")
+    s.add_argument("kind", help="imagenet or coco")
     s.add_argument("--out", required=True)
     s.add_argument("--count", type=int, default=256)
     s.add_argument("--seed", type=int, default=0)
@@ -216,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--zero-point", type=int)
     s.add_argument("--workers", type=int, help="processes (default: one per CPU)")
     s.add_argument("--count", type=int, help="only the first COUNT images")
-    s.add_argument("--chunk-size", type=int, default=64, help="images per resumable work unit")
+    s.add_argument("--chunk-size", type=int, help="images per resumable work unit (default: by dataset size, at most 64)")
     s.add_argument("--skip-bad", action="store_true",
                    help="leave corrupt images out (listed in skipped.txt) instead of stopping")
     s.set_defaults(func=cmd_preprocess)
@@ -244,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--user-conf")
     s.add_argument("--batch-timeout-ms", type=float, help="Server: max wait to fill a batch")
     s.add_argument("--count", type=int, help="use only the first COUNT images")
+    s.add_argument("--post-threads", type=int,
+                   help="post-processing threads (default: one per device for detection, 0 = inline)")
+    s.add_argument("--skip-postprocess", action="store_true",
+                   help="complete with empty responses (to measure what NMS costs; not a result)")
     s.add_argument("--cache", help="preprocessed cache dir (default: per-user cache)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_run)

@@ -19,23 +19,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .accuracy import Top1, top1, write_text_atomic
+from .accuracy import coco_map, top1, write_text_atomic
 from .backends import make_devices
 from .cache import ensure_cache
 from .datasets import open_dataset
 from .errors import UserError
 from .models import check_model
 from .placement import Partition, cpu_partitions
-from .postprocess.classify import labels_from_output
+from .postprocess import make_postprocess
 from .results import PerfResult, read_result
 from .samples import SampleStore
 from .sut import SystemUnderTest
 from .topology import read_topology
 from .userconf import Overrides, conf_has, make_user_conf, read_user_conf, test_settings
-from .workloads import Workload, check_scenario, get_workload
+from .workloads import DETECTION, Workload, check_scenario, get_workload
 
 
 MULTISTREAM_SAMPLES = 8  # mlperf.conf's samples per MultiStream query
+OFFLINE_MARGIN = 1.25  # expected Offline QPS = measured warm-up rate x this
 
 
 @dataclass
@@ -55,6 +56,8 @@ class RunConfig:
     cache: str | None = None
     batch_timeout_ms: float | None = None
     count: int | None = None  # use only the first COUNT images of the dataset
+    post_threads: int | None = None  # None: one per device for detection, none for classification
+    skip_postprocess: bool = False  # measurement only: empty responses
 
 
 @dataclass
@@ -62,13 +65,14 @@ class RunReport:
     config: RunConfig
     log_dir: Path
     result: PerfResult | None
-    accuracy: Top1 | None
+    accuracy: object  # accuracy.Top1 | accuracy.CocoMap | None
     plan: list[Partition]
     device_stats: list = field(default_factory=list)
     batch_size: int = 0
     batch_timeout_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    run_s: float = 0.0  # LoadGen's test alone (StartTest to its return)
 
 
 def result_dir(out: str | Path, workload: str, scenario: str, mode: str) -> Path:
@@ -108,7 +112,7 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     if model.synthetic_weights:
         notes.append(f"model {model.path.name} has synthetic weights: its accuracy is meaningless")
     if dataset.synthetic:
-        notes.append(f"dataset {dataset.root} is synthetic: images are drawn, labels random")
+        notes.append(f"dataset {dataset.root} is synthetic (made by sample-data): not a real accuracy figure")
 
     cache = ensure_cache(w, dataset, cfg.cache, dtype=model.input_dtype, layout=w.layout,
                          quantization=model.quantization, log=log)
@@ -121,14 +125,17 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     batch_size = cfg.batch_size or w.default_batch_size
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    devices = make_devices(cfg.backend, model, w, plan, batch_size)
+    postprocess = make_postprocess(w, model, skip=cfg.skip_postprocess)
+    if cfg.skip_postprocess:
+        notes.append("post-processing skipped (empty responses): for measuring its cost only")
+    devices = make_devices(cfg.backend, model, w, plan, batch_size,
+                           postprocess.output_shapes(batch_size, w))
     store = SampleStore(cache.data)
-    label_offset = w.label_offset
-
-    def postprocess(out, n):
-        return labels_from_output(out, n, label_offset)
-
-    sut = SystemUnderTest(devices, store, postprocess)
+    post_threads = cfg.post_threads if cfg.post_threads is not None else (
+        len(devices) if w.task == "detection" else 0)
+    if post_threads < 0:
+        raise UserError(f"--post-threads must be 0 or more, got {post_threads}")
+    sut = SystemUnderTest(devices, store, postprocess, post_threads=post_threads)
     sut.start()
     final = result_dir(cfg.out, w.name, scenario, cfg.mode)
     partial = final.with_name(final.name + f".partial-{os.getpid()}")
@@ -156,9 +163,11 @@ def run(cfg: RunConfig, log=print) -> RunReport:
             notes.append(f"expected latency {query_s * 500:.3f} ms set from a warm-up (half the "
                          "measured query latency); pass --target-qps to choose it")
         elif need_target:
-            # Offline: aim 10% high so that LoadGen's issued samples surely fill min_duration.
-            over.target_qps = rate * (1.1 if scenario == "Offline" else 0.5)
-            how = "measured rate +10%" if scenario == "Offline" else "half the measured Offline rate"
+            # Offline: aim high. Set too high, the run only lasts longer than min_duration; set
+            # low (a warm-up disturbed by other load), it ends early and is INVALID.
+            over.target_qps = rate * (OFFLINE_MARGIN if scenario == "Offline" else 0.5)
+            how = (f"measured rate +{(OFFLINE_MARGIN - 1) * 100:.0f}%" if scenario == "Offline"
+                   else "half the measured Offline rate")
             notes.append(f"target_qps {over.target_qps:,.1f} set from a warm-up ({how}); "
                          "pass --target-qps to choose it")
         psc = min(w.performance_sample_count, total)
@@ -187,8 +196,10 @@ def run(cfg: RunConfig, log=print) -> RunReport:
                                      if scenario == "Server" else ""))
         try:
             # An audit.config in the working directory would silently change the run.
+            t_test = time.perf_counter()
             lg.StartTestWithLogSettings(handle, qsl, settings, log_settings,
                                         str(partial / "audit.config"))
+            run_s = time.perf_counter() - t_test
         finally:
             lg.DestroyFastSUT(handle)
             lg.DestroyQSL(qsl)
@@ -201,10 +212,15 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     result = read_result(partial, scenario) if cfg.mode == "performance" else None
     acc = None
     if cfg.mode == "accuracy":
-        acc = top1(partial / "mlperf_log_accuracy.json", labels)
+        log_path = partial / "mlperf_log_accuracy.json"
+        if w.task == "classification":
+            acc = top1(log_path, labels)
+        else:
+            acc = coco_map(log_path, dataset, DETECTION[w.name].coco_label_map)
         write_text_atomic(partial / "accuracy.txt", acc.text())
-    report = RunReport(cfg, final, result, acc, plan, [asdict(s) for s in sut.stats], batch_size,
-                       sut.batch_timeout_s * 1000, notes, time.time() - t_start)
+    report = RunReport(cfg, final, result, acc, plan,
+                       [asdict(s) for s in sut.stats + sut.post_stats], batch_size,
+                       sut.batch_timeout_s * 1000, notes, time.time() - t_start, run_s)
     record = _run_record(report, model, w)
     record["cache"] = {"path": str(cache.path), "dtype": cache.manifest["dtype"],
                        "quantization": cache.manifest["quantization"],
@@ -234,6 +250,7 @@ def _run_record(r: RunReport, model, w: Workload) -> dict:
         "device_stats": r.device_stats,
         "notes": r.notes,
         "wall_s": round(r.wall_s, 3),
+        "test_s": round(r.run_s, 3),
         "environment": {"python": sys.version.split()[0], "platform": platform.platform(),
                         "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__},
     }
@@ -243,6 +260,6 @@ def _run_record(r: RunReport, model, w: Workload) -> dict:
                          "latency_ns": r.result.latency_ns}
     if r.accuracy is not None:
         rec["accuracy"] = {"metric": w.accuracy_metric, "value": r.accuracy.percent,
-                           "good": r.accuracy.good, "total": r.accuracy.total,
-                           "target": w.accuracy_target}
+                           "target": w.accuracy_target, **{k: v for k, v in asdict(r.accuracy).items()
+                                                           if k not in ("log_hash", "map")}}
     return rec

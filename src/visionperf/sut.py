@@ -28,7 +28,8 @@ import numpy as np
 
 from .samples import SampleStore
 
-Postprocess = Callable[[np.ndarray, int], np.ndarray]  # (outputs, n) -> [n, k] response rows
+# (outputs, dataset indices) -> (data, byte offsets, byte sizes): see postprocess/__init__.py
+Postprocess = Callable[[list, object], tuple]
 
 
 @dataclass
@@ -38,7 +39,8 @@ class DeviceStats:
     batches: int = 0
     samples: int = 0
     busy_s: float = 0.0  # time inside device.run
-    host_s: float = 0.0  # time in gather + post-processing + completion
+    host_s: float = 0.0  # time gathering inputs
+    post_s: float = 0.0  # time post-processing and completing (on post threads when pipelined)
 
 
 @dataclass
@@ -59,7 +61,8 @@ def pin_current_thread(cpus) -> None:
 
 class SystemUnderTest:
     def __init__(self, devices: list, store: SampleStore, postprocess: Postprocess,
-                 batch_timeout_s: float = 0.0, complete: Callable | None = None):
+                 batch_timeout_s: float = 0.0, complete: Callable | None = None,
+                 post_threads: int = 0):
         import mlperf_loadgen as lg
 
         self._lg = lg
@@ -74,6 +77,13 @@ class SystemUnderTest:
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._collect_lock = threading.Lock()
         self._slots: list[_Slot] = []
+        # Pipelining: with post threads, a device hands its outputs over and runs its next
+        # batch while they are post-processed (NMS), as the paper does for the SSD models.
+        self.post_threads = post_threads
+        self._post_q: queue.SimpleQueue | None = queue.SimpleQueue() if post_threads else None
+        self._post: list[threading.Thread] = []
+        self.post_stats = [DeviceStats(f"post{i}", self.stats[i % len(self.stats)].cpus)
+                           for i in range(post_threads)]
         for d, st in zip(devices, self.stats):
             for _ in range(d.max_in_flight):
                 buf = np.empty((d.batch_size, *d.input_shape), d.input_dtype)
@@ -96,6 +106,10 @@ class SystemUnderTest:
 
     # -- threads ---------------------------------------------------------------------------
     def start(self) -> None:
+        for st in self.post_stats:
+            t = threading.Thread(target=self._post_loop, args=(st,), name=st.name, daemon=True)
+            t.start()
+            self._post.append(t)
         for i, slot in enumerate(self._slots):
             slot.thread = threading.Thread(target=self._slot_loop, args=(slot,),
                                            name=f"slot-{slot.device.name}-{i}", daemon=True)
@@ -107,6 +121,11 @@ class SystemUnderTest:
             if slot.thread is not None:
                 slot.thread.join()
                 slot.thread = None
+        for t in self._post:
+            self._post_q.put(None)
+        for t in self._post:
+            t.join()
+        self._post = []
         for d in self.devices:
             d.close()
 
@@ -145,41 +164,67 @@ class SystemUnderTest:
         pin_current_thread(st.cpus)
         limit = dev.batch_size
         gather = self.store.gather if dev.reads_input else (lambda idx, out: None)
-        QSR = self._lg.QuerySampleResponse
         clock = time.perf_counter
+        post_q = self._post_q
         while True:
             work = self._collect(limit)
             if work is None:
                 return
             ids, idx = work
             n = len(ids)
-            if isinstance(ids, np.ndarray):
-                ids = ids.tolist()
             t0 = clock()
             try:
                 gather(idx, slot.inbuf)
                 x = slot.inbuf if dev.fixed_batch else slot.inbuf[:n]
                 t1 = clock()
-                out = dev.run(x)
+                outputs = dev.run(x)
                 t2 = clock()
-                resp = self.postprocess(out, n)
             except BaseException as e:  # never leave LoadGen waiting on a sample
-                if self.error is None:
-                    self.error = e
-                self.complete([QSR(i, 0, 0) for i in ids])
+                self._fail(e, ids)
                 continue
-            size = resp.strides[0] if resp.ndim > 1 else resp.itemsize
-            base = resp.ctypes.data
-            self.complete([QSR(i, base + k * size, size) for k, i in enumerate(ids)])
             st.busy_s += t2 - t1
-            st.host_s += (t1 - t0) + (clock() - t2)
+            st.host_s += t1 - t0
             st.batches += 1
             st.samples += n
+            if post_q is not None:
+                post_q.put((ids, idx, outputs))  # the device moves on to its next batch
+            else:
+                self._finish(ids, idx, outputs, st)
+
+    def _finish(self, ids, idx, outputs, st) -> None:
+        """Post-process one batch and complete it: one QuerySamplesComplete per batch."""
+        t = time.perf_counter()
+        try:
+            data, offsets, sizes = self.postprocess(outputs, idx)
+        except BaseException as e:
+            self._fail(e, ids)
+            return
+        if isinstance(ids, np.ndarray):
+            ids = ids.tolist()
+        QSR = self._lg.QuerySampleResponse
+        base = data.ctypes.data
+        self.complete([QSR(i, base + o, z) for i, o, z in zip(ids, offsets.tolist(), sizes.tolist())])
+        st.post_s += time.perf_counter() - t  # DATA is referenced until here: the call returned
+
+    def _post_loop(self, st: DeviceStats) -> None:
+        pin_current_thread(st.cpus)
+        q = self._post_q
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            self._finish(*item, st)
+
+    def _fail(self, e: BaseException, ids) -> None:
+        if self.error is None:
+            self.error = e
+        QSR = self._lg.QuerySampleResponse
+        self.complete([QSR(int(i), 0, 0) for i in ids])
 
     def reset_stats(self) -> None:
-        for st in self.stats:
+        for st in self.stats + self.post_stats:
             st.batches = st.samples = 0
-            st.busy_s = st.host_s = 0.0
+            st.busy_s = st.host_s = st.post_s = 0.0
 
     # -- warm-up ---------------------------------------------------------------------------
     def measure_rate(self, seconds: float = 2.0) -> float:

@@ -91,7 +91,85 @@ RESNET50 = Workload(
     card_rate=22667.0,
 )
 
-WORKLOADS: dict[str, Workload] = {w.name: w for w in (RESNET50,)}
+
+@dataclass(frozen=True)
+class Detection:
+    """SSD post-processing: anchors, box coding and NMS parameters (FACTS.md section 2)."""
+
+    layout: str  # "box-major" (scores [A, C]) | "class-major" (scores [C, A])
+    num_anchors: int
+    score_threshold: float
+    iou_threshold: float  # a candidate is suppressed by a kept box with IoU >= this
+    max_candidates_per_class: int  # top-scoring candidates considered per class
+    max_per_class: int
+    max_per_image: int
+    encoding: str  # order of the 4 encoded values: "yxhw" (TF) or "xywh" (MLPerf PyTorch)
+    box_coder_scales: tuple[float, ...]  # divisors of the encoded (y, x, h, w) offsets
+    clip_boxes: bool  # clip decoded boxes to [0, 1]
+    raw_outputs: tuple[str, str]  # (boxes/locs, scores/confs) of a graph cut before NMS
+    nms_outputs: tuple[str, ...]  # outputs of the official graph with NMS inside
+    coco_label_map: bool  # labels are contiguous 1..80 and map to COCO ids (SSD-ResNet34)
+
+
+SSD_MOBILENET = Workload(
+    name="ssd-mobilenet",
+    task="detection",
+    dataset="coco",
+    input_size=300,
+    layout="NHWC",
+    input_dtype="uint8",  # the model normalises to [-1, 1] inside
+    performance_sample_count=256,
+    server_latency_bound_ms=None,  # Edge only
+    accuracy_target=21.78,  # 99% of the fp32 reference's mAP 22.0
+    accuracy_metric="mAP",
+    default_batch_size=4,
+    input_names=("image_tensor:0",),
+    output_names=("raw_scores", "detection_scores:0"),
+    num_classes=91,
+    label_offset=0,
+    preprocessing=Preprocessing(method="resize", interpolation="INTER_LINEAR", resize_short_side=None,
+                                mean=(0.0, 0.0, 0.0), std=None, scale=1.0),
+    card_rate=19363.0,
+)
+
+SSD_RESNET34 = Workload(
+    name="ssd-resnet34",
+    task="detection",
+    dataset="coco",
+    input_size=1200,
+    layout="NCHW",
+    input_dtype="float32",
+    performance_sample_count=64,
+    server_latency_bound_ms=100.0,
+    accuracy_target=19.8,  # 99% of the fp32 reference's mAP 20.0
+    accuracy_metric="mAP",
+    default_batch_size=1,
+    input_names=("image",),
+    output_names=("confs", "scores"),
+    num_classes=81,
+    label_offset=0,
+    preprocessing=Preprocessing(method="resize", interpolation="INTER_LINEAR", resize_short_side=None,
+                                mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), scale=1 / 255),
+    card_rate=435.0,
+)
+
+DETECTION = {
+    "ssd-mobilenet": Detection(
+        layout="box-major", num_anchors=1917, score_threshold=0.3, iou_threshold=0.6,
+        max_candidates_per_class=1917, max_per_class=100, max_per_image=100, encoding="yxhw",
+        box_coder_scales=(10.0, 10.0, 5.0, 5.0), clip_boxes=True,
+        raw_outputs=("raw_boxes", "raw_scores"),
+        nms_outputs=("num_detections:0", "detection_boxes:0", "detection_scores:0", "detection_classes:0"),
+        coco_label_map=False),
+    "ssd-resnet34": Detection(
+        layout="class-major", num_anchors=15130, score_threshold=0.05, iou_threshold=0.5,
+        max_candidates_per_class=200, max_per_class=200, max_per_image=200, encoding="xywh",
+        box_coder_scales=(10.0, 10.0, 5.0, 5.0), clip_boxes=False,
+        raw_outputs=("locs", "confs"), nms_outputs=("bboxes", "labels", "scores"),
+        coco_label_map=True),
+}
+
+WORKLOADS: dict[str, Workload] = {w.name: w for w in (RESNET50, SSD_MOBILENET, SSD_RESNET34)}
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 

@@ -23,8 +23,9 @@ class Device(Protocol):
     input_dtype: np.dtype
     reads_input: bool  # False only for the null device: the pipeline then skips the gather
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch (rows in the model's input layout); returns the output rows.
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run one batch (rows in the model's input layout); returns the model's outputs (one
+        array per output the post-processing reads, first axis = rows), owned by the caller.
 
         Must release the GIL while it computes: the pipeline runs one call per slot thread.
         """
@@ -35,7 +36,7 @@ class Device(Protocol):
 BACKENDS = ("onnxruntime", "null", "null-gather")
 
 
-def make_devices(backend: str, model, workload, plan, batch_size: int) -> list[Device]:
+def make_devices(backend: str, model, workload, plan, batch_size: int, output_shapes=None) -> list[Device]:
     """One device per placement-plan entry."""
     if backend == "onnxruntime":
         from .onnxruntime import OrtDevice
@@ -44,6 +45,6 @@ def make_devices(backend: str, model, workload, plan, batch_size: int) -> list[D
     if backend in ("null", "null-gather"):
         from .null import NullDevice
 
-        return [NullDevice(f"null{i}", model, workload, part, batch_size, backend == "null-gather")
+        return [NullDevice(f"null{i}", model, workload, part, batch_size, output_shapes, backend == "null-gather")
                 for i, part in enumerate(plan)]
     raise UserError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")

@@ -13,21 +13,19 @@ class NullDevice:
     max_in_flight = 1
     fixed_batch = False
 
-    def __init__(self, name, model, workload, partition, batch_size: int, reads_input: bool = False):
+    def __init__(self, name, model, workload, partition, batch_size: int, output_shapes,
+                 reads_input: bool = False):
         self.name = name
         self.reads_input = reads_input
         self.cpus = tuple(partition.cpus)
         self.batch_size = batch_size
         self.input_shape = workload.row_shape(workload.layout)
         self.input_dtype = np.dtype(model.input_dtype)
-        # The output the real model would return for the chosen tensor, preallocated once.
-        if model.output_name == "ArgMax:0" or model.output_name.lower().startswith("argmax"):
-            self._out = np.zeros(batch_size, np.int64)
-        else:
-            self._out = np.zeros((batch_size, workload.num_classes), np.float32)
+        # The outputs the real model would return, preallocated once (zero scores: no detections).
+        self._out = [np.zeros(shape, dtype) for shape, dtype in output_shapes]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return self._out[: len(batch)]
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return [o[: len(batch)] for o in self._out]
 
     def close(self) -> None:
         pass

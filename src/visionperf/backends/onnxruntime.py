@@ -50,10 +50,10 @@ class OrtDevice:
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types for a bad model
             raise UserError(f"ONNX Runtime cannot load {model.path}: {str(e).splitlines()[0]}") from None
         self._input = model.input_name
-        self._outputs = [model.output_name]
+        self._outputs = list(model.outputs)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(self._outputs, {self._input: batch})[0]
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self._outputs, {self._input: batch})
 
     def close(self) -> None:
         self.session = None

@@ -7,18 +7,25 @@ from pathlib import Path
 import numpy as np
 
 from ..workloads import Workload
+from .coco import CocoVal, open_coco, preprocess_coco
 from .imagenet import ImageNetVal, open_imagenet, preprocess_imagenet
 
+Dataset = ImageNetVal | CocoVal
 
-def open_dataset(workload: Workload, root: str | Path, count: int | None = None) -> ImageNetVal:
+
+def open_dataset(workload: Workload, root: str | Path, count: int | None = None) -> Dataset:
     """The dataset a workload reads, validated (every listed image exists)."""
     if workload.dataset == "imagenet":
         return open_imagenet(root, count)
-    raise NotImplementedError(f"dataset {workload.dataset!r} is not supported yet")
+    if workload.dataset == "coco":
+        return open_coco(root, count)
+    raise NotImplementedError(f"dataset {workload.dataset!r}")
 
 
 def preprocess_one(workload: Workload, path: Path, layout: str) -> np.ndarray:
-    """One image file to one float32 model input row, by the workload's reference recipe."""
+    """One image file to one model input row, by the workload's reference recipe."""
     if workload.preprocessing.method == "resize_short_center_crop":
         return preprocess_imagenet(path, workload, layout)
+    if workload.preprocessing.method == "resize":
+        return preprocess_coco(path, workload, layout)
     raise NotImplementedError(f"preprocessing {workload.preprocessing.method!r}")

@@ -22,6 +22,8 @@ class ModelInfo:
     output_name: str  # the output post-processing reads
     synthetic_weights: bool
     quantization: object = None  # cache.Quantization of a quantised input, else None
+    kind: str = "classify"  # "classify" | "raw" (heads, NMS on the host) | "nms" (official, NMS inside)
+    outputs: tuple[str, ...] = ()  # every output the post-processing reads
 
 
 def _dims(value_info) -> list:
@@ -48,7 +50,7 @@ def check_model(path: str | Path, workload: Workload) -> ModelInfo:
     inp = inputs[0]
     dims = _dims(inp)
     row = list(workload.row_shape(workload.layout))
-    if len(dims) != 4 or dims[1:] != row:
+    if len(dims) != 4 or any(d is not None and d != r for d, r in zip(dims[1:], row)):
         raise UserError(f"{path}: input {inp.name} has shape {dims}, but {workload.name} needs "
                         f"[N, {', '.join(map(str, row))}] ({workload.layout})")
     dtype = _ONNX_DTYPES.get(inp.type.tensor_type.elem_type, "unsupported")
@@ -59,16 +61,42 @@ def check_model(path: str | Path, workload: Workload) -> ModelInfo:
         else:
             raise UserError(f"{path}: input {inp.name} is {dtype}, but {workload.name} feeds "
                             f"{workload.input_dtype} (or a quantised input with its DequantizeLinear)")
-    outputs = [o.name for o in model.graph.output]
-    chosen = next((n for n in workload.output_names if n in outputs), None)
-    if chosen is None:
-        raise UserError(f"{path} has outputs {', '.join(outputs)}, but {workload.name} reads "
-                        f"{' or '.join(workload.output_names)}: is this the right model?")
+    outputs = {o.name: _dims(o) for o in model.graph.output}
+    if workload.task == "classification":
+        kind, chosen = "classify", next((n for n in workload.output_names if n in outputs), None)
+        names: tuple[str, ...] = (chosen,)
+        if chosen is None:
+            raise UserError(f"{path} has outputs {', '.join(outputs)}, but {workload.name} reads "
+                            f"{' or '.join(workload.output_names)}: is this the right model?")
+    else:
+        kind, names = _detection_outputs(path, workload, outputs)
+        chosen = names[-1]
     props = {p.key: p.value for p in model.metadata_props}
     return ModelInfo(path=path, input_name=inp.name, input_dtype=dtype,
                      fixed_batch=dims[0] if dims[0] else None, output_name=chosen,
                      synthetic_weights=props.get("visionperf.synthetic_weights") == "true",
-                     quantization=quantization)
+                     quantization=quantization, kind=kind, outputs=names)
+
+
+def _detection_outputs(path: Path, workload: Workload, outputs: dict) -> tuple[str, tuple[str, ...]]:
+    """Raw heads (NMS cut off: host NMS) or the official graph's detections (NMS inside)."""
+    from ..workloads import DETECTION
+
+    spec = DETECTION[workload.name]
+    if all(n in outputs for n in spec.raw_outputs):
+        A, C = spec.num_anchors, workload.num_classes
+        want = ([[None, 4, A], [None, C, A]] if spec.layout == "class-major" else [[None, A, 4], [None, A, C]])
+        for name, shape in zip(spec.raw_outputs, want):
+            got = outputs[name]
+            if len(got) != 3 or any(g is not None and w is not None and g != w for g, w in zip(got, shape)):
+                raise UserError(f"{path}: output {name} has shape {got}, but {workload.name}'s "
+                                f"{spec.layout} NMS needs {['N', *shape[1:]]}")
+        return "raw", spec.raw_outputs
+    if all(n in outputs for n in spec.nms_outputs):
+        return "nms", spec.nms_outputs
+    raise UserError(f"{path} has outputs {', '.join(outputs)}, which fit neither {workload.name} layout: "
+                    f"raw heads {' + '.join(spec.raw_outputs)} (NMS on the host) or the official "
+                    f"{', '.join(spec.nms_outputs)}")
 
 
 def _input_quantization(model, name: str, dtype: str, path: Path):

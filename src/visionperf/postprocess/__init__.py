@@ -1,1 +1,114 @@
-"""Host post-processing: model outputs to MLPerf response bytes."""
+"""Host post-processing: model outputs of one batch -> MLPerf response bytes per sample.
+
+A post-processor returns (data, offsets, sizes): sample k's response is the SIZES[k] bytes at
+byte OFFSETS[k] of the contiguous array DATA, which must stay alive until LoadGen's
+QuerySamplesComplete returns (the SUT keeps it referenced until then).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..workloads import DETECTION, Workload
+from .classify import labels_from_output
+
+
+class Classify:
+    def __init__(self, workload: Workload, model):
+        self.outputs = (model.output_name,)
+        self.offset = workload.label_offset
+
+    def __call__(self, outputs, qsl_idx):
+        n = len(qsl_idx)
+        labels = labels_from_output(outputs[0], n, self.offset)
+        offsets = np.arange(n, dtype=np.int64) * 4
+        return labels, offsets, np.full(n, 4, np.int64)
+
+    def output_shapes(self, batch: int, workload: Workload):
+        if self.outputs[0].lower().startswith("argmax"):
+            return [((batch,), np.int64)]
+        return [((batch, workload.num_classes), np.float32)]
+
+
+class DetectRaw:
+    """Decode + NMS on the host (numba kernels), for graphs cut before NMS."""
+
+    def __init__(self, workload: Workload, model, score_format=None):
+        from .nms import NMS, ScoreFormat
+        from .ssd import anchors_for
+
+        self.spec = DETECTION[workload.name]
+        self.outputs = self.spec.raw_outputs
+        self.nms = NMS(self.spec, anchors_for(workload.name), score_format or ScoreFormat())
+        self.row_bytes = self.spec.max_per_image * 7 * 4
+
+    def __call__(self, outputs, qsl_idx):
+        boxes, scores = outputs
+        n = len(qsl_idx)
+        data = np.empty((n, self.spec.max_per_image, 7), np.float32)
+        sizes = np.empty(n, np.int64)
+        for k in range(n):
+            sizes[k] = self.nms(boxes[k], scores[k], int(qsl_idx[k]), data[k]) * 28
+        return data, np.arange(n, dtype=np.int64) * self.row_bytes, sizes
+
+    def output_shapes(self, batch: int, workload: Workload):
+        A, C = self.spec.num_anchors, workload.num_classes
+        if self.spec.layout == "class-major":
+            return [((batch, 4, A), np.float32), ((batch, C, A), np.float32)]
+        return [((batch, A, 4), np.float32), ((batch, A, C), np.float32)]
+
+
+class DetectOfficial:
+    """The official graphs with NMS inside: their detections, reformatted, as they are."""
+
+    def __init__(self, workload: Workload, model):
+        self.spec = DETECTION[workload.name]
+        self.outputs = self.spec.nms_outputs
+        self.tf = workload.name == "ssd-mobilenet"
+
+    def __call__(self, outputs, qsl_idx):
+        n = len(qsl_idx)
+        rows = []
+        if self.tf:  # num, boxes (ymin, xmin, ymax, xmax), scores, classes (COCO ids)
+            num, boxes, scores, classes = outputs
+            for k in range(n):
+                m = int(num[k])
+                rows.append(np.column_stack([np.full(m, qsl_idx[k]), boxes[k, :m], scores[k, :m], classes[k, :m]]))
+        else:  # bboxes (xmin, ymin, xmax, ymax), labels (1..80), scores
+            bboxes, labels, scores = outputs
+            for k in range(n):
+                b = bboxes[k]
+                rows.append(np.column_stack([np.full(len(b), qsl_idx[k]), b[:, 1], b[:, 0], b[:, 3], b[:, 2],
+                                             scores[k], labels[k]]))
+        sizes = np.array([r.shape[0] * 28 for r in rows], np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        data = np.concatenate([r.astype(np.float32).reshape(-1) for r in rows]) if rows else np.zeros(0, np.float32)
+        return np.ascontiguousarray(data), offsets, sizes
+
+    def output_shapes(self, batch: int, workload: Workload):
+        if self.tf:
+            return [((batch,), np.float32), ((batch, 100, 4), np.float32), ((batch, 100), np.float32),
+                    ((batch, 100), np.float32)]
+        return [((batch, 0, 4), np.float32), ((batch, 0), np.int64), ((batch, 0), np.float32)]
+
+
+class Skip:
+    """No post-processing at all (empty responses): only to measure what NMS costs."""
+
+    def __init__(self, inner):
+        self.outputs = inner.outputs
+        self.output_shapes = inner.output_shapes
+
+    def __call__(self, outputs, qsl_idx):
+        n = len(qsl_idx)
+        return np.zeros(1, np.float32), np.zeros(n, np.int64), np.zeros(n, np.int64)
+
+
+def make_postprocess(workload: Workload, model, skip: bool = False):
+    if workload.task == "classification":
+        post = Classify(workload, model)
+    elif model.kind == "nms":
+        post = DetectOfficial(workload, model)
+    else:
+        post = DetectRaw(workload, model)
+    return Skip(post) if skip else post

@@ -1,0 +1,101 @@
+"""COCO 2017 validation: `annotations/instances_val2017.json` + `val2017/`, and the SSD recipes.
+
+Images are taken in the order the annotation file lists them (all of them: 48 of the real
+5,000 have no annotations and still count). Preprocessing follows the MLCommons reference:
+SSD-MobileNet: RGB, straight resize to 300x300 with INTER_LINEAR, kept uint8 NHWC;
+SSD-ResNet34: RGB, straight resize to 1200x1200 with INTER_LINEAR, /255, mean/std, NCHW.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import UserError
+from ..workloads import Workload
+from .imagenet import decode_bgr
+
+ANNOTATIONS = "annotations/instances_val2017.json"
+
+
+@dataclass(frozen=True)
+class CocoVal:
+    root: Path
+    files: tuple[str, ...]  # relative to root ("val2017/000000000139.jpg")
+    image_ids: np.ndarray  # int64, per file
+    sizes: np.ndarray  # int64 [n, 2] (height, width) from the annotation file
+    annotations: Path
+    category_ids: tuple[int, ...]  # sorted COCO category ids (80 in the real set)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def path(self, i: int) -> Path:
+        return self.root / self.files[i]
+
+    @property
+    def synthetic(self) -> bool:
+        return (self.root / "SYNTHETIC").exists()
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Detection has no per-image label; the image id stands in where a key is needed."""
+        return self.image_ids
+
+
+def open_coco(root: str | Path, count: int | None = None) -> CocoVal:
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"dataset directory {root} does not exist: pass --dataset DIR holding "
+                        f"{ANNOTATIONS} and val2017/ (`visionperf sample-data coco --out {root}` makes one)")
+    ann = root / ANNOTATIONS
+    if not ann.is_file():
+        raise UserError(f"{ann} is missing: a COCO directory needs {ANNOTATIONS} and val2017/")
+    try:
+        data = json.loads(ann.read_text())
+        images = data["images"]
+        cats = sorted(int(c["id"]) for c in data["categories"])
+        data["annotations"]  # noqa: B018 (must exist)
+        files = [f"val2017/{im['file_name']}" for im in images]
+        ids = [int(im["id"]) for im in images]
+        sizes = [(int(im["height"]), int(im["width"])) for im in images]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{ann} is not a COCO annotation file (needs images, annotations and "
+                        "categories): check the file") from None
+    if count is not None:
+        files, ids, sizes = files[:count], ids[:count], sizes[:count]
+    if not files:
+        raise UserError(f"{ann} lists no images: the dataset is empty")
+    for f in files:
+        if not (root / f).is_file():
+            raise UserError(f"{root / f} is missing but {ann} names it: restore the image "
+                            "or use the matching annotation file")
+    return CocoVal(root, tuple(files), np.asarray(ids, np.int64), np.asarray(sizes, np.int64).reshape(-1, 2),
+                   ann, tuple(cats))
+
+
+def preprocess_bgr(img_bgr: np.ndarray, workload: Workload, layout: str) -> np.ndarray:
+    """One decoded BGR image -> one model input row (uint8 NHWC or float32), as the reference."""
+    pre = workload.preprocessing
+    s = workload.input_size
+    img = cv2.cvtColor(img_bgr, cv2.COLOR_BGR2RGB)
+    img = cv2.resize(img, (s, s), interpolation=getattr(cv2, pre.interpolation))
+    if workload.input_dtype == "uint8":
+        row = img  # the model normalises inside
+    else:
+        # float64 like the reference's `img / 255. - mean`, then one rounding to float32
+        x = img / (1.0 / pre.scale) - np.asarray(pre.mean)
+        if pre.std:
+            x = x / np.asarray(pre.std)
+        row = x.astype(np.float32)
+    if layout == "NCHW":
+        row = row.transpose(2, 0, 1)
+    return np.ascontiguousarray(row)
+
+
+def preprocess_coco(path: Path, workload: Workload, layout: str) -> np.ndarray:
+    return preprocess_bgr(decode_bgr(path), workload, layout)

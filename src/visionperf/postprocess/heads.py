@@ -1,0 +1,45 @@
+"""Realistic raw SSD head outputs: what a trained model emits, without the model.
+
+Most anchors see background (its class dominates); around a few objects, anchors of matching
+size and place score one class highly. Scores go through the real activation (softmax over
+classes for SSD-ResNet34, sigmoid for SSD-MobileNet), so thresholds cut where they would on a
+real image. Used by the NMS tests and benchmark, and by the simulated card's outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..workloads import DETECTION, get_workload
+from .ssd import anchors_for
+
+
+def raw_heads(workload_name: str, rng: np.random.Generator, objects: int = 5,
+              noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """One image's (boxes, scores) in the workload's raw layout, float32.
+
+    SSD-ResNet34: locs [4, A], confs [C, A] (class-major, softmax).
+    SSD-MobileNet: boxes [A, 4], scores [A, C] (box-major, sigmoid).
+    """
+    spec = DETECTION[workload_name]
+    C = get_workload(workload_name).num_classes
+    anchors = anchors_for(workload_name)
+    A = len(anchors)
+    logits = rng.normal(0, noise, (A, C)).astype(np.float32)
+    logits[:, 0] += 4.0  # background
+    if spec.layout == "box-major":
+        logits[:, 1:] -= 3.0  # sigmoid scores: most far below 0.3
+    for _ in range(objects):
+        cy, cx = rng.uniform(0.1, 0.9, 2)
+        size = rng.uniform(0.05, 0.6)
+        cls = int(rng.integers(1, C))
+        near = (np.abs(anchors[:, 0] - cy) < size / 2) & (np.abs(anchors[:, 1] - cx) < size / 2) \
+            & (np.abs(np.log(anchors[:, 2] / size)) < 0.7)
+        logits[near, cls] += rng.uniform(4.0, 9.0, near.sum()).astype(np.float32)
+        logits[near, 0] -= 3.0
+    enc = rng.normal(0, 0.5, (A, 4)).astype(np.float32)
+    if spec.layout == "class-major":
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return np.ascontiguousarray(enc.T), np.ascontiguousarray(probs.T)
+    return enc, (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
