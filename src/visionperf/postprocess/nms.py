@@ -20,6 +20,7 @@ score (ties by class, then rank). Output rows: [qsl_idx, ymin, xmin, ymax, xmax,
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,45 +101,59 @@ def _finish(all_scores, all_boxes, all_cls, count, qsl_idx, max_out, out):
     return m
 
 
-def _make_class_major(load):
-    @njit(nogil=True, fastmath=True)
-    def kernel(scores, lut, raw_thr, locs, anchors, perm, inv_scales, clip, iou_thr,
-               max_cand, max_per_class, max_out, qsl_idx, out):
-        C, A = scores.shape
-        cap = (C - 1) * max_per_class
-        all_scores = np.empty(cap, np.float32)
-        all_boxes = np.empty((cap, 4), np.float32)
-        all_cls = np.empty(cap, np.float32)
-        idx = np.empty(A, np.int64)
-        enc = np.empty(4, np.float32)
-        count = 0
-        for c in range(1, C):
-            row = scores[c]
-            hits = 0
-            for i in range(A):  # fixed trip count: vectorises
-                hits += row[i] > raw_thr
-            if hits == 0:
-                continue
-            k = 0
-            for i in range(A):
+BLOCK = 16  # scores tested per vectorised block before a branchy scan of the block
+
+
+@njit(nogil=True, fastmath=True, inline="always")
+def _collect(row, raw_thr, idx):
+    """Indices of ROW above RAW_THR into IDX, in order; returns how many.
+
+    Hits are sparse, so each block of 16 is first counted branch-free (this vectorises) and
+    only a block with a hit is scanned element by element.
+    """
+    A = row.shape[0]
+    k = 0
+    full = A - A % BLOCK
+    for b0 in range(0, full, BLOCK):
+        cnt = 0
+        for i in range(b0, b0 + BLOCK):
+            cnt += row[i] > raw_thr
+        if cnt:
+            for i in range(b0, b0 + BLOCK):
                 if row[i] > raw_thr:
                     idx[k] = i
                     k += 1
-            vals = np.empty(hits, np.float32)
+    for i in range(full, A):
+        if row[i] > raw_thr:
+            idx[k] = i
+            k += 1
+    return k
+
+
+def _make_class_major(load):
+    @njit(nogil=True, fastmath=True)
+    def kernel(scores, lut, raw_thr, locs, anchors, perm, inv_scales, clip, iou_thr,
+               max_cand, max_per_class, max_out, qsl_idx, out, scratch):
+        idx, vals, boxes, cand_scores, keep, all_scores, all_boxes, all_cls, enc = scratch
+        C, A = scores.shape
+        count = 0
+        for c in range(1, C):
+            row = scores[c]
+            hits = _collect(row, raw_thr, idx)
+            if hits == 0:
+                continue
             for t in range(hits):
                 vals[t] = load(row, lut, idx[t])
-            order = np.argsort(-vals, kind="mergesort")[:max_cand]
+            order = np.argsort(-vals[:hits], kind="mergesort")[:max_cand]
             n = order.shape[0]
-            boxes = np.empty((n, 4), np.float32)
-            cand_scores = np.empty(n, np.float32)
             for t in range(n):
                 i = idx[order[t]]
                 for q in range(4):
                     enc[q] = locs[q, i]
                 _decode_one(enc, anchors[i], perm, inv_scales, clip, boxes[t])
                 cand_scores[t] = vals[order[t]]
-            keep = np.empty(n, np.int64)
-            kept = _greedy(np.arange(n), cand_scores, boxes, iou_thr, max_per_class, keep)
+                keep[t] = t
+            kept = _greedy(keep[:n].copy(), cand_scores, boxes, iou_thr, max_per_class, keep)
             for t in range(kept):
                 all_scores[count] = cand_scores[keep[t]]
                 all_boxes[count] = boxes[keep[t]]
@@ -152,51 +167,42 @@ def _make_class_major(load):
 def _make_box_major(load):
     @njit(nogil=True, fastmath=True)
     def kernel(scores, lut, raw_thr, enc, anchors, perm, inv_scales, clip, iou_thr,
-               max_cand, max_per_class, max_out, qsl_idx, out):
+               max_cand, max_per_class, max_out, qsl_idx, out, scratch):
+        lists, counts, decoded, boxes, vals, keep, all_scores, all_boxes, all_cls = scratch
         A, C = scores.shape
-        # Pass 1, vectorised: does any class of this anchor pass the threshold?
-        best = np.empty(A, scores.dtype)
+        counts[:] = 0
+        # One pass: count each anchor's passing classes branch-free (vectorises); only the
+        # few live anchors are walked class by class, filling one list per class.
         for a in range(A):
-            m = scores[a, 1]
-            for c in range(2, C):
-                m = max(m, scores[a, c])
-            best[a] = m
-        # Pass 2, only over live anchors: one list per class, in anchor order.
-        lists = np.empty((C, A), np.int32)
-        counts = np.zeros(C, np.int64)
-        for a in range(A):
-            if best[a] > raw_thr:
+            row = scores[a]
+            hit = False
+            for c in range(1, C):
+                hit |= row[c] > raw_thr  # an OR-reduction stays in the scores' lane width
+            if hit:
+                decoded[a] = False
                 for c in range(1, C):
-                    if scores[a, c] > raw_thr:
+                    if row[c] > raw_thr:
                         lists[c, counts[c]] = a
                         counts[c] += 1
-        decoded = np.zeros(A, np.bool_)
-        boxes = np.empty((A, 4), np.float32)
-        cap = (C - 1) * max_per_class
-        all_scores = np.empty(cap, np.float32)
-        all_boxes = np.empty((cap, 4), np.float32)
-        all_cls = np.empty(cap, np.float32)
         count = 0
         for c in range(1, C):
             n = counts[c]
             if n == 0:
                 continue
-            vals = np.empty(n, np.float32)
             for t in range(n):
                 vals[t] = load(scores[lists[c, t]], lut, c)
-            order = np.argsort(-vals, kind="mergesort")[:max_cand]
-            cand = np.empty(order.shape[0], np.int64)
-            for t in range(order.shape[0]):
+            order = np.argsort(-vals[:n], kind="mergesort")[:max_cand]
+            m = order.shape[0]
+            cand = np.empty(m, np.int64)
+            for t in range(m):
                 a = lists[c, order[t]]
                 cand[t] = a
                 if not decoded[a]:  # an anchor is decoded once, whatever classes it passes in
                     _decode_one(enc[a], anchors[a], perm, inv_scales, clip, boxes[a])
                     decoded[a] = True
-            keep = np.empty(cand.shape[0], np.int64)
             kept = _greedy(cand, vals, boxes, iou_thr, max_per_class, keep)
             for t in range(kept):
                 a = keep[t]
-                # KEEP holds anchors; find the score of anchor a in class c
                 all_scores[count] = load(scores[a], lut, c)
                 all_boxes[count] = boxes[a]
                 all_cls[count] = c
@@ -245,6 +251,7 @@ class NMS:
         self.fmt = fmt
         self.perm = np.array((0, 1, 2, 3) if spec.encoding == "yxhw" else (1, 0, 3, 2), np.int64)
         self.inv_scales = (1.0 / np.asarray(spec.box_coder_scales, np.float64)).astype(np.float32)
+        self.iou_thr = np.float32(spec.iou_threshold)
         thr = spec.score_threshold
         if fmt.dtype == "float32":
             self.lut, self.raw_thr = np.zeros(1, np.float32), np.float32(thr)
@@ -263,7 +270,24 @@ class NMS:
         else:
             raise ValueError(f"unsupported score dtype {fmt.dtype}")
         self.kernel = _kernel(spec.layout, fmt.dtype != "float32")
-        self.out = None
+        self._local = threading.local()  # scratch buffers: one set per post-processing thread
+
+    def _scratch(self, A: int, C: int):
+        """Preallocated per thread: fresh large buffers per image would page-fault every call."""
+        sc = getattr(self._local, "scratch", None)
+        if sc is None:
+            s = self.spec
+            cap = (C - 1) * s.max_per_class
+            tail = (np.empty(cap, np.float32), np.empty((cap, 4), np.float32), np.empty(cap, np.float32))
+            if s.layout == "class-major":
+                m = s.max_candidates_per_class
+                sc = (np.empty(A, np.int64), np.empty(A, np.float32), np.empty((m, 4), np.float32),
+                      np.empty(m, np.float32), np.empty(m, np.int64), *tail, np.empty(4, np.float32))
+            else:
+                sc = (np.empty((C, A), np.int32), np.zeros(C, np.int64), np.zeros(A, np.bool_),
+                      np.empty((A, 4), np.float32), np.empty(A, np.float32), np.empty(A, np.int64), *tail)
+            self._local.scratch = sc
+        return sc
 
     def raw_view(self, scores: np.ndarray) -> np.ndarray:
         return scores.view(np.uint16) if self.fmt.dtype == "float16" else scores
@@ -272,7 +296,8 @@ class NMS:
         """BOXES: encodings ([4, A] class-major or [A, 4] box-major); SCORES: raw, this
         workload's layout. Writes detections into OUT [max_per_image, 7]; returns how many."""
         s = self.spec
-        return self.kernel(self.raw_view(scores), self.lut, self.raw_thr, boxes, self.anchors, self.perm,
-                           self.inv_scales, s.clip_boxes, np.float32(s.iou_threshold),
-                           s.max_candidates_per_class, s.max_per_class, s.max_per_image,
-                           np.float32(qsl_idx), out)
+        raw = self.raw_view(scores)
+        C, A = raw.shape if s.layout == "class-major" else raw.shape[::-1]
+        return self.kernel(raw, self.lut, self.raw_thr, boxes, self.anchors, self.perm,
+                           self.inv_scales, s.clip_boxes, self.iou_thr, s.max_candidates_per_class,
+                           s.max_per_class, s.max_per_image, np.float32(qsl_idx), out, self._scratch(A, C))
