@@ -1,69 +1,111 @@
+"""Topology from sysfs trees and the placement plans, on the paper's three servers (Table IV)."""
+
+import json
+import os
 from pathlib import Path
 
 import pytest
 
+from conftest import visionperf
+from sysfs_fixtures import materialise
 from visionperf.errors import UserError
-from visionperf.placement import cpu_partitions
-from visionperf.topology import parse_cpulist, read_topology
+from visionperf.placement import card_plan, cpu_partitions, replica_plan
+from visionperf.topology import format_cpulist, parse_cpulist, read_topology
+
+# Table IV of the paper: the physical cores of each card.
+TABLE_IV = {
+    "r282-z93-5": ["0-7", "8-15", "16-23", "24-31", "0-31"],
+    "r282-z93-8": ["0-3", "4-7", "8-11", "12-15", "16-19", "20-23", "24-27", "28-31"],
+    "g292-z43-16": ["64-71", "72-79", "80-87", "88-95", "96-103", "104-111", "112-119", "120-127",
+                    "0-7", "8-15", "16-23", "24-31", "32-39", "40-47", "48-55", "56-63"],
+}
 
 
-def fake_sysfs(root: Path, sockets: int, cores_per_socket: int, smt: int) -> Path:
-    """A sysfs tree like Linux numbers SMT: siblings of core c are c and c + total cores."""
-    cpu = root / "sys/devices/system/cpu"
-    total = sockets * cores_per_socket
-    n = total * smt
-    cpu.mkdir(parents=True)
-    (cpu / "online").write_text(f"0-{n - 1}\n")
-    for c in range(n):
-        core = c % total
-        t = cpu / f"cpu{c}/topology"
-        t.mkdir(parents=True)
-        (t / "thread_siblings_list").write_text(",".join(str(core + k * total) for k in range(smt)) + "\n")
-        (t / "physical_package_id").write_text(f"{core // cores_per_socket}\n")
-        (t / "core_id").write_text(f"{core % cores_per_socket}\n")
-    for s in range(sockets):
-        node = root / f"sys/devices/system/node/node{s}"
-        node.mkdir(parents=True)
-        cpus = [c for c in range(n) if (c % total) // cores_per_socket == s]
-        (node / "cpulist").write_text(",".join(map(str, cpus)) + "\n")
-    return root
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    return {name: materialise(name, tmp_path_factory.mktemp(name)) for name in TABLE_IV}
 
 
-def test_parse_cpulist():
+def test_cpulists_round_trip():
     assert parse_cpulist("0-3,8,10-11\n") == [0, 1, 2, 3, 8, 10, 11]
+    assert format_cpulist([11, 0, 1, 2, 3, 8, 10]) == "0-3,8,10-11"
     assert parse_cpulist("") == []
 
 
-def test_topology_folds_smt_siblings(tmp_path):
-    topo = read_topology(fake_sysfs(tmp_path, sockets=2, cores_per_socket=4, smt=2))
-    assert [c.cpu for c in topo.cores] == list(range(8))
-    assert topo.cores[0].cpus == (0, 8) and topo.cores[5].cpus == (5, 13)
-    assert topo.sockets == [0, 1] and topo.numa_nodes == [0, 1]
-    assert topo.cores[4].socket == 1 and topo.cores[4].numa_node == 1
+def test_topology_of_the_g292(servers):
+    t = read_topology(servers["g292-z43-16"])
+    assert len(t.cores) == 128 and len(t.online) == 256 and t.sockets == [0, 1] and t.numa_nodes == [0, 1]
+    assert t.cores[0].cpus == (0, 128) and t.cores[127].cpus == (127, 255)  # SMT folded
+    assert len(t.l3_groups) == 16 and t.l3_groups[8] == tuple(range(64, 72))
+    assert [a.index for a in t.accelerators] == list(range(16))  # the NIC, bridge, audio don't count
+    assert all(a.name == "Qualcomm Cloud AI 100" for a in t.accelerators)
+    assert [a.socket for a in t.accelerators] == [1] * 8 + [0] * 8
+    assert sorted(a.pci for a in t.accelerators) == [a.pci for a in t.accelerators]
 
 
-def test_partitions_are_contiguous_and_cover_every_core(tmp_path):
-    topo = read_topology(fake_sysfs(tmp_path, sockets=2, cores_per_socket=64, smt=2))
-    parts = cpu_partitions(topo, 16)
-    assert [p.cores for p in parts][:2] == [tuple(range(0, 8)), tuple(range(8, 16))]
-    assert parts[8].numa_node == 1 and parts[7].numa_node == 0
-    assert parts[0].cpus == tuple(c for core in range(8) for c in (core, core + 128))
+@pytest.mark.parametrize("name", list(TABLE_IV))
+def test_card_plan_equals_table_iv(servers, name):
+    t = read_topology(servers[name])
+    plan = card_plan(t, len(TABLE_IV[name]))
+    assert [format_cpulist(p.cores) for p in plan] == TABLE_IV[name]
+    for p in plan:
+        if p.pinned:
+            assert {t.core(c).socket for c in p.cores} == {p.socket}, "local socket only"
+        # threads pin to every logical CPU of the plan's cores (SMT siblings included)
+        assert set(p.cpus) == {x for c in p.cores for x in t.core(c).cpus}
+    if name == "r282-z93-5":
+        assert not plan[4].pinned and all(p.pinned for p in plan[:4])
+
+
+def test_replicas_and_the_ddr_arithmetic(servers):
+    t = read_topology(servers["g292-z43-16"])
+    plan = card_plan(t, 16)
+    rates = [22667.0] * 16
+    per_device = replica_plan(t, plan, "device", rates, 224 * 224 * 3)
+    assert per_device.nodes == [1] * 8 + [0] * 8 and per_device.of_device == list(range(16))
+    assert per_device.fill_cpus[0] == plan[0].cpus  # filled by a thread on the card's own cores
+    # 8 cards x 22,667/s x 150,528 B = 27.3 GB/s from each node: more than one DDR4-3200 channel
+    assert per_device.bandwidth_gbs[1] == pytest.approx(8 * 22667 * 150528 / 1e9)
+    assert len(per_device.warnings) == 2
+    per_node = replica_plan(t, plan, "node", rates, 224 * 224 * 3, node_bandwidth_gbs=204.8)
+    assert per_node.nodes == [0, 1] and per_node.of_device == [1] * 8 + [0] * 8 and not per_node.warnings
+    one = replica_plan(t, plan, "one", rates, 224 * 224 * 3, node_bandwidth_gbs=204.8)
+    assert one.nodes == [1] and one.bandwidth_gbs[1] == pytest.approx(16 * 22667 * 150528 / 1e9)
+    with pytest.raises(UserError, match="unknown --replicas"):
+        replica_plan(t, plan, "socket")
+
+
+def test_simulated_cards_spread_over_sockets(servers):
+    t = read_topology(servers["r282-z93-8"])
+    t = t.__class__(t.cores, t.l3_groups, (), t.online)  # the same server without its cards
+    plan = card_plan(t, 4)
+    assert [p.socket for p in plan] == [0, 0, 1, 1]
+    assert [format_cpulist(p.cores) for p in plan] == ["0-7", "8-15", "16-23", "24-31"]
+
+
+def test_cpu_partitions_cover_every_core(servers):
+    t = read_topology(servers["g292-z43-16"])
+    parts = cpu_partitions(t, 3)
+    assert [len(p.cores) for p in parts] == [43, 43, 42]
     assert sorted(c for p in parts for c in p.cores) == list(range(128))
-    uneven = cpu_partitions(topo, 3)
-    assert [len(p.cores) for p in uneven] == [43, 43, 42]
-
-
-def test_more_devices_than_cores_share_round_robin(tmp_path):
-    topo = read_topology(fake_sysfs(tmp_path, sockets=1, cores_per_socket=2, smt=1))
-    parts = cpu_partitions(topo, 5)
-    assert [p.cores for p in parts] == [(0,), (1,), (0,), (1,), (0,)]
-    assert all(p.shared for p in parts)
+    small = read_topology(servers["r282-z93-5"])
+    shared = cpu_partitions(small.__class__(small.cores[:2], small.l3_groups, (), small.online), 5)
+    assert [p.cores for p in shared] == [(0,), (1,), (0,), (1,), (0,)] and all(p.shared for p in shared)
     with pytest.raises(UserError, match="at least 1"):
-        cpu_partitions(topo, 0)
+        cpu_partitions(small, 0)
 
 
 def test_live_topology_is_this_process_cpus():
-    import os
-    topo = read_topology()
-    assert {c for core in topo.cores for c in core.cpus} <= os.sched_getaffinity(0)
-    assert topo.cores
+    t = read_topology()
+    assert {c for core in t.cores for c in core.cpus} <= os.sched_getaffinity(0) and t.l3_groups
+
+
+def test_topology_and_plan_commands(servers):
+    out = visionperf("topology", "--sysfs-root", servers["r282-z93-8"]).stdout
+    assert "physical cores 32" in out and "Qualcomm Cloud AI 100" in out
+    js = json.loads(visionperf("plan", "--devices", "16", "--sysfs-root", servers["g292-z43-16"], "--json").stdout)
+    assert [format_cpulist(d["cores"]) for d in js["devices"]] == TABLE_IV["g292-z43-16"]
+    assert js["devices"][0]["numa_node"] == 1 and js["devices"][0]["cpus"][:2] == [64, 65]
+    text = visionperf("plan", "--devices", "16", "--sysfs-root", servers["g292-z43-16"],
+                      "--workload", "resnet50").stdout
+    assert "GB/s" in text

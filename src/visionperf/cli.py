@@ -99,6 +99,36 @@ def cmd_quantize(a) -> int:
     return 0
 
 
+def cmd_topology(a) -> int:
+    from .topology import describe, read_topology, topology_json
+
+    t = read_topology(a.sysfs_root)
+    print(topology_json(t) if a.json else describe(t))
+    return 0
+
+
+def cmd_plan(a) -> int:
+    from .placement import card_plan, describe_plan, plan_json, replica_plan
+    from .topology import read_topology
+    from .workloads import get_workload
+
+    t = read_topology(a.sysfs_root)
+    devices = card_plan(t, a.devices)
+    rates, nbytes = None, 0
+    if a.workload:
+        w = get_workload(a.workload)
+        rates = [a.card_rate or w.card_rate] * a.devices
+        nbytes = a.bytes_per_sample or 3 * w.input_size ** 2  # int8 rows, as the paper's arithmetic
+    rp = replica_plan(t, devices, a.replicas, rates, nbytes, a.node_bandwidth_gbs)
+    if a.json:
+        print(json.dumps(plan_json(devices, rp), indent=2))
+    else:
+        print(f"plan for {a.devices} card(s)" + (f", {a.workload} at {rates[0]:,.0f} samples/s each"
+                                                   if rates else "") + f", replicas per {a.replicas}:")
+        print(describe_plan(devices, rp))
+    return 0
+
+
 def cmd_run(a) -> int:
     from .harness import RunConfig, run
 
@@ -251,6 +281,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--calibration-count", type=int, default=100)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_quantize)
+
+    s = sub.add_parser("topology", help="sockets, NUMA nodes, cores, L3 groups, accelerators")
+    s.add_argument("--sysfs-root", default="/", help="read a recorded sysfs tree instead of /")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_topology)
+
+    s = sub.add_parser("plan", help="placement plan for N cards: cores, replicas, bandwidth")
+    s.add_argument("--devices", type=int, required=True)
+    s.add_argument("--sysfs-root", default="/")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--replicas", default="device", help="device (default), node or one")
+    s.add_argument("--workload", help="check memory bandwidth at this workload's card rate")
+    s.add_argument("--card-rate", type=float, help="samples/s per card (default: the paper's Table II)")
+    s.add_argument("--bytes-per-sample", type=int, help="default: the int8 input row")
+    s.add_argument("--node-bandwidth-gbs", type=float, default=25.6,
+                   help="memory bandwidth assumed per NUMA node (default: one DDR4-3200 channel)")
+    s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("run", help="run a benchmark through the real LoadGen")
     s.add_argument("workload", help=", ".join(WORKLOADS))
