@@ -41,7 +41,7 @@ def test_offline_performance_is_valid(run_args, tmp_path):
 
 def test_server_performance_is_valid_on_onnxruntime_and_null(run_args, tmp_path):
     visionperf("run", "resnet50", "--scenario", "Server", "--backend", "onnxruntime", "--devices", "1",
-               "--target-qps", "200", "--duration", "6", *run_args, "--out", tmp_path / "ort")
+               "--target-qps", "150", "--duration", "6", *run_args, "--out", tmp_path / "ort")
     res = read_result(tmp_path / "ort/resnet50/Server/performance/run_1", "Server")
     assert res.valid, res.reasons
     assert res.latency_ns["99.00"] < 15e6

@@ -11,10 +11,10 @@ from .errors import UserError
 from .workloads import SCENARIOS, WORKLOADS
 
 
-def _console():
+def _console(width: int | None = None):
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, width=width)
 
 
 def cmd_sample_data(a) -> int:
@@ -129,6 +129,89 @@ def cmd_plan(a) -> int:
     return 0
 
 
+def cmd_scale(a) -> int:
+    from rich.table import Table
+
+    from .backends.simulated import card_rate_for
+    from .scaling import study
+    from .workloads import check_scenario, get_workload
+
+    w = get_workload(a.workload)
+    scenario = check_scenario(a.scenario)
+    if scenario not in ("Offline", "Server"):
+        raise UserError("--scenario must be Offline or Server for a scaling study")
+    try:
+        counts = [int(x) for x in a.devices.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--devices takes a list like 1,2,4,8, got {a.devices!r}") from None
+    if not counts or min(counts) < 1:
+        raise UserError(f"--devices takes a list like 1,2,4,8, got {a.devices!r}")
+    run_args = ["--backend", a.backend, "--model", a.model, "--dataset", a.dataset, "--duration", str(a.duration)]
+    for flag, val in (("--cache", a.cache), ("--card-rate", a.card_rate), ("--replicas", a.replicas),
+                      ("--batch-size", a.batch_size)):
+        if val is not None:
+            run_args += [flag, str(val)]
+    con = _console()
+    points = study(w.name, counts, scenario, Path(a.out), run_args, steps=a.steps,
+                   log=lambda m: con.print(f"[dim]{m}[/dim]"))
+    t = Table(title=f"{w.name} {scenario} scaling ({a.backend})", title_justify="left")
+    for col in ("devices", "samples/s", "% of linear", "host CPU us/sample", "Server/Offline"):
+        t.add_column(col, justify="right")
+    for p in points:
+        t.add_row(str(p.devices), f"{p.metric:,.1f}", f"{p.linear_pct:.1f}%",
+                  f"{p.host_cpu_us_per_sample:.1f}" if p.host_cpu_us_per_sample else "n/a",
+                  f"{p.server_offline_pct:.1f}%" if p.server_offline_pct is not None else "")
+    con.print(t)
+    last = points[-1]
+    if last.host_cpu_us_per_sample:
+        rate, _ = card_rate_for(w, None)
+        cores = 16 * rate * last.host_cpu_us_per_sample / 1e6
+        con.print(f"host CPU {last.host_cpu_us_per_sample:.1f} us/sample at {last.devices} device(s): 16 cards at "
+                  f"the paper's {rate:,.0f} samples/s each would need about {cores:.1f} cores for the harness")
+    con.print(f"wrote {Path(a.out) / 'scaling.json'} and {Path(a.out) / 'scaling.png'}")
+    return 0
+
+
+def cmd_report(a) -> int:
+    from . import report
+
+    root = Path(a.dir)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a directory: pass the --out directory of your runs")
+    rows = report.find(root)
+    if not rows:
+        raise UserError(f"no runs found under {root}")
+    import shutil
+
+    con = _console(max(150, shutil.get_terminal_size().columns))
+    con.print(report.table(rows))
+    out = Path(a.plots or root)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in report.plots(rows, out):
+        con.print(f"wrote {p}")
+    return 0
+
+
+def cmd_submission(a) -> int:
+    from .submission import assemble
+
+    user = {}
+    if a.system_json:
+        try:
+            user = json.loads(Path(a.system_json).read_text())
+        except OSError as e:
+            raise UserError(f"cannot read {a.system_json}: {e.strerror}") from None
+        except ValueError:
+            raise UserError(f"{a.system_json} is not valid JSON") from None
+        if not isinstance(user, dict):
+            raise UserError(f"{a.system_json} must hold one JSON object of system fields")
+    final, waived = assemble(Path(a.runs), Path(a.out), a.submitter, a.system, user, a.allow_short)
+    for w in waived:
+        print(f"waived (--allow-short): {w}")
+    print(f"wrote {final}" + (" (practice tree: NOT a valid submission)" if waived else ""))
+    return 0
+
+
 def cmd_run(a) -> int:
     from .harness import RunConfig, run
 
@@ -137,7 +220,8 @@ def cmd_run(a) -> int:
         backend=a.backend, devices=a.devices, batch_size=a.batch_size, target_qps=a.target_qps,
         duration=a.duration, user_conf=a.user_conf, out=a.out, cache=a.cache,
         batch_timeout_ms=a.batch_timeout_ms, count=a.count, post_threads=a.post_threads,
-        skip_postprocess=a.skip_postprocess,
+        skip_postprocess=a.skip_postprocess, replicas=a.replicas, card_rate=a.card_rate,
+        in_flight=a.in_flight, compliance=a.compliance,
     )
     if a.target_qps is not None and a.target_qps <= 0:
         raise UserError(f"--target-qps must be positive, got {a.target_qps}")
@@ -187,6 +271,9 @@ def print_report(con, r) -> None:
                   f"{s['busy_s'] / run_s * 100:.0f}%, gather {s['host_s'] * 1e6 / max(1, s['samples']):.1f} "
                   f"us/sample" + (f", post {s['post_s'] * 1e6 / max(1, s['samples']):.1f} us/sample"
                                   if s["post_s"] else ""))
+    for check, ok in r.compliance.items():
+        t.add_row(f"{c.compliance} {check}", "[green]TEST PASS[/green]" if ok else "[red]TEST FAIL[/red]"
+                  + f" (see {r.log_dir.parent.parent / ('verify_' + check + '.txt')})")
     t.add_row("logs", str(r.log_dir))
     con.print(t)
     for n in r.notes:
@@ -305,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", default="performance", help="performance (default) or accuracy")
     s.add_argument("--model", required=True)
     s.add_argument("--dataset", required=True)
-    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), null (completes at once, no gather: the harness alone) or null-gather (the same plus the batch gather)")
+    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), simulated (cards at a set rate), null (completes at once, no gather: the harness alone) or null-gather (the same plus the batch gather)")
     s.add_argument("--devices", type=int, default=1)
     s.add_argument("--batch-size", type=int)
     s.add_argument("--target-qps", type=float, help="written into the user.conf used")
@@ -317,9 +404,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="post-processing threads (default: one per device for detection, 0 = inline)")
     s.add_argument("--skip-postprocess", action="store_true",
                    help="complete with empty responses (to measure what NMS costs; not a result)")
+    s.add_argument("--replicas", help="sample buffer per device, node or one "
+                   "(default: device for cards, one for CPU devices)")
+    s.add_argument("--card-rate", type=float,
+                   help="simulated: samples/s per card (default: the paper's Table II rate)")
+    s.add_argument("--in-flight", type=int, default=2, help="simulated: batches a card holds at once")
+    s.add_argument("--compliance", choices=("TEST01", "TEST04"),
+                   help="run a compliance test (audit.config) and verify it against the runs in --out")
     s.add_argument("--cache", help="preprocessed cache dir (default: per-user cache)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("scale", help="throughput against device count (the paper's Figure 1)")
+    s.add_argument("workload")
+    s.add_argument("--backend", default="simulated")
+    s.add_argument("--devices", default="1,2,4,8", help="comma-separated device counts")
+    s.add_argument("--scenario", default="Offline", help="Offline, or Server (also runs Offline per point)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    s.add_argument("--card-rate", type=float)
+    s.add_argument("--replicas")
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--steps", type=int, default=5, help="Server: bisection steps per point")
+    s.add_argument("--cache")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_scale)
+
+    s = sub.add_parser("report", help="a table of every run under DIR, and PNG plots")
+    s.add_argument("dir")
+    s.add_argument("--plots", help="where to write the PNGs (default: DIR)")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("submission", help="assemble a closed-division submission tree from runs")
+    s.add_argument("--submitter", required=True)
+    s.add_argument("--system", required=True)
+    s.add_argument("--runs", required=True, help="the --out directory of your runs")
+    s.add_argument("--out", required=True)
+    s.add_argument("--system-json", help="system description fields the machine cannot tell")
+    s.add_argument("--allow-short", action="store_true",
+                   help="practice mode: assemble from short/invalid/synthetic runs, listing every waived rule")
+    s.set_defaults(func=cmd_submission)
 
     s = sub.add_parser("accuracy", help="accuracy from any mlperf_log_accuracy.json")
     s.add_argument("workload")

@@ -18,14 +18,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import __version__
+from . import __version__, compliance
 from .accuracy import coco_map, top1, write_text_atomic
 from .backends import make_devices
 from .cache import ensure_cache
 from .datasets import open_dataset
 from .errors import UserError
 from .models import check_model
-from .placement import Partition, cpu_partitions
+from .backends import CARD_BACKENDS
+from .placement import Partition, card_plan, cpu_partitions, describe_plan, replica_plan
 from .postprocess import make_postprocess
 from .results import PerfResult, read_result
 from .samples import SampleStore
@@ -57,6 +58,10 @@ class RunConfig:
     batch_timeout_ms: float | None = None
     count: int | None = None  # use only the first COUNT images of the dataset
     post_threads: int | None = None  # None: one per device for detection, none for classification
+    replicas: str | None = None  # device | node | one (default: device for cards, one for CPU devices)
+    card_rate: float | None = None  # simulated cards: samples/s each (default: the paper's Table II)
+    in_flight: int = 2  # simulated cards: batches each holds at once
+    compliance: str | None = None  # "TEST01" | "TEST04": an audit run, verified after
     skip_postprocess: bool = False  # measurement only: empty responses
 
 
@@ -73,10 +78,13 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     run_s: float = 0.0  # LoadGen's test alone (StartTest to its return)
+    compliance: dict = field(default_factory=dict)  # check -> passed
 
 
-def result_dir(out: str | Path, workload: str, scenario: str, mode: str) -> Path:
+def result_dir(out: str | Path, workload: str, scenario: str, mode: str, compliance: str | None = None) -> Path:
     base = Path(out) / workload / scenario
+    if compliance:
+        return base / compliance / "performance" / "run_1"
     return base / "accuracy" if mode == "accuracy" else base / "performance" / "run_1"
 
 
@@ -121,23 +129,36 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     if cache.skipped:
         notes.append(f"{len(cache.skipped)} bad image(s) were skipped when the cache was built "
                      f"(listed in {cache.path / 'skipped.txt'}): not a submittable run")
-    plan = cpu_partitions(read_topology(), cfg.devices)
+    topology = read_topology()
+    card = cfg.backend in CARD_BACKENDS
+    plan = card_plan(topology, cfg.devices) if card else cpu_partitions(topology, cfg.devices)
+    rp = replica_plan(topology, plan, cfg.replicas or ("device" if card else "one"))
+    if cfg.in_flight < 1:
+        raise UserError(f"--in-flight must be at least 1, got {cfg.in_flight}")
     batch_size = cfg.batch_size or w.default_batch_size
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    postprocess = make_postprocess(w, model, skip=cfg.skip_postprocess)
+    fmt = None
+    if cfg.backend == "simulated":
+        from .backends.simulated import score_format
+        fmt = score_format(w)
+    postprocess = make_postprocess(w, model, skip=cfg.skip_postprocess, score_format=fmt)
     if cfg.skip_postprocess:
         notes.append("post-processing skipped (empty responses): for measuring its cost only")
-    devices = make_devices(cfg.backend, model, w, plan, batch_size,
-                           postprocess.output_shapes(batch_size, w))
-    store = SampleStore(cache.data)
+    devices = make_devices(cfg.backend, model, w, plan, batch_size, postprocess.output_shapes(batch_size, w),
+                           card_rate=cfg.card_rate, in_flight=cfg.in_flight, latency=scenario != "Offline")
+    store = SampleStore(cache.data, rp.fill_cpus, rp.of_device)
+    log("plan:\n" + describe_plan(plan, rp))
     post_threads = cfg.post_threads if cfg.post_threads is not None else (
         len(devices) if w.task == "detection" else 0)
     if post_threads < 0:
         raise UserError(f"--post-threads must be 0 or more, got {post_threads}")
     sut = SystemUnderTest(devices, store, postprocess, post_threads=post_threads)
     sut.start()
-    final = result_dir(cfg.out, w.name, scenario, cfg.mode)
+    if cfg.compliance and cfg.mode != "performance":
+        raise UserError("--compliance runs are performance runs: drop --mode accuracy")
+    audit = compliance.audit_config(cfg.compliance, w) if cfg.compliance else None
+    final = result_dir(cfg.out, w.name, scenario, cfg.mode, cfg.compliance)
     partial = final.with_name(final.name + f".partial-{os.getpid()}")
     try:
         # Warm-up on a few loaded samples: first runs are slow, and Offline needs a rate.
@@ -181,6 +202,8 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         if partial.exists():
             shutil.rmtree(partial)
         partial.mkdir(parents=True)
+        if audit:
+            (partial / "audit.config").write_text(audit)
         user_conf = partial / "user.conf"
         user_conf.write_text(conf_text)
         settings = test_settings(user_conf, w.name, scenario, cfg.mode)
@@ -196,10 +219,11 @@ def run(cfg: RunConfig, log=print) -> RunReport:
                                      if scenario == "Server" else ""))
         try:
             # An audit.config in the working directory would silently change the run.
-            t_test = time.perf_counter()
+            t_test, cpu0 = time.perf_counter(), os.times()
             lg.StartTestWithLogSettings(handle, qsl, settings, log_settings,
                                         str(partial / "audit.config"))
-            run_s = time.perf_counter() - t_test
+            run_s, cpu1 = time.perf_counter() - t_test, os.times()
+            cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         finally:
             lg.DestroyFastSUT(handle)
             lg.DestroyQSL(qsl)
@@ -222,6 +246,11 @@ def run(cfg: RunConfig, log=print) -> RunReport:
                        [asdict(s) for s in sut.stats + sut.post_stats], batch_size,
                        sut.batch_timeout_s * 1000, notes, time.time() - t_start, run_s)
     record = _run_record(report, model, w)
+    samples = sum(st.samples for st in sut.stats)
+    # Host CPU per sample: every thread of this process during the test (LoadGen's, the SUT's,
+    # post-processing, and for simulated cards the copies a real card's DMA engine would do).
+    record["host_cpu_s"] = round(cpu_s, 3)
+    record["host_cpu_us_per_sample"] = round(cpu_s / samples * 1e6, 2) if samples else None
     record["cache"] = {"path": str(cache.path), "dtype": cache.manifest["dtype"],
                        "quantization": cache.manifest["quantization"],
                        "skipped_dataset_indices": [int(b[0]) for b in cache.skipped]}
@@ -230,6 +259,13 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         log(f"replacing the previous results in {final}")
         shutil.rmtree(final)
     os.replace(partial, final)
+    if cfg.compliance:
+        base = Path(cfg.out) / w.name / scenario
+        out = base / cfg.compliance
+        report.compliance = {"performance": compliance.verify_performance(
+            cfg.compliance, scenario, final, base / "performance/run_1", out)}
+        if cfg.compliance == "TEST01":
+            report.compliance["accuracy"] = compliance.verify_accuracy(final, base / "accuracy", out, w, dataset)
     return report
 
 
@@ -245,6 +281,7 @@ def _run_record(r: RunReport, model, w: Workload) -> dict:
         "model": {"path": str(model.path), "input": model.input_name, "output": model.output_name,
                   "synthetic_weights": model.synthetic_weights},
         "plan": [asdict(p) for p in r.plan],
+        "replicas": r.config.replicas,
         "batch_size": r.batch_size,
         "batch_timeout_ms": r.batch_timeout_ms,
         "device_stats": r.device_stats,

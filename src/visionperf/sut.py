@@ -48,6 +48,7 @@ class _Slot:
     device: object
     inbuf: np.ndarray
     stats: DeviceStats
+    replica: int = 0  # the sample buffer replica this device reads
     thread: threading.Thread | None = field(default=None, repr=False)
 
 
@@ -84,10 +85,11 @@ class SystemUnderTest:
         self._post: list[threading.Thread] = []
         self.post_stats = [DeviceStats(f"post{i}", self.stats[i % len(self.stats)].cpus)
                            for i in range(post_threads)]
-        for d, st in zip(devices, self.stats):
+        for k, (d, st) in enumerate(zip(devices, self.stats)):
             for _ in range(d.max_in_flight):
                 buf = np.empty((d.batch_size, *d.input_shape), d.input_dtype)
-                self._slots.append(_Slot(d, buf, st))
+                replica = store.replica_of_device[k] if k < len(store.replica_of_device) else 0
+                self._slots.append(_Slot(d, buf, st, replica))
 
     # -- LoadGen's side -------------------------------------------------------------------
     def issue(self, ids: list[int], indices: list[int]) -> None:
@@ -163,7 +165,11 @@ class SystemUnderTest:
         dev, st = slot.device, slot.stats
         pin_current_thread(st.cpus)
         limit = dev.batch_size
-        gather = self.store.gather if dev.reads_input else (lambda idx, out: None)
+        store, replica = self.store, slot.replica
+
+        def gather(idx, out):
+            if dev.reads_input:
+                store.gather(idx, out, replica)
         clock = time.perf_counter
         post_q = self._post_q
         while True:

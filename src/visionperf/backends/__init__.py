@@ -33,15 +33,24 @@ class Device(Protocol):
     def close(self) -> None: ...
 
 
-BACKENDS = ("onnxruntime", "null", "null-gather")
+BACKENDS = ("onnxruntime", "simulated", "null", "null-gather")
+CARD_BACKENDS = ("simulated",)  # devices fed by host cores, planned like the paper's cards
 
 
-def make_devices(backend: str, model, workload, plan, batch_size: int, output_shapes=None) -> list[Device]:
+def make_devices(backend: str, model, workload, plan, batch_size: int, output_shapes=None,
+                 card_rate: float | None = None, in_flight: int = 2, latency: bool = False) -> list[Device]:
     """One device per placement-plan entry."""
+    if backend == "simulated":
+        from .simulated import SimulatedCard, card_rate_for
+
+        rate, _ = card_rate_for(workload, card_rate)
+        return [SimulatedCard(f"card{i}", model, workload, part, batch_size, output_shapes, rate, in_flight)
+                for i, part in enumerate(plan)]
     if backend == "onnxruntime":
         from .onnxruntime import OrtDevice
 
-        return [OrtDevice(f"cpu{i}", model, workload, part, batch_size) for i, part in enumerate(plan)]
+        return [OrtDevice(f"cpu{i}", model, workload, part, batch_size, spin=not latency)
+                for i, part in enumerate(plan)]
     if backend in ("null", "null-gather"):
         from .null import NullDevice
 

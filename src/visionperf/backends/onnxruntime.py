@@ -14,9 +14,14 @@ import onnxruntime as ort
 from ..errors import UserError
 
 
-def session_options(cores: tuple[int, ...], threads: int | None = None) -> ort.SessionOptions:
-    """One intra-op thread per physical core (named by its first logical CPU), pinned."""
+def session_options(cores: tuple[int, ...], threads: int | None = None, spin: bool = True) -> ort.SessionOptions:
+    """One intra-op thread per physical core (named by its first logical CPU), pinned.
+
+    SPIN=False stops idle pool threads from spinning: in latency scenarios the host needs those
+    cycles for LoadGen's issue thread and the dispatch, and a spinning pool delays them."""
     so = ort.SessionOptions()
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     n = threads or max(1, len(cores))
     so.intra_op_num_threads = n
     so.inter_op_num_threads = 1
@@ -33,7 +38,7 @@ class OrtDevice:
     reads_input = True
     max_in_flight = 1  # a CPU partition runs one batch at a time; its cores are the parallelism
 
-    def __init__(self, name, model, workload, partition, batch_size: int):
+    def __init__(self, name, model, workload, partition, batch_size: int, spin: bool = True):
         self.name = name
         self.cpus = tuple(partition.cpus)
         cores = tuple(partition.cores)
@@ -45,7 +50,7 @@ class OrtDevice:
         self.fixed_batch = model.fixed_batch is not None
         self.batch_size = model.fixed_batch or batch_size
         try:
-            self.session = ort.InferenceSession(str(model.path), session_options(cores),
+            self.session = ort.InferenceSession(str(model.path), session_options(cores, spin=spin),
                                                 providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types for a bad model
             raise UserError(f"ONNX Runtime cannot load {model.path}: {str(e).splitlines()[0]}") from None

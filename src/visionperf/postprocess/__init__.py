@@ -104,11 +104,11 @@ class Skip:
         return np.zeros(1, np.float32), np.zeros(n, np.int64), np.zeros(n, np.int64)
 
 
-def make_postprocess(workload: Workload, model, skip: bool = False):
+def make_postprocess(workload: Workload, model, skip: bool = False, score_format=None):
     if workload.task == "classification":
         post = Classify(workload, model)
     elif model.kind == "nms":
         post = DetectOfficial(workload, model)
     else:
-        post = DetectRaw(workload, model)
+        post = DetectRaw(workload, model, score_format)
     return Skip(post) if skip else post

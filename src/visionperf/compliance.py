@@ -1,0 +1,114 @@
+"""MLPerf compliance tests TEST01 and TEST04, from the published rules (FACTS.md section 4).
+
+A compliance run is a performance run with an `audit.config` that LoadGen reads (we pass its
+path to StartTest, and the detail log records that it was found). It lands in
+`OUT/<benchmark>/<Scenario>/<TEST>/performance/run_1/`, and is then verified against the
+submission runs beside it (`.../performance/run_1` and `.../accuracy`), writing
+`verify_accuracy.txt` (TEST01) and `verify_performance.txt` with `TEST PASS` or `TEST FAIL` and why.
+
+TEST01: the SUT must not answer differently when it is being measured: a sample of responses
+logged during a performance run must equal the accuracy run's responses for the same samples
+(or, where they differ, give the same accuracy within 1%); and its performance must be within
+10% of the submission run. TEST04: the same sample issued over and over must not be faster than
+unique samples by more than 10% (no caching of results).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .accuracy import read_accuracy_log
+from .errors import UserError
+from .results import read_result
+from .workloads import Workload
+
+TESTS = ("TEST01", "TEST04")
+TEST01_SEED = 720381539243781796
+SAMPLING_TARGET = {"resnet50": 4096, "ssd-mobilenet": 1024, "ssd-resnet34": 256}
+
+
+def audit_config(test: str, workload: Workload) -> str:
+    if test == "TEST01":
+        return ("# TEST01: log a sample of responses during a performance run\n"
+                "*.*.mode = 2\n"
+                f"*.*.accuracy_log_rng_seed = {TEST01_SEED}\n"
+                f"*.*.accuracy_log_sampling_target = {SAMPLING_TARGET[workload.name]}\n")
+    if test == "TEST04":
+        if workload.task != "classification" and workload.name not in ("ssd-mobilenet", "ssd-resnet34"):
+            raise UserError(f"TEST04 does not apply to {workload.name}")
+        return ("# TEST04: issue the same sample repeatedly; must not be faster than unique samples\n"
+                "*.*.mode = 2\n"
+                "*.*.performance_issue_unique = 0\n"
+                "*.*.performance_issue_same = 1\n"
+                "*.*.performance_issue_same_index = 3\n")
+    raise UserError(f"unknown compliance test {test!r}: choose {' or '.join(TESTS)}")
+
+
+def _write(path: Path, lines: list[str], passed: bool) -> bool:
+    path.write_text("\n".join(lines + ["TEST PASS" if passed else "TEST FAIL"]) + "\n")
+    return passed
+
+
+def verify_performance(test: str, scenario: str, run_dir: Path, ref_dir: Path, out: Path) -> bool:
+    path = out / "verify_performance.txt"
+    if not (ref_dir / "mlperf_log_detail.txt").exists():
+        return _write(path, [f"no submission performance run in {ref_dir}: run it first"], False)
+    ref, got = read_result(ref_dir, scenario), read_result(run_dir, scenario)
+    if ref.metric is None or got.metric is None:
+        return _write(path, ["a metric is missing from the logs"], False)
+    latency = ref.unit == "ns"
+    faster = ref.metric / got.metric if latency else got.metric / ref.metric  # > 1: compliance run faster
+    lines = [f"reference {ref.metric_name} = {ref.metric}", f"{test} {got.metric_name} = {got.metric}",
+             f"{test} is {faster:.4f}x the reference speed"]
+    if test == "TEST04":
+        ok = faster <= 1.10
+        lines.append("repeated samples are at most 10% faster: no caching" if ok else
+                     "repeated samples are more than 10% faster than unique ones: results may be cached")
+    else:
+        ok = 0.90 <= faster <= 1.10
+        lines.append("within 10% of the submission run" if ok else "differs from the submission run by more than 10%")
+    if not got.valid:
+        ok = False
+        lines.append(f"the {test} run is INVALID: {'; '.join(got.reasons)}")
+    return _write(path, lines, ok)
+
+
+def verify_accuracy(run_dir: Path, acc_dir: Path, out: Path, workload: Workload, dataset) -> bool:
+    """TEST01: sampled performance-mode responses against the accuracy run's."""
+    path = out / "verify_accuracy.txt"
+    acc_log = acc_dir / "mlperf_log_accuracy.json"
+    if not acc_log.exists():
+        return _write(path, [f"no accuracy run in {acc_dir}: run with --mode accuracy first"], False)
+    sampled = read_accuracy_log(run_dir / "mlperf_log_accuracy.json")
+    reference = {int(r["qsl_idx"]): r["data"] for r in read_accuracy_log(acc_log)}
+    (out / "accuracy").mkdir(exist_ok=True)
+    shutil.copyfile(run_dir / "mlperf_log_accuracy.json", out / "accuracy/mlperf_log_accuracy.json")
+    if not sampled:
+        return _write(path, ["the performance run logged no responses: was audit.config read?"], False)
+    differ = [r for r in sampled if reference.get(int(r["qsl_idx"])) != r["data"]]
+    lines = [f"{len(sampled)} responses sampled in performance mode, {len(differ)} differ from accuracy mode"]
+    if not differ:
+        return _write(path, lines + ["accuracy check pass: True"], True)
+    # Some differ (e.g. non-deterministic kernels): the accuracy over the sampled ids must agree.
+    ids = sorted({int(r["qsl_idx"]) for r in sampled})
+    perf_acc = _accuracy_of({i: r["data"] for r in sampled for i in [int(r["qsl_idx"])]}, ids, workload, dataset, out)
+    ref_acc = _accuracy_of(reference, ids, workload, dataset, out)
+    ok = abs(perf_acc - ref_acc) <= 0.01 * max(ref_acc, 1e-9)
+    return _write(path, lines + [f"accuracy over them: performance mode {perf_acc:.3f}, accuracy mode {ref_acc:.3f}",
+                                 f"accuracy check pass: {ok}"], ok)
+
+
+def _accuracy_of(data_by_idx: dict, ids: list[int], workload: Workload, dataset, out: Path) -> float:
+    from .accuracy import coco_map, top1
+    from .workloads import DETECTION
+
+    tmp = out / "accuracy/.subset.json"
+    tmp.write_text(json.dumps([{"seq_id": k, "qsl_idx": i, "data": data_by_idx.get(i, "")} for k, i in enumerate(ids)]))
+    try:
+        if workload.task == "classification":
+            return top1(tmp, dataset.labels).percent
+        return coco_map(tmp, dataset, DETECTION[workload.name].coco_label_map).percent
+    finally:
+        tmp.unlink()

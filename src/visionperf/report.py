@@ -1,0 +1,150 @@
+"""`visionperf report DIR`: every run found, on one screen, and the plots that say more.
+
+Reads only what runs leave behind (LoadGen's logs, accuracy.txt, run.json), so it works on any
+results directory, including one copied from another machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .results import METRIC, read_result
+from .workloads import WORKLOADS
+
+PERCENTILES = ("50.00", "90.00", "95.00", "97.00", "99.00", "99.90")
+
+
+@dataclass
+class RunRow:
+    path: Path
+    workload: str
+    scenario: str
+    kind: str  # "performance" | "accuracy" | "TEST01" | "TEST04"
+    backend: str = "?"
+    devices: int | None = None
+    metric: float | None = None
+    unit: str = ""
+    valid: bool | None = None
+    latency_ns: dict = field(default_factory=dict)
+    accuracy: float | None = None
+
+
+def find(root: Path) -> list[RunRow]:
+    rows = []
+    for detail in sorted(root.rglob("mlperf_log_detail.txt")):
+        d = detail.parent
+        parts = d.relative_to(root).parts
+        workload = next((p for p in parts if p in WORKLOADS), None)
+        scenario = next((p for p in parts if p in METRIC), None)
+        if not workload or not scenario:
+            continue
+        kind = "accuracy" if d.name == "accuracy" else next((p for p in parts if p.startswith("TEST")), "performance")
+        row = RunRow(d, workload, scenario, kind)
+        try:
+            rec = json.loads((d / "run.json").read_text())
+            row.backend = rec["config"]["backend"]
+            row.devices = rec["config"]["devices"]
+        except (OSError, ValueError, KeyError):
+            pass
+        if kind == "accuracy":
+            m = re.search(r"(?:accuracy|mAP)=([\d.]+)%", (d / "accuracy.txt").read_text()) \
+                if (d / "accuracy.txt").exists() else None
+            row.accuracy = float(m.group(1)) if m else None
+        else:
+            res = read_result(d, scenario)
+            row.metric, row.unit, row.valid = res.metric, res.unit, res.valid
+            row.latency_ns = {p: res.detail.get(f"result_{p}_percentile_latency_ns") for p in PERCENTILES
+                              if res.detail.get(f"result_{p}_percentile_latency_ns") is not None}
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[RunRow]):
+    from rich.table import Table
+
+    t = Table(title="visionperf runs", title_justify="left")
+    for col in ("workload", "scenario", "run", "backend", "dev", "official metric", "p50", "p90", "p99",
+                "result", "accuracy (target)"):
+        t.add_column(col, justify="right" if col in ("dev", "official metric", "p50", "p90", "p99") else "left")
+    for r in rows:
+        ms = lambda p: f"{r.latency_ns[p] / 1e6:.2f} ms" if p in r.latency_ns else ""  # noqa: E731
+        metric = "" if r.metric is None else (f"{r.metric / 1e6:.3f} ms" if r.unit == "ns" else f"{r.metric:,.1f}/s")
+        verdict = "" if r.valid is None else ("[green]VALID[/green]" if r.valid else "[red]INVALID[/red]")
+        acc = ""
+        if r.accuracy is not None:
+            target = WORKLOADS[r.workload].accuracy_target
+            color = "green" if r.accuracy >= target else "red"
+            acc = f"[{color}]{r.accuracy:.3f}%[/{color}] ({target}%)"
+        t.add_row(r.workload, r.scenario, r.kind, r.backend, str(r.devices or ""), metric,
+                  ms("50.00"), ms("90.00"), ms("99.00"), verdict, acc)
+    return t
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def plots(rows: list[RunRow], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    perf = [r for r in rows if r.metric is not None and r.kind == "performance"]
+    for r in perf:
+        if r.scenario not in ("Server", "SingleStream") or not r.latency_ns:
+            continue
+        fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
+        ps = [float(p) for p in r.latency_ns]
+        ax.plot(ps, [v / 1e6 for v in r.latency_ns.values()], "o-", label="latency percentile")
+        bound = WORKLOADS[r.workload].server_latency_bound_ms
+        if r.scenario == "Server" and bound:
+            ax.axhline(bound, color="red", linestyle="--", label=f"p99 bound {bound:g} ms")
+        ax.set_xlabel("percentile")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(f"{r.workload} {r.scenario}, {r.backend} x {r.devices}: latency distribution")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        made.append(_save(fig, out / f"latency_{r.workload}_{r.scenario}_{r.backend}_{r.devices}.png"))
+        plt.close(fig)
+    thr = [r for r in perf if r.unit != "ns"]
+    if thr:
+        fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(thr)), 4), dpi=120)
+        labels = [f"{r.workload}\n{r.scenario}\n{r.backend} x{r.devices}" for r in thr]
+        colors = ["tab:green" if r.valid else "tab:red" for r in thr]
+        ax.bar(range(len(thr)), [r.metric for r in thr], color=colors)
+        ax.set_xticks(range(len(thr)), labels, fontsize=7)
+        ax.set_ylabel("samples per second")
+        ax.set_title("throughput per run (green VALID, red INVALID)")
+        made.append(_save(fig, out / "throughput.png"))
+        plt.close(fig)
+    groups: dict = {}
+    for r in thr:
+        groups.setdefault((r.workload, r.scenario, r.backend), []).append(r)
+    for (w, s, b), rs in groups.items():
+        counts = sorted({r.devices for r in rs if r.devices})
+        if len(counts) < 2:
+            continue
+        best = {n: max(r.metric for r in rs if r.devices == n) for n in counts}
+        fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
+        per1 = best[counts[0]] / counts[0]
+        ax.plot(counts, [per1 * n for n in counts], "--", color="grey", label="linear")
+        ax.plot(counts, [best[n] for n in counts], "o-", label=s)
+        ax.set_xlabel("devices")
+        ax.set_ylabel("samples per second")
+        ax.set_title(f"{w} {s} ({b}): scaling")
+        ax.set_xticks(counts)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        made.append(_save(fig, out / f"scaling_{w}_{s}_{b}.png"))
+        plt.close(fig)
+    return made
