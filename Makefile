@@ -15,8 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-# Synthetic ImageNet sample set + architecture-faithful ResNet50 (synthetic weights), then
-# Offline performance (VALID, ~10 s) and accuracy on 2 CPU devices through the real LoadGen.
+# Synthetic ImageNet sample set + architecture-faithful ResNet50 (synthetic weights): Offline
+# performance (VALID, ~10 s) and accuracy on 2 CPU devices through the real LoadGen; the int8
+# model fed uint8 rows from its own cache; the harness alone at 50,000 Server QPS; SSD-MobileNet
+# with host NMS; and a report of every run with plots.
 demo: install
 	$(BIN)/visionperf sample-data imagenet --out $(DEMO)/imagenet --count 256
 	$(BIN)/visionperf build-model resnet50 --out $(DEMO)/resnet50.onnx
@@ -26,9 +28,20 @@ demo: install
 	$(BIN)/visionperf run resnet50 --scenario Offline --mode accuracy --backend onnxruntime \
 	    --devices 2 --model $(DEMO)/resnet50.onnx --dataset $(DEMO)/imagenet \
 	    --cache $(DEMO)/cache --out $(DEMO)/results
+	$(BIN)/visionperf quantize resnet50 --model $(DEMO)/resnet50.onnx --dataset $(DEMO)/imagenet \
+	    --calibration-list $(DEMO)/imagenet/cal_image_list.txt --out $(DEMO)/resnet50_int8.onnx
+	$(BIN)/visionperf run resnet50 --scenario Offline --backend onnxruntime --devices 2 --duration 10 \
+	    --model $(DEMO)/resnet50_int8.onnx --dataset $(DEMO)/imagenet --cache $(DEMO)/cache \
+	    --out $(DEMO)/results-int8
 	$(BIN)/visionperf run resnet50 --scenario Server --backend null --devices 2 \
 	    --target-qps 50000 --duration 10 --model $(DEMO)/resnet50.onnx --dataset $(DEMO)/imagenet \
 	    --cache $(DEMO)/cache --out $(DEMO)/results-null
+	$(BIN)/visionperf sample-data coco --out $(DEMO)/coco --count 64
+	$(BIN)/visionperf build-model ssd-mobilenet --out $(DEMO)/ssd_mobilenet.onnx
+	$(BIN)/visionperf run ssd-mobilenet --scenario Offline --backend onnxruntime --devices 2 \
+	    --duration 10 --model $(DEMO)/ssd_mobilenet.onnx --dataset $(DEMO)/coco \
+	    --cache $(DEMO)/cache --out $(DEMO)/results-ssd
+	$(BIN)/visionperf report $(DEMO)
 
 test: install
 	$(BIN)/python -m pytest -q

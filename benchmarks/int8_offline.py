@@ -15,48 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from offline_onnxruntime import harness  # noqa: E402
-
-
-def plain_loop_any(model: str, devices: int, batch: int, seconds: float) -> float:
-    import os
-    import threading
-    import time
-
-    import onnxruntime as ort
-
-    from visionperf.models import check_model
-    from visionperf.workloads import RESNET50
-
-    info = check_model(model, RESNET50)
-    per = max(1, len(os.sched_getaffinity(0)) // devices)
-    sessions = []
-    for _ in range(devices):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = per
-        so.log_severity_level = 3
-        sessions.append(ort.InferenceSession(model, so, providers=["CPUExecutionProvider"]))
-    x = np.random.default_rng(0).normal(0, 60, (batch, 3, 224, 224)).astype(np.float32)
-    if info.quantization:
-        x = info.quantization.apply(x)
-    for s in sessions:
-        s.run(["ArgMax:0"], {"input_tensor:0": x})
-    counts = [0] * devices
-    stop = time.perf_counter() + seconds
-
-    def work(d):
-        while time.perf_counter() < stop:
-            sessions[d].run(["ArgMax:0"], {"input_tensor:0": x})
-            counts[d] += batch
-
-    t = time.perf_counter()
-    ths = [threading.Thread(target=work, args=(d,)) for d in range(devices)]
-    [th.start() for th in ths]
-    [th.join() for th in ths]
-    return sum(counts) / (time.perf_counter() - t)
+from offline_onnxruntime import harness, plain_loop  # noqa: E402
 
 
 def main() -> None:
@@ -82,8 +43,8 @@ def main() -> None:
         harness(fx[m], a.devices, a.batch, 2, work / f"warm-{m}")
     res = {k: [] for k in ("plain fp32", "plain int8", "visionperf fp32", "visionperf int8")}
     for r in range(a.repeats):
-        res["plain fp32"].append(plain_loop_any(str(fp32), a.devices, a.batch, a.seconds))
-        res["plain int8"].append(plain_loop_any(str(int8), a.devices, a.batch, a.seconds))
+        res["plain fp32"].append(plain_loop(str(fp32), a.devices, a.batch, a.seconds))
+        res["plain int8"].append(plain_loop(str(int8), a.devices, a.batch, a.seconds))
         res["visionperf fp32"].append(harness(fx["fp32"], a.devices, a.batch, a.seconds, work / "run"))
         res["visionperf int8"].append(harness(fx["int8"], a.devices, a.batch, a.seconds, work / "run"))
         print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in res.items()), flush=True)

@@ -24,18 +24,25 @@ import numpy as np
 
 
 def plain_loop(model: str, devices: int, batch: int, seconds: float) -> float:
+    """DEVICES threads, each with its own session of (cores / DEVICES) threads, one batch over
+    and over; a quantised-input model is fed its input already quantised."""
     import onnxruntime as ort
 
-    cores = sorted(os.sched_getaffinity(0))
-    per = max(1, len(cores) // devices)
+    from visionperf.models import check_model
+    from visionperf.workloads import RESNET50
+
+    info = check_model(model, RESNET50)
+    per = max(1, len(os.sched_getaffinity(0)) // devices)
     sessions = []
-    for d in range(devices):
+    for _ in range(devices):
         so = ort.SessionOptions()
         so.intra_op_num_threads = per
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        sessions.append(ort.InferenceSession(model, so, providers=["CPUExecutionProvider"]))
+        sessions.append(ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"]))
     x = np.random.default_rng(0).normal(0, 60, (batch, 3, 224, 224)).astype(np.float32)
+    if info.quantization:
+        x = info.quantization.apply(x)
     for s in sessions:
         s.run(["ArgMax:0"], {"input_tensor:0": x})
     counts = [0] * devices

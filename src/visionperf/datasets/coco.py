@@ -18,28 +18,17 @@ import numpy as np
 from ..errors import UserError
 from ..workloads import Workload
 from .imagenet import decode_bgr
+from .listing import ImageListing
 
 ANNOTATIONS = "annotations/instances_val2017.json"
 
 
 @dataclass(frozen=True)
-class CocoVal:
-    root: Path
-    files: tuple[str, ...]  # relative to root ("val2017/000000000139.jpg")
-    image_ids: np.ndarray  # int64, per file
+class CocoVal(ImageListing):
+    image_ids: np.ndarray  # int64, per file ("val2017/000000000139.jpg")
     sizes: np.ndarray  # int64 [n, 2] (height, width) from the annotation file
     annotations: Path
     category_ids: tuple[int, ...]  # sorted COCO category ids (80 in the real set)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def path(self, i: int) -> Path:
-        return self.root / self.files[i]
-
-    @property
-    def synthetic(self) -> bool:
-        return (self.root / "SYNTHETIC").exists()
 
     @property
     def labels(self) -> np.ndarray:

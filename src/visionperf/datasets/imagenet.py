@@ -15,23 +15,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..workloads import Workload
+from .listing import ImageListing
 
 
 @dataclass(frozen=True)
-class ImageNetVal:
-    root: Path
-    files: tuple[str, ...]  # relative to root, in val_map.txt order
-    labels: np.ndarray  # int32, 0-based
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def path(self, i: int) -> Path:
-        return self.root / self.files[i]
-
-    @property
-    def synthetic(self) -> bool:
-        return (self.root / "SYNTHETIC").exists()
+class ImageNetVal(ImageListing):
+    labels: np.ndarray  # int32, 0-based, in val_map.txt order
 
 
 def open_imagenet(root: str | Path, count: int | None = None) -> ImageNetVal:

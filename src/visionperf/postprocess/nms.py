@@ -85,6 +85,18 @@ def _greedy(order, scores, boxes, iou_thr, max_keep, keep):
     return n
 
 
+@njit(nogil=True, inline="always")
+def _append(kept, scores, boxes, c, all_scores, all_boxes, all_cls, count, ranked=False):
+    """Add one class's kept boxes to the image's list. SCORES is indexed by the kept entries,
+    or by rank when RANKED."""
+    for t in range(kept.shape[0]):
+        all_scores[count] = scores[t] if ranked else scores[kept[t]]
+        all_boxes[count] = boxes[kept[t]]
+        all_cls[count] = c
+        count += 1
+    return count
+
+
 @njit(nogil=True)
 def _finish(all_scores, all_boxes, all_cls, count, qsl_idx, max_out, out):
     order = np.argsort(-all_scores[:count], kind="mergesort")
@@ -154,11 +166,7 @@ def _make_class_major(load):
                 cand_scores[t] = vals[order[t]]
                 keep[t] = t
             kept = _greedy(keep[:n].copy(), cand_scores, boxes, iou_thr, max_per_class, keep)
-            for t in range(kept):
-                all_scores[count] = cand_scores[keep[t]]
-                all_boxes[count] = boxes[keep[t]]
-                all_cls[count] = c
-                count += 1
+            count = _append(keep[:kept], cand_scores, boxes, c, all_scores, all_boxes, all_cls, count)
         return _finish(all_scores, all_boxes, all_cls, count, qsl_idx, max_out, out)
 
     return kernel
@@ -201,12 +209,9 @@ def _make_box_major(load):
                     _decode_one(enc[a], anchors[a], perm, inv_scales, clip, boxes[a])
                     decoded[a] = True
             kept = _greedy(cand, vals, boxes, iou_thr, max_per_class, keep)
-            for t in range(kept):
-                a = keep[t]
-                all_scores[count] = load(scores[a], lut, c)
-                all_boxes[count] = boxes[a]
-                all_cls[count] = c
-                count += 1
+            for t in range(kept):  # the kept anchors' scores in this class, in rank order
+                vals[t] = load(scores[keep[t]], lut, c)
+            count = _append(keep[:kept], vals, boxes, c, all_scores, all_boxes, all_cls, count, True)
         return _finish(all_scores, all_boxes, all_cls, count, qsl_idx, max_out, out)
 
     return kernel

@@ -1,0 +1,69 @@
+"""Linear scaling with simulated cards (issue: topology, placement, replicas, simulated cards).
+
+ResNet50 (int8 input rows, as the paper) on simulated cards at CARD_RATE samples/s each:
+1. Offline at 1, 2, 4, 8 cards through `visionperf scale` (percent of linear, host CPU time per
+   sample, and from it the cores 16 full-speed cards would need);
+2. Server at 4 cards: highest VALID QPS by bisection, and the Server/Offline ratio;
+3. gather from a per-device replica against all devices sharing one buffer, 8 cards, alternating
+   runs, repeated (this machine has one NUMA node: parity is expected; the number is for the record).
+
+    python benchmarks/scaling_simulated.py [--card-rate 2000] [--duration 10] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def vp(*args) -> str:
+    return subprocess.run([sys.executable, "-m", "visionperf", *map(str, args)], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--card-rate", type=float, default=2000)
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--devices", default="1,2,4,8")
+    a = ap.parse_args()
+    from visionperf.datasets.synthetic import make_imagenet
+    from visionperf.models import build_resnet50
+    from visionperf.results import read_result
+
+    work = Path(tempfile.mkdtemp(prefix="vp-scale-"))
+    ds = make_imagenet(work / "imagenet", count=1024)
+    fp32 = build_resnet50(work / "r50.onnx", width=0.125)  # the card never runs it: it sets the input
+    vp("quantize", "resnet50", "--model", fp32, "--dataset", ds, "--calibration-list",
+       ds / "cal_image_list.txt", "--out", work / "r50_int8.onnx")
+    common = ["--model", work / "r50_int8.onnx", "--dataset", ds, "--cache", work / "cache",
+              "--card-rate", a.card_rate, "--duration", a.duration]
+    print(vp("scale", "resnet50", "--backend", "simulated", "--devices", a.devices, "--scenario", "Offline",
+             *common, "--out", work / "offline"))
+    print(vp("scale", "resnet50", "--backend", "simulated", "--devices", "4", "--scenario", "Server",
+             *common, "--out", work / "server"))
+    res = {"device": [], "one": []}
+    for r in range(a.repeats):
+        for mode in ("device", "one"):
+            out = work / f"rep-{mode}"
+            vp("run", "resnet50", "--scenario", "Offline", "--backend", "simulated", "--devices", "8",
+               "--replicas", mode, *common, "--out", out)
+            run = out / "resnet50/Offline/performance/run_1"
+            res[mode].append((read_result(run, "Offline").metric,
+                              json.loads((run / "run.json").read_text())["host_cpu_us_per_sample"]))
+        print(f"repeat {r + 1}: per-device replicas {res['device'][-1][0]:,.0f}/s, "
+              f"one shared buffer {res['one'][-1][0]:,.0f}/s", flush=True)
+    d = statistics.median(x[0] for x in res["device"])
+    o = statistics.median(x[0] for x in res["one"])
+    print(f"\n8 cards x {a.card_rate:g}/s Offline, medians of {a.repeats}: per-device replicas {d:,.0f}/s, "
+          f"one shared buffer {o:,.0f}/s, ratio {d / o:.3f}")
+
+
+if __name__ == "__main__":
+    main()
