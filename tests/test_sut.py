@@ -165,3 +165,21 @@ def test_gather_reads_the_loaded_rows_by_dataset_index():
     assert store.buffer.flags.c_contiguous and store.loaded == 3
     store.unload([9, 2, 30])
     assert store.loaded == 0
+
+
+def test_measure_rate_is_not_fooled_by_a_stall_then_a_burst():
+    """Outputs held back (say, a kernel compiling) then released together are not a rate."""
+    store = make_store()
+    store.load(list(range(16)))
+
+    class Stalling(EchoDevice):
+        def run(self, batch):
+            if not self.batches:
+                time.sleep(0.6)  # longer than the whole measuring window
+            return super().run(batch)
+
+    devs = [Stalling("a", delay=0.01), Stalling("b", delay=0.01)]
+    sut, rec = make_sut(devs, store)
+    rate = sut.measure_rate(0.4)
+    sut.stop()
+    assert 300 < rate < 900  # the steady 2 x 4 samples / 10 ms, not thousands

@@ -270,7 +270,9 @@ class SystemUnderTest:
                     else:
                         counted += b
                         last = now
-                if now >= t_end and counted >= 2 * b:
+                # A burst (all outstanding batches finishing together after a stall) is not a
+                # rate: the counted window must be long and hold several batches per slot.
+                if now >= t_end and counted >= 2 * b * len(self._slots) and last - first >= 0.35 * seconds:
                     break
                 put()
             for _ in range(outstanding - 1):

@@ -294,6 +294,15 @@ class NMS:
             self._local.scratch = sc
         return sc
 
+    def compile(self, num_classes: int) -> None:
+        """JIT-compile the kernel for this score format (seconds) on an all-zero image."""
+        s = self.spec
+        A = s.num_anchors
+        dtype = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}[self.fmt.dtype]
+        shape = (num_classes, A) if s.layout == "class-major" else (A, num_classes)
+        boxes = np.zeros((4, A) if s.layout == "class-major" else (A, 4), np.float32)
+        self(boxes, np.zeros(shape, dtype), 0, np.zeros((s.max_per_image, 7), np.float32))
+
     def raw_view(self, scores: np.ndarray) -> np.ndarray:
         return scores.view(np.uint16) if self.fmt.dtype == "float16" else scores
 
