@@ -166,3 +166,28 @@ def test_accuracy_run_returns_the_host_nms_of_each_sample(name, coco_dir, mobile
         np.testing.assert_allclose(got[:, 1:6], ref[:, 1:6], rtol=1e-4, atol=1e-5)
         total += len(got)
     assert total > 0, "the test needs some detections to compare"
+
+
+def test_official_graphs_detections_are_reformatted_as_they_are():
+    """The official files keep NMS inside: their detections become 7-float rows unchanged."""
+    from types import SimpleNamespace
+
+    from visionperf.postprocess import make_postprocess
+
+    official = SimpleNamespace(kind="nms", outputs=DETECTION["ssd-mobilenet"].nms_outputs)
+    post = make_postprocess(SSD_MOBILENET, official)
+    num = np.array([2, 0], np.float32)
+    boxes = np.zeros((2, 100, 4), np.float32)
+    boxes[0, :2] = [[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.9, 0.8]]
+    scores = np.zeros((2, 100), np.float32)
+    scores[0, :2] = [0.9, 0.4]
+    classes = np.zeros((2, 100), np.float32)
+    classes[0, :2] = [18, 3]
+    data, offsets, sizes = post([num, boxes, scores, classes], [7, 8])
+    assert sizes.tolist() == [56, 0]
+    rows = data[: 14].reshape(2, 7)
+    np.testing.assert_allclose(rows, [[7, 0.1, 0.2, 0.3, 0.4, 0.9, 18], [7, 0.5, 0.5, 0.9, 0.8, 0.4, 3]])
+    r34 = make_postprocess(SSD_RESNET34, SimpleNamespace(kind="nms", outputs=DETECTION["ssd-resnet34"].nms_outputs))
+    bb = np.array([[[0.2, 0.1, 0.4, 0.3]]], np.float32)  # xmin, ymin, xmax, ymax
+    data, offsets, sizes = r34([bb, np.array([[5]]), np.array([[0.7]], np.float32)], [3])
+    np.testing.assert_allclose(data.reshape(-1, 7), [[3, 0.1, 0.2, 0.3, 0.4, 0.7, 5]])
