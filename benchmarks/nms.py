@@ -78,9 +78,14 @@ def workload_inputs(name: str, images: int, fmt: str):
     return items
 
 
-def per_image_us(fn, items) -> float:
+def per_image_us(fn, items, warm: bool = False) -> float:
+    """Median per image. Cold: each image once, rotating (its scores come from DRAM). Warm: the
+    image just ran, so its scores sit in cache, as they do when NMS follows the device's
+    write of them."""
     times = []
     for k, item in enumerate(items):
+        if warm:
+            fn(item, k)
         t = time.perf_counter()
         fn(item, k)
         times.append(time.perf_counter() - t)
@@ -95,7 +100,7 @@ def main() -> None:
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     cases = [("ssd-mobilenet", "float32", 51.6, 25), ("ssd-mobilenet", "uint8", 51.6, 25),
              ("ssd-resnet34", "float32", 2300, 1000), ("ssd-resnet34", "float16", 2300, 1000)]
-    print(f"{'workload':14s} {'scores':8s} {'numba us':>9s} {'numpy us':>9s} {'speed-up':>8s} "
+    print(f"{'workload':14s} {'scores':8s} {'cold us':>9s} {'warm us':>9s} {'numpy us':>9s} {'speed-up':>8s} "
           f"{'target':>7s} {'paper budget':>12s}")
     for name, fmt, budget, target in cases:
         items = workload_inputs(name, a.images, fmt)
@@ -103,14 +108,15 @@ def main() -> None:
         nms = NMS(DETECTION[name], anchors_for(name), ScoreFormat(fmt, scale, 0))
         out = np.zeros((DETECTION[name].max_per_image, 7), np.float32)
         nms(items[0][0], items[0][2], 0, out)  # compile outside the timing
-        ours, base = [], []
+        ours, warm, base = [], [], []
         for _ in range(a.repeats):
             ours.append(per_image_us(lambda it, k: nms(it[0], it[2], k, out), items))
+            warm.append(per_image_us(lambda it, k: nms(it[0], it[2], k, out), items, warm=True))
             deq = [(b, s, (r.astype(np.float32) * scale) if fmt == "uint8" else r.astype(np.float32))
                    for b, s, r in items]
             base.append(per_image_us(lambda it, k: numpy_nms(name, it[0], it[2], k), deq))
-        o, b = statistics.median(ours), statistics.median(base)
-        print(f"{name:14s} {fmt:8s} {o:9.1f} {b:9.1f} {b / o:7.1f}x {target:>6d}  {budget:>10.1f} us")
+        o, wm, b = statistics.median(ours), statistics.median(warm), statistics.median(base)
+        print(f"{name:14s} {fmt:8s} {o:9.1f} {wm:9.1f} {b:9.1f} {b / o:7.1f}x {target:>6d}  {budget:>10.1f} us")
 
 
 if __name__ == "__main__":

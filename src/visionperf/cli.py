@@ -326,7 +326,7 @@ def cmd_accuracy(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="visionperf", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(prog="visionperf", description="MLPerf Inference vision benchmarks on the real LoadGen, across many devices.")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sample-data", help="write a synthetic dataset in a real on-disk layout")
