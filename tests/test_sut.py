@@ -75,12 +75,13 @@ def make_sut(devices, store, timeout=0.0, post_threads=0):
     return sut, rec
 
 
-@pytest.mark.parametrize("post_threads", [0, 2])
-def test_offline_query_is_cut_into_batches_and_every_sample_answered_once(post_threads):
+@pytest.mark.parametrize("post_threads, prebatched", [(0, False), (2, False), (0, True)])
+def test_offline_query_is_cut_into_batches_and_every_sample_answered_once(post_threads, prebatched):
     store = make_store()
     store.load(list(range(5, 35)))
     devs = [EchoDevice("a"), EchoDevice("b")]
     sut, rec = make_sut(devs, store, post_threads=post_threads)
+    sut.prebatched = prebatched  # Offline: slots take whole batches without the collect lock
     rec.expect = 30
     ids = [1000 + i for i in range(30)]
     idx = list(range(5, 35))

@@ -154,6 +154,7 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     if post_threads < 0:
         raise UserError(f"--post-threads must be 0 or more, got {post_threads}")
     sut = SystemUnderTest(devices, store, postprocess, post_threads=post_threads)
+    sut.prebatched = scenario in ("Offline", "MultiStream")
     sut.start()
     if cfg.compliance and cfg.mode != "performance":
         raise UserError("--compliance runs are performance runs: drop --mode accuracy")

@@ -71,6 +71,7 @@ class SystemUnderTest:
         self.store = store
         self.postprocess = postprocess
         self.batch_timeout_s = batch_timeout_s
+        self.prebatched = False  # True when every query arrives as whole batches (Offline, MultiStream)
         self.batch_size = max(d.batch_size for d in devices)
         self.complete = complete or lg.QuerySamplesComplete
         self.stats = [DeviceStats(d.name, tuple(getattr(d, "thread_cpus", d.cpus))) for d in devices]
@@ -134,6 +135,14 @@ class SystemUnderTest:
     def _collect(self, limit: int):
         """The next batch: (ids, dataset indices), or None when stopping."""
         q = self._q
+        if self.prebatched:
+            # Offline/MultiStream: issue() already cut whole batches, so a free slot just takes
+            # one; no lock to hand between many slot threads (futex churn on a small host).
+            item = q.get()
+            if item is None:
+                q.put(None)
+                return None
+            return item[0], item[1]
         with self._collect_lock:
             item = q.get()
             if item is None:
