@@ -8,7 +8,6 @@ import onnxruntime as ort
 import pytest
 
 from conftest import visionperf
-from visionperf.cache import Quantization
 from visionperf.datasets import open_dataset, preprocess_one
 from visionperf.errors import UserError
 from visionperf.models import check_model

@@ -9,14 +9,13 @@ import time
 
 import cv2
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import visionperf
 from test_imagenet import reference_pre_process_vgg
-from visionperf.cache import Quantization, ensure_cache, open_cache, preprocess_to
+from visionperf.cache import Quantization, ensure_cache, open_cache
 from visionperf.datasets import open_dataset, preprocess_one
 from visionperf.errors import UserError
 from visionperf.workloads import RESNET50

@@ -7,7 +7,6 @@ import re
 import pytest
 
 from conftest import visionperf
-from visionperf.errors import UserError
 from visionperf.submission import REQUIRED, SYSTEM_FIELDS, truncate_accuracy_log
 
 

@@ -117,7 +117,8 @@ def expected_manifest(workload: Workload, dataset: ImageNetVal, dtype: str, layo
     }
 
 
-_KEYED = ("format", "workload", "dtype", "layout", "quantization", "preprocessing_hash", "source_hash", "count")
+# The manifest fields that identify a cache: they name its directory and must match the run.
+_KEYED = ("format", "workload", "count", "dtype", "layout", "quantization", "preprocessing_hash", "source_hash")
 
 
 def _settings_key(manifest: dict) -> str:
@@ -147,8 +148,7 @@ class Cache:
 
 
 def _mismatches(found: dict, wanted: dict) -> list[str]:
-    keys = ("format", "workload", "count", "dtype", "layout", "quantization", "preprocessing_hash", "source_hash")
-    return [k for k in keys if found.get(k) != wanted.get(k)]
+    return [k for k in _KEYED if found.get(k) != wanted.get(k)]
 
 
 def _explain(found: dict, wanted: dict, keys: list[str]) -> str:

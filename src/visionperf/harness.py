@@ -278,7 +278,6 @@ def run(cfg: RunConfig, log=print) -> RunReport:
 
 def _run_record(r: RunReport, model, w: Workload) -> dict:
     """Everything needed to tell later how a result was made (read by report/submission)."""
-    import mlperf_loadgen  # noqa: F401
     import numpy
     import onnxruntime
 

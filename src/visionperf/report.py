@@ -15,7 +15,6 @@ from pathlib import Path
 from .results import METRIC, read_result
 from .workloads import WORKLOADS
 
-PERCENTILES = ("50.00", "90.00", "95.00", "97.00", "99.00", "99.90")
 
 
 @dataclass
@@ -57,8 +56,7 @@ def find(root: Path) -> list[RunRow]:
         else:
             res = read_result(d, scenario)
             row.metric, row.unit, row.valid = res.metric, res.unit, res.valid
-            row.latency_ns = {p: res.detail.get(f"result_{p}_percentile_latency_ns") for p in PERCENTILES
-                              if res.detail.get(f"result_{p}_percentile_latency_ns") is not None}
+            row.latency_ns = res.latency_ns
         rows.append(row)
     return rows
 

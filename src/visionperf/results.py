@@ -14,6 +14,8 @@ METRIC = {
     "MultiStream": ("early_stopping_latency_ms", "ns"),
 }
 
+PERCENTILES = ("50.00", "90.00", "95.00", "97.00", "99.00", "99.90")  # as LoadGen's detail log has them
+
 # Detail-log keys whose False makes a run INVALID, with the reason to print.
 CHECKS = {
     "result_min_duration_met": "the run was shorter than min_duration",
@@ -69,6 +71,6 @@ def read_result(log_dir: str | Path, scenario: str) -> PerfResult:
     valid = detail.get("result_validity") == "VALID"
     reasons = [why for k, why in CHECKS.items() if detail.get(k) is False]
     reasons += detail["_errors"]
-    lat = {p: detail.get(f"result_{p}_percentile_latency_ns") for p in ("50.00", "90.00", "99.00")}
+    lat = {p: detail.get(f"result_{p}_percentile_latency_ns") for p in PERCENTILES}
     return PerfResult(scenario, valid, key, float(metric) if metric is not None else None, unit,
                       reasons, {k: v for k, v in lat.items() if v is not None}, detail)

@@ -72,8 +72,6 @@ def machine_facts(sysfs_root: str = "/") -> dict:
         pass
     import onnxruntime
 
-    import mlperf_loadgen  # noqa: F401
-
     accs = t.accelerators
     return {
         "number_of_nodes": "1",

@@ -98,11 +98,14 @@ class SystemUnderTest:
         if len(ids) == 1:
             self._q.put((ids[0], indices[0], time.monotonic()))
             return
-        ids_a = np.array(ids, dtype=np.uint64)
-        idx_a = np.array(indices, dtype=np.intp)
+        self._put_batches(np.array(ids, dtype=np.uint64), np.array(indices, dtype=np.intp))
+
+    def _put_batches(self, ids: np.ndarray, idx: np.ndarray) -> int:
+        """Queue whole batches cut from a many-sample query; returns how many."""
         b = self.batch_size
-        for s in range(0, len(ids_a), b):
-            self._q.put((ids_a[s : s + b], idx_a[s : s + b], None))
+        for s in range(0, len(ids), b):
+            self._q.put((ids[s : s + b], idx[s : s + b], None))
+        return -(-len(ids) // b)
 
     def flush(self) -> None:
         pass
@@ -124,7 +127,7 @@ class SystemUnderTest:
             if slot.thread is not None:
                 slot.thread.join()
                 slot.thread = None
-        for t in self._post:
+        for _ in self._post:
             self._post_q.put(None)
         for t in self._post:
             t.join()
@@ -302,11 +305,7 @@ class SystemUnderTest:
             t_end = time.perf_counter() + seconds
             while time.perf_counter() < t_end or len(times) < 3:
                 t = time.perf_counter()
-                n_batches = 0
-                for s in range(0, samples_per_query, self.batch_size):
-                    self._q.put((ids[s : s + self.batch_size], idx[s : s + self.batch_size], None))
-                    n_batches += 1
-                for _ in range(n_batches):
+                for _ in range(self._put_batches(ids, idx)):
                     done.acquire()
                 times.append(time.perf_counter() - t)
             return float(np.median(times[1:]))  # the first query pays for warm-up

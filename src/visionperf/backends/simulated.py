@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from ..workloads import DETECTION, Workload
+from ..workloads import Workload
 
 # The paper's Table II: samples/s and batch size of one Cloud AI 100 card, Offline.
 PRESETS = {"resnet50": (22667.0, 8), "ssd-resnet34": (435.0, 1), "ssd-mobilenet": (19363.0, 4)}
@@ -35,7 +35,7 @@ def score_format(workload: Workload):
     return None
 
 
-def _output_pool(workload: Workload, kind: str, output_shapes, batch: int) -> list[np.ndarray]:
+def _output_pool(workload: Workload, kind: str, output_shapes) -> list[np.ndarray]:
     """POOL samples per output, in the card's formats: [POOL, *one sample's shape]."""
     rng = np.random.default_rng(0)
     if workload.task == "detection" and kind == "raw":
@@ -81,7 +81,7 @@ class SimulatedCard:
             self._free_mem.put(k)
         self._engine_free_at = 0.0
         self._lock = threading.Lock()
-        self._pool = _output_pool(workload, model.kind, output_shapes, batch_size)
+        self._pool = _output_pool(workload, model.kind, output_shapes)
         self._next = 0
         self.card_cpu_s = 0.0
         self.late_s = 0.0  # summed lateness of wake-ups after the engine finished (timing accuracy)
@@ -121,5 +121,3 @@ def card_rate_for(workload: Workload, card_rate: float | None) -> tuple[float, i
     rate, batch = PRESETS[workload.name]
     return (card_rate or rate), batch
 
-
-__all__ = ["DETECTION", "PRESETS", "SimulatedCard", "card_rate_for", "score_format"]

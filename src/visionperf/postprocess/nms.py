@@ -67,7 +67,7 @@ def _iou(b, c):
 
 
 @njit(nogil=True, fastmath=True)
-def _greedy(order, scores, boxes, iou_thr, max_keep, keep):
+def _greedy(order, boxes, iou_thr, max_keep, keep):
     """Walk candidates in ORDER; returns how many it kept (their positions in KEEP)."""
     n = 0
     for r in range(order.shape[0]):
@@ -165,7 +165,7 @@ def _make_class_major(load):
                 _decode_one(enc, anchors[i], perm, inv_scales, clip, boxes[t])
                 cand_scores[t] = vals[order[t]]
                 keep[t] = t
-            kept = _greedy(keep[:n].copy(), cand_scores, boxes, iou_thr, max_per_class, keep)
+            kept = _greedy(keep[:n].copy(), boxes, iou_thr, max_per_class, keep)
             count = _append(keep[:kept], cand_scores, boxes, c, all_scores, all_boxes, all_cls, count)
         return _finish(all_scores, all_boxes, all_cls, count, qsl_idx, max_out, out)
 
@@ -208,7 +208,7 @@ def _make_box_major(load):
                 if not decoded[a]:  # an anchor is decoded once, whatever classes it passes in
                     _decode_one(enc[a], anchors[a], perm, inv_scales, clip, boxes[a])
                     decoded[a] = True
-            kept = _greedy(cand, vals, boxes, iou_thr, max_per_class, keep)
+            kept = _greedy(cand, boxes, iou_thr, max_per_class, keep)
             for t in range(kept):  # the kept anchors' scores in this class, in rank order
                 vals[t] = load(scores[keep[t]], lut, c)
             count = _append(keep[:kept], vals, boxes, c, all_scores, all_boxes, all_cls, count, True)
