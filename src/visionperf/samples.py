@@ -18,6 +18,11 @@ import threading
 import numpy as np
 
 
+def _process_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 class SampleStore:
     def __init__(self, source: np.ndarray, fill_cpus: list[tuple[int, ...]] | None = None,
                  replica_of_device: list[int] | None = None):
@@ -32,6 +37,10 @@ class SampleStore:
         self.loaded = 0
         self.indices = np.empty(0, np.intp)  # dataset indices now in the buffers, by row
         self._lock = threading.Lock()
+        # Process CPU seconds spent in load/unload. LoadGen calls them before its timed run
+        # (and between sample sets, with no query in flight), so the harness can report the
+        # steady-state host CPU per sample without this one-off cost of filling the replicas.
+        self.load_cpu_s = 0.0
 
     def _empty(self) -> np.ndarray:
         return np.empty((0, *self.row_shape), self.dtype)
@@ -42,6 +51,7 @@ class SampleStore:
 
     def load(self, indices) -> None:
         """LoadGen's load_samples_to_ram: copy these rows into fresh buffers, one per replica."""
+        c0 = _process_cpu()
         idx = np.asarray(indices, np.intp)
         order = np.argsort(idx, kind="stable")  # read the memmap front to back
         rows = idx[order]
@@ -72,13 +82,16 @@ class SampleStore:
             self.buffers = fresh
             self.indices = idx
             self.loaded = len(idx)
+        self.load_cpu_s += _process_cpu() - c0
 
     def unload(self, indices) -> None:
         """LoadGen's unload_samples_from_ram: free every replica (LoadGen loads the next set after)."""
+        c0 = _process_cpu()
         with self._lock:
             self.buffers = [self._empty() for _ in self.fill_cpus]
             self.indices = np.empty(0, np.intp)
             self.loaded = 0
+        self.load_cpu_s += _process_cpu() - c0  # freeing gigabytes of pages is not free
 
     def gather(self, indices, out: np.ndarray, replica: int = 0) -> None:
         """Copy the rows of these dataset indices from one replica into OUT[:len(indices)].

@@ -1,32 +1,45 @@
 """The system under test: LoadGen hands it queries, it hands back responses. Nothing else.
 
-    issue (LoadGen's thread)     one shared work queue      slot threads, per device
+    issue (LoadGen's thread)     one shared work queue      per-device pipelines
     ----------------------  ->  -------------------------  ->  gather -> run -> post -> complete
 
 * The issue callback only records and hands off (FastSUT: no QuerySample objects). A one-sample
   query (Server, SingleStream) is queued as a tuple; a many-sample query (Offline, MultiStream)
   is cut into device batches with numpy, without Python work per sample.
-* Each device has `max_in_flight` slot threads, pinned to the device's cores. A free slot takes
-  the collect lock and forms the next batch: everything already queued, up to the batch size,
-  waiting for more only until the batch timeout (counted from the oldest sample's arrival) runs
-  out. Whichever device is free takes the next batch, so load balances itself.
-* The gather writes into the slot's preallocated input buffer; the device run and numpy copies
-  release the GIL; there is one QuerySamplesComplete per batch, whose response buffer lives
-  until the call returns.
+* Whichever device is free takes the next batch, so load balances itself. A batch is everything
+  already queued, up to the batch size, waiting for more only until the batch timeout (counted
+  from the oldest sample's arrival) runs out.
+* Two kinds of device, two kinds of pipeline:
+  - a blocking device (`run`: an ONNX Runtime partition computing on the host's own cores) gets
+    `max_in_flight` slot threads pinned to its cores, each running gather -> run -> complete;
+  - an asynchronous device (`submit`/`collect`, like a card's driver: the simulated card) is
+    driven by one thread per CPU partition, which keeps every device pinned there fed with up
+    to `max_in_flight` batches: it gathers and submits while they compute, completes each batch
+    when it is ready, and otherwise sleeps until the next batch is due or new work arrives.
+    The paper's host and card threads (its section II-E) are thus one thread per core group:
+    on a small host with more cards than cores, threads never outnumber the cores they are
+    pinned to, and every thread fewer is GIL hand-offs and wake-ups saved per batch.
+* The gather writes into a preallocated input buffer; the device run and numpy copies release
+  the GIL; there is one QuerySamplesComplete per batch, whose response buffer lives until the
+  call returns.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from collections import deque
 from typing import Callable
 
 import numpy as np
 
 from .samples import SampleStore
+
+_NOTHING = object()
 
 # (outputs, dataset indices) -> (data, byte offsets, byte sizes): see postprocess/__init__.py
 Postprocess = Callable[[list, object], tuple]
@@ -41,6 +54,17 @@ class DeviceStats:
     busy_s: float = 0.0  # time inside device.run
     host_s: float = 0.0  # time gathering inputs
     post_s: float = 0.0  # time post-processing and completing (on post threads when pipelined)
+
+
+@dataclass
+class _Lane:
+    """One asynchronous device as its driver thread sees it."""
+
+    device: object
+    inbuf: np.ndarray  # the host staging buffer: free again as soon as submit returns
+    stats: DeviceStats
+    replica: int
+    pending: deque = field(default_factory=deque)  # (ticket, ids, idx), oldest first
 
 
 @dataclass
@@ -72,6 +96,8 @@ class SystemUnderTest:
         self.postprocess = postprocess
         self.batch_timeout_s = batch_timeout_s
         self.prebatched = False  # True when every query arrives as whole batches (Offline, MultiStream)
+        # Offline: nobody waits on a single response, so drivers may complete batches in bursts.
+        self.throughput_only = False
         self.batch_size = max(d.batch_size for d in devices)
         self.complete = complete or lg.QuerySamplesComplete
         self.stats = [DeviceStats(d.name, tuple(getattr(d, "thread_cpus", d.cpus))) for d in devices]
@@ -79,6 +105,8 @@ class SystemUnderTest:
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._collect_lock = threading.Lock()
         self._slots: list[_Slot] = []
+        self._drivers: list[tuple[tuple[int, ...], list[_Lane]]] = []
+        self._threads: list[threading.Thread] = []
         # Pipelining: with post threads, a device hands its outputs over and runs its next
         # batch while they are post-processed (NMS), as the paper does for the SSD models.
         self.post_threads = post_threads
@@ -86,17 +114,33 @@ class SystemUnderTest:
         self._post: list[threading.Thread] = []
         self.post_stats = [DeviceStats(f"post{i}", self.stats[i % len(self.stats)].cpus)
                            for i in range(post_threads)]
+        by_cpus: dict[tuple[int, ...], list[_Lane]] = {}
         for k, (d, st) in enumerate(zip(devices, self.stats)):
+            replica = store.replica_of_device[k] if k < len(store.replica_of_device) else 0
+            if hasattr(d, "submit"):
+                buf = np.empty((d.batch_size, *d.input_shape), d.input_dtype)
+                by_cpus.setdefault(st.cpus, []).append(_Lane(d, buf, st, replica))
+                continue
             for _ in range(d.max_in_flight):
                 buf = np.empty((d.batch_size, *d.input_shape), d.input_dtype)
-                replica = store.replica_of_device[k] if k < len(store.replica_of_device) else 0
                 self._slots.append(_Slot(d, buf, st, replica))
+        for cpus, lanes in by_cpus.items():
+            # As many drivers as the partition has CPUs (unpinned devices: one each), devices
+            # dealt round-robin.
+            n = len(lanes) if not cpus else min(len(cpus), len(lanes))
+            for i in range(n):
+                self._drivers.append((cpus, lanes[i::n]))
+
+    @property
+    def capacity(self) -> int:
+        """Batches all devices can hold at once."""
+        return len(self._slots) + sum(ln.device.max_in_flight for _, lanes in self._drivers for ln in lanes)
 
     # -- LoadGen's side -------------------------------------------------------------------
     def issue(self, ids: list[int], indices: list[int]) -> None:
         """FastSUT issue callback: never blocks, never does per-sample work for big queries."""
         if len(ids) == 1:
-            self._q.put((ids[0], indices[0], time.monotonic()))
+            self._q.put((ids[0], indices[0], time.perf_counter()))
             return
         self._put_batches(np.array(ids, dtype=np.uint64), np.array(indices, dtype=np.intp))
 
@@ -120,6 +164,11 @@ class SystemUnderTest:
             slot.thread = threading.Thread(target=self._slot_loop, args=(slot,),
                                            name=f"slot-{slot.device.name}-{i}", daemon=True)
             slot.thread.start()
+        for cpus, lanes in self._drivers:
+            t = threading.Thread(target=self._drive, args=(cpus, lanes), daemon=True,
+                                 name="driver-" + "+".join(ln.device.name for ln in lanes))
+            t.start()
+            self._threads.append(t)
 
     def stop(self) -> None:
         self._q.put(None)
@@ -127,6 +176,9 @@ class SystemUnderTest:
             if slot.thread is not None:
                 slot.thread.join()
                 slot.thread = None
+        for t in self._threads:
+            t.join()
+        self._threads = []
         for _ in self._post:
             self._post_q.put(None)
         for t in self._post:
@@ -159,7 +211,7 @@ class SystemUnderTest:
                 try:
                     item = q.get_nowait()
                 except queue.Empty:
-                    remaining = deadline - time.monotonic()
+                    remaining = deadline - time.perf_counter()
                     if remaining <= 0:
                         break
                     try:
@@ -208,6 +260,127 @@ class SystemUnderTest:
                 post_q.put((ids, idx, outputs))  # the device moves on to its next batch
             else:
                 self._finish(ids, idx, outputs, st)
+
+    def _drive(self, cpus: tuple[int, ...], lanes: list[_Lane]) -> None:
+        """One driver thread for asynchronous devices (see the module's docstring).
+
+        Each turn: complete every batch its device has finished; give every device with room
+        the next batches; then sleep until the next batch is due, new work arrives, or the
+        batch being formed times out. Never holds more than `max_in_flight` per device.
+        """
+        pin_current_thread(cpus)
+        q, clock = self._q, time.perf_counter
+        held = _NOTHING  # a queue item taken while waiting (None: stop), not yet placed in a batch
+        ids: list = []  # the batch being formed from one-sample queries (Server)
+        idx: list = []
+        deadline = 0.0
+        stopping = False
+
+        def take(limit: int):
+            """The next batch to submit, or None if there is none yet. Never blocks."""
+            nonlocal held, ids, idx, deadline, stopping
+            now_ready = stopping
+            while len(ids) < limit:
+                if held is not _NOTHING:
+                    item, held = held, _NOTHING
+                else:
+                    try:
+                        item = q.get_nowait()
+                    except queue.Empty:
+                        break
+                if item is None:
+                    q.put(None)  # so every other thread sees it too
+                    stopping = now_ready = True
+                    break
+                if item[2] is None:  # a whole batch cut by issue() (Offline, MultiStream)
+                    if not ids:
+                        return item[0], item[1]
+                    held, now_ready = item, True  # send the one being formed first
+                    break
+                if not ids:
+                    deadline = item[2] + self.batch_timeout_s
+                ids.append(item[0])
+                idx.append(item[1])
+            if ids and (now_ready or len(ids) >= limit or clock() >= deadline):
+                work, ids, idx = (ids, idx), [], []
+                return work
+            return None
+
+        while True:
+            now = clock()
+            wake = math.inf
+            lazy = self.throughput_only
+            for ln in lanes:
+                p = ln.pending
+                while p and p[0][0].ready_at <= now:
+                    self._complete(ln)
+                if not p:
+                    continue
+                due = p[0][0].ready_at
+                if lazy:
+                    # A device is fed in time as long as its next batch is submitted before its
+                    # newest one ends: wake with half of that one's run time to spare. Lanes
+                    # then share wake-ups, completing several batches each time.
+                    last = p[-1][0]
+                    due = max(due, last.ready_at - 0.5 * (last.ready_at - last.start))
+                wake = min(wake, due)
+            fed = room = False
+            for ln in lanes:
+                cap, limit = ln.device.max_in_flight, ln.device.batch_size
+                while len(ln.pending) < cap:
+                    work = take(limit)
+                    if work is None:
+                        break
+                    self._submit(ln, *work)
+                    fed = True
+                room = room or len(ln.pending) < cap
+            if fed:
+                continue  # a turn may have taken long enough for a batch to be done
+            if stopping and held is _NOTHING and not ids:
+                if wake == math.inf:
+                    return
+                time.sleep(max(0.0, wake - clock()))
+                continue
+            if ids:
+                wake = min(wake, deadline)
+            wait = wake - clock()
+            if room and not stopping:
+                try:
+                    held = q.get(timeout=max(0.0, wait)) if wait != math.inf else q.get()
+                except queue.Empty:
+                    pass
+            elif wait > 0:
+                time.sleep(wait)
+
+    def _submit(self, ln: _Lane, ids, idx) -> None:
+        dev, st = ln.device, ln.stats
+        t0 = time.perf_counter()
+        try:
+            if dev.reads_input:
+                self.store.gather(idx, ln.inbuf, ln.replica)
+            t1 = time.perf_counter()
+            ticket = dev.submit(ln.inbuf if dev.fixed_batch else ln.inbuf[: len(ids)])
+        except BaseException as e:  # never leave LoadGen waiting on a sample
+            self._fail(e, ids)
+            return
+        st.host_s += t1 - t0
+        ln.pending.append((ticket, ids, idx))
+
+    def _complete(self, ln: _Lane) -> None:
+        ticket, ids, idx = ln.pending.popleft()
+        st = ln.stats
+        try:
+            outputs = ln.device.collect(ticket)
+        except BaseException as e:
+            self._fail(e, ids)
+            return
+        st.busy_s += ticket.ready_at - ticket.start  # the device's own time on this batch
+        st.batches += 1
+        st.samples += len(ids)
+        if self._post_q is not None:
+            self._post_q.put((ids, idx, outputs))
+        else:
+            self._finish(ids, idx, outputs, st)
 
     def _finish(self, ids, idx, outputs, st) -> None:
         """Post-process one batch and complete it: one QuerySamplesComplete per batch."""
@@ -266,7 +439,7 @@ class SystemUnderTest:
             k += 1
 
         try:
-            outstanding = 2 * len(self._slots)
+            outstanding = 2 * self.capacity
             for _ in range(outstanding):
                 put()
             t0 = time.perf_counter()
@@ -284,7 +457,7 @@ class SystemUnderTest:
                         last = now
                 # A burst (all outstanding batches finishing together after a stall) is not a
                 # rate: the counted window must be long and hold several batches per slot.
-                if now >= t_end and counted >= 2 * b * len(self._slots) and last - first >= 0.35 * seconds:
+                if now >= t_end and counted >= 2 * b * self.capacity and last - first >= 0.35 * seconds:
                     break
                 put()
             for _ in range(outstanding - 1):

@@ -7,6 +7,11 @@ in order, up to `max_in_flight` of them held at once), and returns outputs of th
 layout (for the SSD models, realistic raw boxes and scores in the paper's formats: fp16 scores
 for SSD-ResNet34, uint8 for SSD-MobileNet) so that host post-processing does its real work.
 Waiting is a sleep (no GIL held, no CPU burnt), accurate to about a tenth of a millisecond.
+
+Like a real card's driver, it is asynchronous: `submit` takes a batch's bytes and returns a
+ticket at once, `collect` returns that batch's outputs once the engine is done with it, and the
+ticket says when that will be (`ready_at`), so one host thread can keep several batches and
+several cards busy (sut.py).
 """
 
 from __future__ import annotations
@@ -59,6 +64,15 @@ def _output_pool(workload: Workload, kind: str, output_shapes) -> list[np.ndarra
     return pools
 
 
+class _Ticket:
+    """One batch on the card: its memory slot, and when the engine finishes it."""
+
+    __slots__ = ("slot", "n", "first", "start", "ready_at")
+
+    def __init__(self, slot: int, n: int, first: int, start: float, ready_at: float):
+        self.slot, self.n, self.first, self.start, self.ready_at = slot, n, first, start, ready_at
+
+
 class SimulatedCard:
     reads_input = True
     fixed_batch = False
@@ -87,31 +101,42 @@ class SimulatedCard:
         self.late_s = 0.0  # summed lateness of wake-ups after the engine finished (timing accuracy)
         self.batches = 0
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+    def submit(self, batch: np.ndarray) -> _Ticket:
+        """Take one batch: copy its bytes into the card and queue it on the engine; returns at once.
+
+        The caller holds at most `max_in_flight` batches at a time (the card's memory slots).
+        """
         n = len(batch)
+        c0 = time.thread_time()
         slot = self._free_mem.get()
-        try:
-            c0 = time.thread_time()
-            np.copyto(self._mem[slot, :n], batch)  # host -> card: the real bytes
-            with self._lock:
-                start = max(time.perf_counter(), self._engine_free_at)
-                done = start + n / self.rate
-                self._engine_free_at = done
-                first = self._next
-                self._next = (self._next + n) % POOL
-            rows = (np.arange(n) + first) % POOL
-            outputs = [np.take(p, rows, axis=0) for p in self._pool]  # card -> host: real bytes
-            # CPU time spent doing what a real card's DMA engine would do, so that the host's
-            # own share can be reported without it.
-            self.card_cpu_s += time.thread_time() - c0
-            wait = done - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            self.late_s += max(0.0, time.perf_counter() - done)
-            self.batches += 1
-            return outputs
-        finally:
-            self._free_mem.put(slot)
+        np.copyto(self._mem[slot, :n], batch)  # host -> card: the real bytes
+        with self._lock:
+            start = max(time.perf_counter(), self._engine_free_at)
+            done = start + n / self.rate
+            self._engine_free_at = done
+            first = self._next
+            self._next = (self._next + n) % POOL
+        # CPU time spent doing what a real card's DMA engine would do, so that the host's own
+        # share can be reported without it.
+        self.card_cpu_s += time.thread_time() - c0
+        return _Ticket(slot, n, first, start, done)
+
+    def collect(self, ticket: _Ticket) -> list[np.ndarray]:
+        """The batch's outputs, waiting (a sleep, no GIL) until the engine has finished it."""
+        wait = ticket.ready_at - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        self.late_s += max(0.0, time.perf_counter() - ticket.ready_at)
+        c0 = time.thread_time()
+        rows = (np.arange(ticket.n) + ticket.first) % POOL
+        outputs = [np.take(p, rows, axis=0) for p in self._pool]  # card -> host: real bytes
+        self._free_mem.put(ticket.slot)
+        self.card_cpu_s += time.thread_time() - c0
+        self.batches += 1
+        return outputs
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.collect(self.submit(batch))
 
     def close(self) -> None:
         self._mem = None
