@@ -4,8 +4,10 @@ ResNet50 (int8 input rows, as the paper) on simulated cards at CARD_RATE samples
 1. Offline at 1, 2, 4, 8 cards through `visionperf scale` (percent of linear, host CPU time per
    sample, and from it the cores 16 full-speed cards would need);
 2. Server at 4 cards: highest VALID QPS by bisection, and the Server/Offline ratio;
-3. gather from a per-device replica against all devices sharing one buffer, 8 cards, alternating
-   runs, repeated (this machine has one NUMA node: parity is expected; the number is for the record).
+3. at 8 cards, alternating runs, repeated: the default (per-device replicas, one driver thread per
+   core group) against all devices sharing one buffer (this machine has one NUMA node: parity is
+   expected; the number is for the record) and against the older pipeline, a slot thread per
+   batch in flight (`--pipeline slots`): throughput and host CPU time per sample.
 
     python benchmarks/scaling_simulated.py [--card-rate 2000] [--duration 10] [--repeats 3]
 """
@@ -48,22 +50,27 @@ def main() -> None:
              *common, "--out", work / "offline"))
     print(vp("scale", "resnet50", "--backend", "simulated", "--devices", "4", "--scenario", "Server",
              *common, "--out", work / "server"))
-    res = {"device": [], "one": []}
+    # Side by side, alternating, repeated: per-device replicas with driver threads (the default),
+    # one shared buffer, and the older pipeline (a slot thread per batch in flight).
+    variants = {"default": [], "one buffer": ["--replicas", "one"], "slot threads": ["--pipeline", "slots"]}
+    res: dict[str, list] = {k: [] for k in variants}
     for r in range(a.repeats):
-        for mode in ("device", "one"):
-            out = work / f"rep-{mode}"
+        for name, extra in variants.items():
+            out = work / f"rep-{name.replace(' ', '-')}"
             vp("run", "resnet50", "--scenario", "Offline", "--backend", "simulated", "--devices", "8",
-               "--replicas", mode, *common, "--out", out)
+               *extra, *common, "--out", out)
             run = out / "resnet50/Offline/performance/run_1"
-            res[mode].append((read_result(run, "Offline").metric,
+            res[name].append((read_result(run, "Offline").metric,
                               json.loads((run / "run.json").read_text())["host_cpu_us_per_sample"]))
-        print(f"repeat {r + 1}: per-device replicas {res['device'][-1][0]:,.0f}/s, "
-              f"one shared buffer {res['one'][-1][0]:,.0f}/s", flush=True)
-    d = statistics.median(x[0] for x in res["device"])
-    o = statistics.median(x[0] for x in res["one"])
-    print(f"\n8 cards x {a.card_rate:g}/s Offline, medians of {a.repeats}: per-device replicas {d:,.0f}/s, "
-          f"one shared buffer {o:,.0f}/s, ratio {d / o:.3f}")
-
+        print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1][0]:,.0f}/s {v[-1][1]:.1f} us/sample"
+                                               for k, v in res.items()), flush=True)
+    med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for k, v in res.items()}
+    print(f"\n8 cards x {a.card_rate:g}/s Offline, medians of {a.repeats}:")
+    for k, (qps, us) in med.items():
+        print(f"  {k:13s} {qps:9,.0f}/s  host CPU {us:5.1f} us/sample")
+    print(f"per-device replicas / one shared buffer: throughput ratio {med['default'][0] / med['one buffer'][0]:.3f}")
+    print(f"driver threads / slot threads: throughput ratio {med['default'][0] / med['slot threads'][0]:.3f}, "
+          f"host CPU per sample ratio {med['default'][1] / med['slot threads'][1]:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -46,6 +46,21 @@ def test_card_time_follows_its_rate_and_queues_batches():
     np.testing.assert_array_equal(c._mem[0, :8], x)  # the bytes really went to the card
 
 
+def test_submit_returns_at_once_and_collect_waits_for_the_engine():
+    c, _ = card(RESNET50, "classify", 8, rate=2000.0)  # 4 ms per batch of 8
+    x = np.random.default_rng(1).integers(0, 255, (8, 3, 224, 224)).astype(np.uint8)
+    t = time.perf_counter()
+    a, b = c.submit(x), c.submit(x[:4])
+    assert time.perf_counter() - t < 0.003  # copies only; the engine works on its own time
+    assert b.start == a.ready_at  # one engine: the second batch queues behind the first
+    assert abs((a.ready_at - a.start) - 0.004) < 1e-9 and abs((b.ready_at - b.start) - 0.002) < 1e-9
+    np.testing.assert_array_equal(c._mem[a.slot, :8], x)
+    [out] = c.collect(a)
+    assert time.perf_counter() >= a.ready_at and out.shape == (8,)
+    assert len(c.collect(b)[0]) == 4
+    assert c.late_s / c.batches < 0.00025
+
+
 @pytest.mark.parametrize("w, fmt, dtype, shapes", [
     (SSD_RESNET34, "float16", np.float16, [(1, 4, 15130), (1, 81, 15130)]),
     (SSD_MOBILENET, "uint8", np.uint8, [(4, 1917, 4), (4, 1917, 91)]),

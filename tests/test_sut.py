@@ -35,6 +35,48 @@ class EchoDevice:
         pass
 
 
+class _Ticket:
+    def __init__(self, out, start, ready_at, fail):
+        self.out, self.start, self.ready_at, self.fail = out, start, ready_at, fail
+
+
+class AsyncEchoDevice(EchoDevice):
+    """The same device behind a card-like driver: submit returns at once, collect waits."""
+
+    def __init__(self, *a, in_flight=2, **k):
+        super().__init__(*a, in_flight=in_flight, **k)
+        self.free_at, self.held, self.most_held, self.lock = 0.0, 0, 0, threading.Lock()
+        self.stall = 0.0  # extra time for the first batch only
+
+    def submit(self, batch):
+        self.batches.append(len(batch))
+        with self.lock:
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+            assert self.held <= self.max_in_flight, "more batches submitted than the device holds"
+        start = max(time.perf_counter(), self.free_at)
+        self.free_at = start + self.delay + (self.stall if len(self.batches) == 1 else 0.0)
+        fail = self.fail_on is not None and len(self.batches) == self.fail_on
+        return _Ticket([batch[:, 0, 0, 0].astype(np.int64) + 1], start, self.free_at, fail)
+
+    def collect(self, ticket):
+        wait = ticket.ready_at - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        with self.lock:
+            self.held -= 1
+        if ticket.fail:
+            raise RuntimeError("device fell over")
+        return ticket.out
+
+
+def device(kind, name, **k):
+    return (AsyncEchoDevice if kind == "async" else EchoDevice)(name, **k)
+
+
+KINDS = ["blocking", "async"]
+
+
 class Recorder:
     def __init__(self):
         self.lock = threading.Lock()
@@ -74,13 +116,15 @@ def make_sut(devices, store, timeout=0.0, post_threads=0):
     return sut, rec
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("post_threads, prebatched", [(0, False), (2, False), (0, True)])
-def test_offline_query_is_cut_into_batches_and_every_sample_answered_once(post_threads, prebatched):
+def test_offline_query_is_cut_into_batches_and_every_sample_answered_once(post_threads, prebatched, kind):
     store = make_store()
     store.load(list(range(5, 35)))
-    devs = [EchoDevice("a"), EchoDevice("b")]
+    devs = [device(kind, "a"), device(kind, "b")]
     sut, rec = make_sut(devs, store, post_threads=post_threads)
     sut.prebatched = prebatched  # Offline: slots take whole batches without the collect lock
+    sut.throughput_only = prebatched  # drivers may complete in bursts
     rec.expect = 30
     ids = [1000 + i for i in range(30)]
     idx = list(range(5, 35))
@@ -92,10 +136,11 @@ def test_offline_query_is_cut_into_batches_and_every_sample_answered_once(post_t
     assert rec.calls == 8  # one QuerySamplesComplete per batch
 
 
-def test_server_samples_are_batched_within_the_timeout():
+@pytest.mark.parametrize("kind", KINDS)
+def test_server_samples_are_batched_within_the_timeout(kind):
     store = make_store()
     store.load(list(range(40)))
-    dev = EchoDevice("a", batch_size=8)
+    dev = device(kind, "a", batch_size=8)
     sut, rec = make_sut([dev], store, timeout=0.05)
     rec.expect = 5
     for k in range(5):  # five queries arriving together: one batch, not five
@@ -106,10 +151,11 @@ def test_server_samples_are_batched_within_the_timeout():
     assert rec.got == {k: float(10 * k) for k in range(5)}
 
 
-def test_timeout_bounds_the_wait_for_a_full_batch():
+@pytest.mark.parametrize("kind", KINDS)
+def test_timeout_bounds_the_wait_for_a_full_batch(kind):
     store = make_store()
     store.load(list(range(40)))
-    dev = EchoDevice("a", batch_size=8)
+    dev = device(kind, "a", batch_size=8)
     sut, rec = make_sut([dev], store, timeout=0.02)
     rec.expect = 1
     t = time.monotonic()
@@ -120,10 +166,11 @@ def test_timeout_bounds_the_wait_for_a_full_batch():
     assert 0.015 < waited < 0.5 and dev.batches == [1]
 
 
-def test_free_devices_take_the_work():
+@pytest.mark.parametrize("kind", KINDS)
+def test_free_devices_take_the_work(kind):
     store = make_store()
     store.load(list(range(40)))
-    devs = [EchoDevice("a", delay=0.02), EchoDevice("b", delay=0.02)]
+    devs = [device(kind, "a", delay=0.02), device(kind, "b", delay=0.02)]
     sut, rec = make_sut(devs, store)
     rec.expect = 40
     sut.issue(list(range(40)), list(range(40)))
@@ -132,10 +179,11 @@ def test_free_devices_take_the_work():
     assert len(devs[0].batches) >= 3 and len(devs[1].batches) >= 3
 
 
-def test_a_failing_device_still_answers_loadgen_and_reports():
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failing_device_still_answers_loadgen_and_reports(kind):
     store = make_store()
     store.load(list(range(40)))
-    dev = EchoDevice("a", fail_on=2)
+    dev = device(kind, "a", fail_on=2)
     sut, rec = make_sut([dev], store)
     rec.expect = 12
     sut.issue(list(range(12)), list(range(12)))
@@ -145,10 +193,11 @@ def test_a_failing_device_still_answers_loadgen_and_reports():
     assert [rec.got[i] for i in range(4, 8)] == [None] * 4  # empty responses, never garbage
 
 
-def test_measure_rate_uses_all_devices_outside_loadgen():
+@pytest.mark.parametrize("kind", KINDS)
+def test_measure_rate_uses_all_devices_outside_loadgen(kind):
     store = make_store()
     store.load(list(range(16)))
-    devs = [EchoDevice("a", delay=0.01), EchoDevice("b", delay=0.01)]
+    devs = [device(kind, "a", delay=0.01, in_flight=1), device(kind, "b", delay=0.01, in_flight=1)]
     sut, rec = make_sut(devs, store)
     rate = sut.measure_rate(0.4)
     sut.stop()
@@ -167,7 +216,8 @@ def test_gather_reads_the_loaded_rows_by_dataset_index():
     assert store.loaded == 0
 
 
-def test_measure_rate_is_not_fooled_by_a_stall_then_a_burst():
+@pytest.mark.parametrize("kind", KINDS)
+def test_measure_rate_is_not_fooled_by_a_stall_then_a_burst(kind):
     """Outputs held back (say, a kernel compiling) then released together are not a rate."""
     store = make_store()
     store.load(list(range(16)))
@@ -179,7 +229,49 @@ def test_measure_rate_is_not_fooled_by_a_stall_then_a_burst():
             return super().run(batch)
 
     devs = [Stalling("a", delay=0.01), Stalling("b", delay=0.01)]
+    if kind == "async":
+        devs = [AsyncEchoDevice(n, delay=0.01, in_flight=1) for n in "ab"]
+        for d in devs:
+            d.stall = 0.6
     sut, rec = make_sut(devs, store)
     rate = sut.measure_rate(0.4)
     sut.stop()
     assert 300 < rate < 900  # the steady 2 x 4 samples / 10 ms, not thousands
+
+
+def test_one_driver_thread_keeps_several_cards_on_one_core_fed():
+    """More cards than cores (this host: 8 simulated cards, 2 cores): one driver per core."""
+    store = make_store()
+    store.load(list(range(40)))
+    devs = [AsyncEchoDevice(f"c{i}", delay=0.01) for i in range(4)]
+    for d in devs:
+        d.cpus = (0,)
+    sut, rec = make_sut(devs, store)
+    sut.prebatched = sut.throughput_only = True
+    assert [len(lanes) for _, lanes in sut._drivers] == [4] and not sut._slots
+    rec.expect = 40 * 4
+    t = time.perf_counter()
+    for r in range(4):
+        sut.issue(list(range(40 * r, 40 * r + 40)), list(range(40)))
+    assert rec.done.wait(10)
+    took = time.perf_counter() - t
+    sut.stop()
+    # 40 batches of 4 rows over 4 cards at 10 ms a batch: 100 ms when all four stay busy
+    assert took < 0.2
+    assert all(len(d.batches) >= 7 for d in devs)
+    assert all(d.most_held == 2 for d in devs)  # each kept both of its slots busy, never more
+
+
+def test_drivers_can_be_replaced_by_slot_threads_for_comparison():
+    store = make_store()
+    store.load(list(range(40)))
+    devs = [AsyncEchoDevice("a"), AsyncEchoDevice("b")]
+    rec = Recorder()
+    sut = SystemUnderTest(devs, store, classify, complete=rec, drivers=False)
+    assert not sut._drivers and len(sut._slots) == 4
+    sut.start()
+    rec.expect = 12
+    sut.issue(list(range(12)), list(range(12)))
+    assert rec.done.wait(10)
+    sut.stop()
+    assert rec.got == {k: float(10 * k) for k in range(12)}

@@ -221,7 +221,7 @@ def cmd_run(a) -> int:
         duration=a.duration, user_conf=a.user_conf, out=a.out, cache=a.cache,
         batch_timeout_ms=a.batch_timeout_ms, count=a.count, post_threads=a.post_threads,
         skip_postprocess=a.skip_postprocess, replicas=a.replicas, card_rate=a.card_rate,
-        in_flight=a.in_flight, compliance=a.compliance,
+        in_flight=a.in_flight, compliance=a.compliance, pipeline=a.pipeline,
     )
     if a.target_qps is not None and a.target_qps <= 0:
         raise UserError(f"--target-qps must be positive, got {a.target_qps}")
@@ -410,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--card-rate", type=float,
                    help="simulated: samples/s per card (default: the paper's Table II rate)")
     s.add_argument("--in-flight", type=int, default=2, help="simulated: batches a card holds at once")
+    s.add_argument("--pipeline", choices=("drivers", "slots"), default="drivers",
+                   help="cards: one driver thread per core group (default), or a slot thread per "
+                   "batch in flight (the older design, kept as a benchmark baseline)")
     s.add_argument("--compliance", choices=("TEST01", "TEST04"),
                    help="run a compliance test (audit.config) and verify it against the runs in --out")
     s.add_argument("--cache", help="preprocessed cache dir (default: per-user cache)")

@@ -61,6 +61,7 @@ class RunConfig:
     replicas: str | None = None  # device | node | one (default: device for cards, one for CPU devices)
     card_rate: float | None = None  # simulated cards: samples/s each (default: the paper's Table II)
     in_flight: int = 2  # simulated cards: batches each holds at once
+    pipeline: str = "drivers"  # asynchronous devices: driver threads, or "slots" (a baseline)
     compliance: str | None = None  # "TEST01" | "TEST04": an audit run, verified after
     skip_postprocess: bool = False  # measurement only: empty responses
 
@@ -153,7 +154,10 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         len(devices) if w.task == "detection" else 0)
     if post_threads < 0:
         raise UserError(f"--post-threads must be 0 or more, got {post_threads}")
-    sut = SystemUnderTest(devices, store, postprocess, post_threads=post_threads)
+    if cfg.pipeline not in ("drivers", "slots"):
+        raise UserError(f"--pipeline must be drivers or slots, got {cfg.pipeline!r}")
+    sut = SystemUnderTest(devices, store, postprocess, post_threads=post_threads,
+                          drivers=cfg.pipeline == "drivers")
     sut.prebatched = scenario in ("Offline", "MultiStream")
     sut.throughput_only = scenario == "Offline"
     sut.start()

@@ -87,7 +87,7 @@ def pin_current_thread(cpus) -> None:
 class SystemUnderTest:
     def __init__(self, devices: list, store: SampleStore, postprocess: Postprocess,
                  batch_timeout_s: float = 0.0, complete: Callable | None = None,
-                 post_threads: int = 0):
+                 post_threads: int = 0, drivers: bool = True):
         import mlperf_loadgen as lg
 
         self._lg = lg
@@ -117,7 +117,7 @@ class SystemUnderTest:
         by_cpus: dict[tuple[int, ...], list[_Lane]] = {}
         for k, (d, st) in enumerate(zip(devices, self.stats)):
             replica = store.replica_of_device[k] if k < len(store.replica_of_device) else 0
-            if hasattr(d, "submit"):
+            if drivers and hasattr(d, "submit"):  # drivers=False: slot threads (a baseline)
                 buf = np.empty((d.batch_size, *d.input_shape), d.input_dtype)
                 by_cpus.setdefault(st.cpus, []).append(_Lane(d, buf, st, replica))
                 continue
