@@ -89,12 +89,16 @@ def test_accuracy_mode_answers_every_sample_with_the_model_prediction(run_args, 
     (["run", "resnet50", "--scenario", "Offline", "--backend", "tpu"], "unknown backend 'tpu'"),
     (["run", "resnet50", "--scenario", "Offline", "--model", "/nonexistent.onnx"], "/nonexistent.onnx does not exist"),
     (["run", "resnet50", "--scenario", "Offline", "--dataset", "/nonexistent"], "/nonexistent does not exist"),
+    (["run", "resnet50", "--scenario", "Offline", "--out", "A_FILE"], "is a file: pass a directory"),
 ])
 def test_user_errors_are_one_line_without_traceback(run_args, tmp_path, args, message):
     base = dict(zip(run_args[::2], run_args[1::2]))
     given = dict(zip(args[2::2], args[3::2]))
+    if given.get("--out") == "A_FILE":
+        given["--out"] = tmp_path / "results.txt"
+        given["--out"].write_text("not a directory")
     merged = [*args[:2], *[x for k, v in {**{"--scenario": "Offline"}, **base, **given}.items() for x in (k, v)]]
-    p = visionperf(*merged, "--out", tmp_path, check=False)
+    p = visionperf(*merged, *([] if "--out" in given else ["--out", tmp_path]), check=False)
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
     lines = p.stderr.strip().splitlines()

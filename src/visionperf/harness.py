@@ -114,6 +114,8 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         raise UserError(f"unknown mode {cfg.mode!r}: choose performance or accuracy")
     if scenario == "Server" and not w.server_latency_bound_ms:
         raise UserError(f"{w.name} has no Server scenario (Edge only)")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise UserError(f"--out {cfg.out} is a file: pass a directory for the results")
     model = check_model(cfg.model, w)
     dataset = open_dataset(w, cfg.dataset, cfg.count)
     base_conf = read_user_conf(cfg.user_conf)
