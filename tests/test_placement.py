@@ -8,7 +8,7 @@ import pytest
 from conftest import visionperf
 from sysfs_fixtures import materialise
 from visionperf.errors import UserError
-from visionperf.placement import card_plan, cpu_partitions, replica_plan
+from visionperf.placement import card_plan, core_budget, cpu_partitions, replica_plan
 from visionperf.topology import format_cpulist, parse_cpulist, read_topology
 
 # Table IV of the paper: the physical cores of each card.
@@ -108,3 +108,28 @@ def test_topology_and_plan_commands(servers):
     text = visionperf("plan", "--devices", "16", "--sysfs-root", servers["g292-z43-16"],
                       "--workload", "resnet50").stdout
     assert "GB/s" in text
+
+
+def test_core_budget_from_a_measured_host_time_per_sample(servers):
+    """16 cards at ResNet50's 22,667/s each, fed at 20 us/sample: 0.45 cores of 8 per card."""
+    g292 = read_topology(servers["g292-z43-16"])
+    cards = card_plan(g292, 16)
+    b = core_budget(g292, cards, [22667.0] * 16, 20.0)
+    assert [round(n, 3) for n in b.needed] == [0.453] * 16 and b.given == [8] * 16 and not b.warnings
+    assert round(sum(b.needed), 2) == 7.25
+    # The 8-card R282 gives each card 4 cores; at 500 us/sample a card would need 11.3.
+    r282 = read_topology(servers["r282-z93-8"])
+    b = core_budget(r282, card_plan(r282, 8), [22667.0] * 8, 500.0)
+    assert len(b.warnings) == 8 and "more than the 4 they have" in b.warnings[0]
+    # The unpinned fifth card of the 5-card R282 may use every core.
+    r5 = read_topology(servers["r282-z93-5"])
+    b = core_budget(r5, card_plan(r5, 5), [22667.0] * 5, 20.0)
+    assert b.given == [8, 8, 8, 8, 32] and not b.warnings
+    with pytest.raises(UserError, match="must be positive"):
+        core_budget(g292, cards, [1.0] * 16, 0)
+    js = json.loads(visionperf("plan", "--devices", "16", "--sysfs-root", servers["g292-z43-16"], "--json",
+                               "--workload", "resnet50", "--host-us-per-sample", "20").stdout)
+    assert js["host_cores"]["given"] == [8] * 16 and js["host_cores"]["needed"][0] == 0.453
+    text = visionperf("plan", "--devices", "16", "--sysfs-root", servers["g292-z43-16"],
+                      "--workload", "resnet50", "--host-us-per-sample", "20").stdout
+    assert "7.25 cores in all" in text

@@ -108,7 +108,7 @@ def cmd_topology(a) -> int:
 
 
 def cmd_plan(a) -> int:
-    from .placement import card_plan, describe_plan, plan_json, replica_plan
+    from .placement import card_plan, core_budget, describe_budget, describe_plan, plan_json, replica_plan
     from .topology import read_topology
     from .workloads import get_workload
 
@@ -120,12 +120,24 @@ def cmd_plan(a) -> int:
         rates = [a.card_rate or w.card_rate] * a.devices
         nbytes = a.bytes_per_sample or 3 * w.input_size ** 2  # int8 rows, as the paper's arithmetic
     rp = replica_plan(t, devices, a.replicas, rates, nbytes, a.node_bandwidth_gbs)
+    budget = None
+    if a.host_us_per_sample is not None:
+        if not rates:
+            raise UserError("--host-us-per-sample needs --workload (the cards' rate)")
+        budget = core_budget(t, devices, rates, a.host_us_per_sample)
     if a.json:
-        print(json.dumps(plan_json(devices, rp), indent=2))
+        out = plan_json(devices, rp)
+        if budget:
+            out["host_cores"] = {"host_us_per_sample": budget.host_us_per_sample,
+                                 "needed": [round(n, 3) for n in budget.needed], "given": budget.given,
+                                 "warnings": budget.warnings}
+        print(json.dumps(out, indent=2))
     else:
         print(f"plan for {a.devices} card(s)" + (f", {a.workload} at {rates[0]:,.0f} samples/s each"
                                                    if rates else "") + f", replicas per {a.replicas}:")
         print(describe_plan(devices, rp))
+        if budget:
+            print(describe_budget(budget))
     return 0
 
 
@@ -385,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bytes-per-sample", type=int, help="default: the int8 input row")
     s.add_argument("--node-bandwidth-gbs", type=float, default=25.6,
                    help="memory bandwidth assumed per NUMA node (default: one DDR4-3200 channel)")
+    s.add_argument("--host-us-per-sample", type=float,
+                   help="host CPU time per sample measured by run or scale (run.json): check that "
+                   "each card's cores can feed it at the workload's rate")
     s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("run", help="run a benchmark through the real LoadGen")

@@ -161,6 +161,41 @@ def replica_plan(topology: Topology, devices: list[Partition], mode: str = "devi
     return rp
 
 
+@dataclass
+class CoreBudget:
+    """Host cores each device's threads need at its rate, against the cores the plan gives it."""
+
+    host_us_per_sample: float
+    needed: list[float]  # cores, per device
+    given: list[int]  # physical cores, per device (an unpinned device may use them all)
+    warnings: list[str] = field(default_factory=list)
+
+
+def core_budget(topology: Topology, devices: list[Partition], rates: list[float],
+                host_us_per_sample: float) -> CoreBudget:
+    """The cores N cards at these rates need, from a measured host CPU time per sample.
+
+    `run` and `scale` measure the time per sample (`host_cpu_us_per_sample` in run.json); a
+    device at R samples/s then keeps R * time cores busy. Devices that share cores add up.
+    """
+    if host_us_per_sample <= 0:
+        raise UserError(f"--host-us-per-sample must be positive, got {host_us_per_sample}")
+    needed = [r * host_us_per_sample / 1e6 for r in rates]
+    given = [len(d.cores) if d.pinned else len(topology.cores) for d in devices]
+    b = CoreBudget(host_us_per_sample, needed, given)
+    load: dict[tuple[int, ...], float] = {}
+    for d, need in zip(devices, needed):
+        key = d.cores if d.pinned else ()
+        load[key] = load.get(key, 0.0) + need
+    for key, need in load.items():
+        have = len(key) if key else len(topology.cores)
+        if need > have:
+            who = f"cores {format_cpulist(key)}" if key else "the unpinned devices"
+            b.warnings.append(f"{who} must do {need:.2f} cores of host work, more than the {have} "
+                              "they have: the cards will wait for the host")
+    return b
+
+
 def plan_json(devices: list[Partition], rp: ReplicaPlan | None = None) -> dict:
     out = {"devices": []}
     for d in devices:
@@ -175,6 +210,13 @@ def plan_json(devices: list[Partition], rp: ReplicaPlan | None = None) -> dict:
                            "bandwidth_gbs_per_node": {str(k): round(v, 3) for k, v in rp.bandwidth_gbs.items()},
                            "warnings": rp.warnings}
     return out
+
+
+def describe_budget(b: CoreBudget) -> str:
+    total = sum(b.needed)
+    lines = [f"  host CPU at {b.host_us_per_sample:g} us/sample: {total:.2f} cores in all, per device "
+             + ", ".join(f"{n:.2f} of {g}" for n, g in zip(b.needed, b.given))]
+    return "\n".join(lines + [f"  warning: {w}" for w in b.warnings])
 
 
 def describe_plan(devices: list[Partition], rp: ReplicaPlan | None = None) -> str:

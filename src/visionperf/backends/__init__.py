@@ -33,6 +33,23 @@ class Device(Protocol):
     def close(self) -> None: ...
 
 
+class Ticket(Protocol):
+    start: float  # time.perf_counter() when the device starts on the batch
+    ready_at: float  # ... and when its outputs will be ready
+
+
+class AsyncDevice(Device, Protocol):
+    """A device with its own engine, driven like a card: the SUT gives it one driver thread per
+    CPU partition (sut.py) instead of a blocking thread per batch in flight."""
+
+    def submit(self, batch: np.ndarray) -> Ticket:
+        """Take the batch (its bytes are the device's once this returns: the caller reuses the
+        buffer) and queue it; returns at once. The caller holds at most max_in_flight tickets."""
+
+    def collect(self, ticket: Ticket) -> list[np.ndarray]:
+        """The batch's outputs, as `run` returns them; waits (without the GIL) until ready_at."""
+
+
 BACKENDS = ("onnxruntime", "simulated", "null", "null-gather")
 CARD_BACKENDS = ("simulated",)  # devices fed by host cores, planned like the paper's cards
 
