@@ -33,6 +33,9 @@ demo: install
 	$(BIN)/visionperf run resnet50 --scenario Offline --backend onnxruntime --devices 2 --duration 10 \
 	    --model $(DEMO)/resnet50_int8.onnx --dataset $(DEMO)/imagenet --cache $(DEMO)/cache \
 	    --out $(DEMO)/results-int8
+	$(BIN)/visionperf scale resnet50 --backend simulated --devices 1,2,4 --scenario Offline \
+	    --card-rate 2000 --duration 5 --model $(DEMO)/resnet50_int8.onnx --dataset $(DEMO)/imagenet \
+	    --cache $(DEMO)/cache --out $(DEMO)/scaling
 	$(BIN)/visionperf run resnet50 --scenario Server --backend null --devices 2 \
 	    --target-qps 50000 --duration 10 --model $(DEMO)/resnet50.onnx --dataset $(DEMO)/imagenet \
 	    --cache $(DEMO)/cache --out $(DEMO)/results-null

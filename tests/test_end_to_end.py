@@ -40,13 +40,15 @@ def test_offline_performance_is_valid(run_args, tmp_path):
 
 
 def test_server_performance_is_valid_on_onnxruntime_and_null(run_args, tmp_path):
+    # Loads and durations leave room for this shared 2-core machine's occasional stalls of tens
+    # of milliseconds: LoadGen judges the 99th percentile, so a stall must stay under 1%.
     visionperf("run", "resnet50", "--scenario", "Server", "--backend", "onnxruntime", "--devices", "1",
-               "--target-qps", "150", "--duration", "6", *run_args, "--out", tmp_path / "ort")
+               "--target-qps", "100", "--duration", "8", *run_args, "--out", tmp_path / "ort")
     res = read_result(tmp_path / "ort/resnet50/Server/performance/run_1", "Server")
     assert res.valid, res.reasons
     assert res.latency_ns["99.00"] < 15e6
     visionperf("run", "resnet50", "--scenario", "Server", "--backend", "null", "--devices", "2",
-               "--target-qps", "20000", "--duration", "2", *run_args, "--out", tmp_path / "null")
+               "--target-qps", "20000", "--duration", "4", *run_args, "--out", tmp_path / "null")
     res = read_result(tmp_path / "null/resnet50/Server/performance/run_1", "Server")
     assert res.valid, res.reasons
     assert res.metric > 19000

@@ -58,7 +58,15 @@ def test_submit_returns_at_once_and_collect_waits_for_the_engine():
     [out] = c.collect(a)
     assert time.perf_counter() >= a.ready_at and out.shape == (8,)
     assert len(c.collect(b)[0]) == 4
-    assert c.late_s / c.batches < 0.00025
+    # Holding more than its memory slots is the caller's bug: an error, not a wait forever.
+    c.submit(x), c.submit(x)
+    with pytest.raises(RuntimeError, match="more than 2 batches"):
+        c.submit(x)
+    # A batch that cannot be copied in gives its slot back.
+    c2, _ = card(RESNET50, "classify", 8, rate=2000.0, in_flight=1)
+    with pytest.raises(ValueError):
+        c2.submit(np.zeros((8, 3, 224, 225), np.uint8))
+    c2.collect(c2.submit(x))
 
 
 @pytest.mark.parametrize("w, fmt, dtype, shapes", [

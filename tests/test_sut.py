@@ -275,3 +275,28 @@ def test_drivers_can_be_replaced_by_slot_threads_for_comparison():
     assert rec.done.wait(10)
     sut.stop()
     assert rec.got == {k: float(10 * k) for k in range(12)}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_broken_postprocess_still_answers_every_sample(kind):
+    """An error anywhere between the device and LoadGen fails those samples, never hangs."""
+    store = make_store()
+    store.load(list(range(40)))
+
+    def broken(outputs, idx):
+        return list(outputs[0]), [0] * len(idx), [4] * len(idx)  # lists: no .ctypes
+
+    rec = Recorder()
+    sut = SystemUnderTest([device(kind, "a"), device(kind, "b")], store, broken, complete=rec)
+    sut.start()
+    rec.expect = 12
+    sut.issue(list(range(12)), list(range(12)))
+    assert rec.done.wait(10)
+    sut.stop()
+    assert isinstance(sut.error, AttributeError) and set(rec.got.values()) == {None}
+
+
+def test_asynchronous_devices_must_share_one_batch_size():
+    with pytest.raises(ValueError, match="one batch size"):
+        SystemUnderTest([AsyncEchoDevice("a", batch_size=4), AsyncEchoDevice("b", batch_size=8)],
+                        make_store(), classify, complete=Recorder())

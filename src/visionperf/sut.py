@@ -41,6 +41,10 @@ from .samples import SampleStore
 
 _NOTHING = object()
 
+
+def _urgency(lane) -> float:
+    return lane.pending[-1][0].ready_at if lane.pending else -math.inf
+
 # (outputs, dataset indices) -> (data, byte offsets, byte sizes): see postprocess/__init__.py
 Postprocess = Callable[[list, object], tuple]
 
@@ -124,6 +128,10 @@ class SystemUnderTest:
             for _ in range(d.max_in_flight):
                 buf = np.empty((d.batch_size, *d.input_shape), d.input_dtype)
                 self._slots.append(_Slot(d, buf, st, replica))
+        sizes = {ln.device.batch_size for lanes in by_cpus.values() for ln in lanes}
+        if sizes - {self.batch_size}:
+            # Whole batches are cut at self.batch_size, and a lane's buffer holds its own size.
+            raise ValueError(f"asynchronous devices must share one batch size, got {sorted(sizes)}")
         for cpus, lanes in by_cpus.items():
             # As many drivers as the partition has CPUs (unpinned devices: one each), devices
             # dealt round-robin.
@@ -306,14 +314,45 @@ class SystemUnderTest:
                 return work
             return None
 
-        while True:
+        def turn() -> None:
+            nonlocal held, ids, idx
+            try:
+                while True:
+                    if step():
+                        return
+            except BaseException as e:  # never leave LoadGen waiting on a sample
+                if self.error is None:
+                    self.error = e
+                for ln in lanes:
+                    while ln.pending:
+                        self._fail(e, ln.pending.popleft()[1])
+                if ids:
+                    self._fail(e, ids)
+                    ids, idx = [], []
+                if held is not _NOTHING and held is not None:
+                    self._fail(e, [held[0]] if held[2] is not None else held[0])
+                    held = _NOTHING
+
+        def step() -> bool:
+            """One turn; True when the driver is done (stopped, nothing left in flight)."""
+            nonlocal held
             now = clock()
             wake = math.inf
             lazy = self.throughput_only
-            for ln in lanes:
+            room = False
+            # Most urgent first: idle devices, then those whose newest batch ends soonest.
+            for ln in sorted(lanes, key=_urgency) if len(lanes) > 1 else lanes:
                 p = ln.pending
                 while p and p[0][0].ready_at <= now:
                     self._complete(ln)
+                cap = ln.device.max_in_flight
+                while len(p) < cap:  # feed this device before moving on to the next
+                    work = take(ln.device.batch_size)
+                    if work is None:
+                        break
+                    self._submit(ln, *work)
+                    return False  # a turn may take long enough for a batch to be done
+                room = room or len(p) < cap
                 if not p:
                     continue
                 due = p[0][0].ready_at
@@ -324,23 +363,11 @@ class SystemUnderTest:
                     last = p[-1][0]
                     due = max(due, last.ready_at - 0.5 * (last.ready_at - last.start))
                 wake = min(wake, due)
-            fed = room = False
-            for ln in lanes:
-                cap, limit = ln.device.max_in_flight, ln.device.batch_size
-                while len(ln.pending) < cap:
-                    work = take(limit)
-                    if work is None:
-                        break
-                    self._submit(ln, *work)
-                    fed = True
-                room = room or len(ln.pending) < cap
-            if fed:
-                continue  # a turn may have taken long enough for a batch to be done
             if stopping and held is _NOTHING and not ids:
                 if wake == math.inf:
-                    return
+                    return True
                 time.sleep(max(0.0, wake - clock()))
-                continue
+                return False
             if ids:
                 wake = min(wake, deadline)
             wait = wake - clock()
@@ -351,6 +378,12 @@ class SystemUnderTest:
                     pass
             elif wait > 0:
                 time.sleep(wait)
+            return False
+
+        while True:
+            turn()
+            if stopping and held is _NOTHING and not ids and not any(ln.pending for ln in lanes):
+                return
 
     def _submit(self, ln: _Lane, ids, idx) -> None:
         dev, st = ln.device, ln.stats
@@ -387,14 +420,14 @@ class SystemUnderTest:
         t = time.perf_counter()
         try:
             data, offsets, sizes = self.postprocess(outputs, idx)
+            QSR = self._lg.QuerySampleResponse
+            base = data.ctypes.data
+            responses = [QSR(i, base + o, z) for i, o, z in
+                         zip(ids.tolist() if isinstance(ids, np.ndarray) else ids, offsets.tolist(), sizes.tolist())]
         except BaseException as e:
             self._fail(e, ids)
             return
-        if isinstance(ids, np.ndarray):
-            ids = ids.tolist()
-        QSR = self._lg.QuerySampleResponse
-        base = data.ctypes.data
-        self.complete([QSR(i, base + o, z) for i, o, z in zip(ids, offsets.tolist(), sizes.tolist())])
+        self.complete(responses)
         st.post_s += time.perf_counter() - t  # DATA is referenced until here: the call returned
 
     def _post_loop(self, st: DeviceStats) -> None:

@@ -47,7 +47,10 @@ class AsyncDevice(Device, Protocol):
         buffer) and queue it; returns at once. The caller holds at most max_in_flight tickets."""
 
     def collect(self, ticket: Ticket) -> list[np.ndarray]:
-        """The batch's outputs, as `run` returns them; waits (without the GIL) until ready_at."""
+        """The batch's outputs, as `run` returns them; waits (without the GIL) until ready_at.
+
+        Batches finish in the order they were submitted (ready_at never decreases), as on one
+        engine or one stream: the driver collects the oldest first."""
 
 
 BACKENDS = ("onnxruntime", "simulated", "null", "null-gather")

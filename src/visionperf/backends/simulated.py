@@ -108,8 +108,15 @@ class SimulatedCard:
         """
         n = len(batch)
         c0 = time.thread_time()
-        slot = self._free_mem.get()
-        np.copyto(self._mem[slot, :n], batch)  # host -> card: the real bytes
+        try:
+            slot = self._free_mem.get_nowait()
+        except queue.Empty:
+            raise RuntimeError(f"{self.name}: more than {self.max_in_flight} batches submitted at once") from None
+        try:
+            np.copyto(self._mem[slot, :n], batch)  # host -> card: the real bytes
+        except BaseException:
+            self._free_mem.put(slot)
+            raise
         with self._lock:
             start = max(time.perf_counter(), self._engine_free_at)
             done = start + n / self.rate
@@ -128,9 +135,11 @@ class SimulatedCard:
             time.sleep(wait)
         self.late_s += max(0.0, time.perf_counter() - ticket.ready_at)
         c0 = time.thread_time()
-        rows = (np.arange(ticket.n) + ticket.first) % POOL
-        outputs = [np.take(p, rows, axis=0) for p in self._pool]  # card -> host: real bytes
-        self._free_mem.put(ticket.slot)
+        try:
+            rows = (np.arange(ticket.n) + ticket.first) % POOL
+            outputs = [np.take(p, rows, axis=0) for p in self._pool]  # card -> host: real bytes
+        finally:
+            self._free_mem.put(ticket.slot)
         self.card_cpu_s += time.thread_time() - c0
         self.batches += 1
         return outputs
