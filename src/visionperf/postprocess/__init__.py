@@ -17,12 +17,15 @@ class Classify:
     def __init__(self, workload: Workload, model):
         self.outputs = (model.output_name,)
         self.offset = workload.label_offset
+        self._layout: dict[int, tuple] = {}  # batch rows -> (offsets, sizes), made once
 
     def __call__(self, outputs, qsl_idx):
         n = len(qsl_idx)
         labels = labels_from_output(outputs[0], n, self.offset)
-        offsets = np.arange(n, dtype=np.int64) * 4
-        return labels, offsets, np.full(n, 4, np.int64)
+        layout = self._layout.get(n)
+        if layout is None:
+            layout = self._layout[n] = (np.arange(n, dtype=np.int64) * 4, np.full(n, 4, np.int64))
+        return labels, *layout
 
     def output_shapes(self, batch: int, workload: Workload):
         if self.outputs[0].lower().startswith("argmax"):
