@@ -272,9 +272,10 @@ class SystemUnderTest:
     def _drive(self, cpus: tuple[int, ...], lanes: list[_Lane]) -> None:
         """One driver thread for asynchronous devices (see the module's docstring).
 
-        Each turn: complete every batch its device has finished; give every device with room
-        the next batches; then sleep until the next batch is due, new work arrives, or the
-        batch being formed times out. Never holds more than `max_in_flight` per device.
+        Each step takes the devices most urgent first (idle, then the one whose newest batch ends
+        soonest), completes the batches it has finished and feeds it; with nothing to do, the
+        thread sleeps until the next batch is due, new work arrives, or the batch being formed
+        times out. Never holds more than `max_in_flight` per device.
         """
         pin_current_thread(cpus)
         q, clock = self._q, time.perf_counter
@@ -314,12 +315,13 @@ class SystemUnderTest:
                 return work
             return None
 
-        def turn() -> None:
+        def serve() -> bool:
+            """Steps until done (True); False after an error, once its samples are failed."""
             nonlocal held, ids, idx
             try:
-                while True:
-                    if step():
-                        return
+                while not step():
+                    pass
+                return True
             except BaseException as e:  # never leave LoadGen waiting on a sample
                 if self.error is None:
                     self.error = e
@@ -332,6 +334,7 @@ class SystemUnderTest:
                 if held is not _NOTHING and held is not None:
                     self._fail(e, [held[0]] if held[2] is not None else held[0])
                     held = _NOTHING
+                return False
 
         def step() -> bool:
             """One turn; True when the driver is done (stopped, nothing left in flight)."""
@@ -380,10 +383,8 @@ class SystemUnderTest:
                 time.sleep(wait)
             return False
 
-        while True:
-            turn()
-            if stopping and held is _NOTHING and not ids and not any(ln.pending for ln in lanes):
-                return
+        while not serve():
+            pass
 
     def _submit(self, ln: _Lane, ids, idx) -> None:
         dev, st = ln.device, ln.stats
