@@ -243,7 +243,6 @@ class SystemUnderTest:
             if dev.reads_input:
                 store.gather(idx, out, replica)
         clock = time.perf_counter
-        post_q = self._post_q
         while True:
             work = self._collect(limit)
             if work is None:
@@ -262,12 +261,7 @@ class SystemUnderTest:
                 continue
             st.busy_s += t2 - t1
             st.host_s += t1 - t0
-            st.batches += 1
-            st.samples += n
-            if post_q is not None:
-                post_q.put((ids, idx, outputs))  # the device moves on to its next batch
-            else:
-                self._finish(ids, idx, outputs, st)
+            self._deliver(ids, idx, outputs, st)
 
     def _drive(self, cpus: tuple[int, ...], lanes: list[_Lane]) -> None:
         """One driver thread for asynchronous devices (see the module's docstring).
@@ -409,6 +403,11 @@ class SystemUnderTest:
             self._fail(e, ids)
             return
         st.busy_s += ticket.ready_at - ticket.start  # the device's own time on this batch
+        self._deliver(ids, idx, outputs, st)
+
+    def _deliver(self, ids, idx, outputs, st: DeviceStats) -> None:
+        """A device's outputs for one batch: count them, then post-process and complete them
+        here, or hand them to the post-processing threads so the device moves on at once."""
         st.batches += 1
         st.samples += len(ids)
         if self._post_q is not None:
