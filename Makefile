@@ -8,8 +8,14 @@ DEMO   ?= demo-out
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The compiled engine (engine/) is built here, by scikit-build-core: cmake and ninja come from
+# the registry when the machine has none, LoadGen's source from its pinned release (pip).
+ENGINE_SOURCES = engine/CMakeLists.txt engine/fetch_loadgen.py $(wildcard engine/src/*) \
+                 src/visionperf/include/visionperf/device.h
+
+$(VENV)/.installed: pyproject.toml $(ENGINE_SOURCES)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "visionperf needs Python >= 3.11: set PYTHON=python3.11 (or newer)")'
+	@command -v $${CXX:-c++} >/dev/null 2>&1 || { echo "visionperf builds a compiled engine and needs a C++17 compiler: install one (Debian/Ubuntu: apt-get install g++; Fedora: dnf install gcc-c++; macOS: xcode-select --install), then run make again" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

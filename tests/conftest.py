@@ -1,3 +1,5 @@
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +30,38 @@ def visionperf(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         raise AssertionError(f"visionperf {' '.join(map(str, args))} failed ({p.returncode}):\n"
                              f"{p.stdout}\n{p.stderr}")
     return p
+
+
+PLUGIN_SOURCES = Path(__file__).parent / "plugins"
+DEVICE_INCLUDE = Path(__file__).parents[1] / "src/visionperf/include"  # visionperf/device.h
+
+
+@pytest.fixture(scope="session")
+def build_plugin(tmp_path_factory):
+    """build_plugin(source="echo_device.c", *flags) -> the path of a shared library compiled
+    from tests/plugins/SOURCE against visionperf/device.h alone (cached per session)."""
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        pytest.skip("no C compiler (cc, gcc or clang) on PATH: the plug-in tests build a device from C")
+    out = tmp_path_factory.mktemp("plugins")
+    built: dict = {}
+
+    def build(source: str = "echo_device.c", *flags: str) -> Path:
+        key = (source, flags)
+        if key not in built:
+            lib = out / f"lib{Path(source).stem}{len(built)}.so"
+            p = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-O2",
+                                "-I", str(DEVICE_INCLUDE), *flags, str(PLUGIN_SOURCES / source), "-o", str(lib)],
+                               capture_output=True, text=True, timeout=120)
+            if p.returncode != 0:
+                raise AssertionError(f"{cc} could not build {source} {' '.join(flags)}:\n{p.stderr}")
+            built[key] = lib
+        return built[key]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def echo_plugin(build_plugin) -> Path:
+    """tests/plugins/echo_device.c: an asynchronous device answering each row's label."""
+    return build_plugin("echo_device.c")

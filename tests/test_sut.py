@@ -1,302 +1,365 @@
-"""The SUT's dispatch and batching, driven directly (LoadGen's completion replaced by a recorder)."""
+"""The engine's dispatch and batching, driven directly: queries issued without LoadGen and every
+response recorded (id, bytes). Each behaviour runs on both kinds of device the engine drives:
+a Python device (blocking `run`, through the bridge in bindings.cc) and an asynchronous plug-in
+(tests/plugins/echo_device.c, submit/collect through the C ABI)."""
 
-import threading
+import os
+import re
 import time
 
 import numpy as np
 import pytest
 
-from visionperf.postprocess.classify import labels_from_output
-from visionperf.samples import SampleStore
-from visionperf.sut import SystemUnderTest
+from visionperf import _engine
+from visionperf.harness import _rate
+from visionperf.sut import EngineError, NativeDevice, SystemUnderTest, tensor
+
+N = 40
+ROW = (3, 2, 2)
+
+
+def make_data(n=N):
+    """int32 rows whose first element is 10 x the row's index: the first four bytes of sample i
+    say 10*i, which is what both echo devices answer as its label."""
+    data = np.zeros((n, *ROW), np.int32)
+    data[:, 0, 0, 0] = np.arange(n) * 10
+    return data
+
+
+class LabelPost:
+    """Classification through the engine: an int64 label per row, minus OFFSET."""
+
+    def __init__(self, offset=0):
+        self.offset = offset
+
+    def engine_spec(self):
+        return ("classify", tensor(np.int64, ()), self.offset)
+
+    def output_shapes(self, batch, workload):
+        return [((batch,), np.int64)]
 
 
 class EchoDevice:
-    """Returns, per row, the value of its first element: shows which sample each row came from."""
+    """A Python device: per row, the value of its first element (+ OFFSET); records its batches."""
 
-    reads_input = True
     fixed_batch = False
+    reads_input = True
+    numa_node = None
 
-    def __init__(self, name, batch_size=4, in_flight=1, delay=0.0, fail_on=None):
-        self.name, self.batch_size, self.max_in_flight = name, batch_size, in_flight
-        self.cpus = ()
-        self.input_shape, self.input_dtype = (3, 2, 2), np.dtype(np.float32)
-        self.delay, self.fail_on, self.batches = delay, fail_on, []
+    def __init__(self, name, batch_size=4, delay=0.0, fail_on=None, stall=0.0, offset=0, cpus=()):
+        self.name, self.batch_size = name, batch_size
+        self.cpus = self.thread_cpus = tuple(cpus)
+        self.input_shape, self.input_dtype = ROW, np.dtype(np.int32)
+        self.delay, self.fail_on, self.stall, self.offset = delay, fail_on, stall, offset
+        self.batches = []
 
     def run(self, batch):
         self.batches.append(len(batch))
+        if self.stall and len(self.batches) == 1:
+            time.sleep(self.stall)
         if self.delay:
             time.sleep(self.delay)
         if self.fail_on is not None and len(self.batches) == self.fail_on:
             raise RuntimeError("device fell over")
-        return [batch[:, 0, 0, 0].astype(np.int64) + 1]  # an ArgMax-like output, label + 1
+        return [batch[:, 0, 0, 0].astype(np.int64) + self.offset]
 
     def close(self):
         pass
 
 
-class _Ticket:
-    def __init__(self, out, start, ready_at, fail):
-        self.out, self.start, self.ready_at, self.fail = out, start, ready_at, fail
+def plugin_device(lib, name, batch_size=4, in_flight=2, cpus=(), **options):
+    opts = ";".join(f"{k}={v}" for k, v in options.items())
+    return NativeDevice(f"plugin:{lib}", name, tuple(cpus), 0, batch_size, in_flight, ROW, np.dtype(np.int32), opts)
 
 
-class AsyncEchoDevice(EchoDevice):
-    """The same device behind a card-like driver: submit returns at once, collect waits."""
+@pytest.fixture(params=["python", "plugin"])
+def device(request):
+    """device(name, delay=seconds, fail_on=N, stall=seconds, batch_size=B, in_flight=K)."""
+    if request.param == "python":
+        def make(name, delay=0.0, fail_on=None, stall=0.0, batch_size=4, in_flight=1, cpus=()):
+            return EchoDevice(name, batch_size, delay, fail_on, stall, cpus=cpus)
+    else:
+        lib = request.getfixturevalue("echo_plugin")
 
-    def __init__(self, *a, in_flight=2, **k):
-        super().__init__(*a, in_flight=in_flight, **k)
-        self.free_at, self.held, self.most_held, self.lock = 0.0, 0, 0, threading.Lock()
-        self.stall = 0.0  # extra time for the first batch only
-
-    def submit(self, batch):
-        self.batches.append(len(batch))
-        with self.lock:
-            self.held += 1
-            self.most_held = max(self.most_held, self.held)
-            assert self.held <= self.max_in_flight, "more batches submitted than the device holds"
-        start = max(time.perf_counter(), self.free_at)
-        self.free_at = start + self.delay + (self.stall if len(self.batches) == 1 else 0.0)
-        fail = self.fail_on is not None and len(self.batches) == self.fail_on
-        return _Ticket([batch[:, 0, 0, 0].astype(np.int64) + 1], start, self.free_at, fail)
-
-    def collect(self, ticket):
-        wait = ticket.ready_at - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)
-        with self.lock:
-            self.held -= 1
-        if ticket.fail:
-            raise RuntimeError("device fell over")
-        return ticket.out
+        def make(name, delay=0.0, fail_on=None, stall=0.0, batch_size=4, in_flight=2, cpus=()):
+            opts = {"delay_us": int(delay * 1e6)}
+            if fail_on:
+                opts["fail_on"] = fail_on
+            if stall:
+                opts["stall_us"] = int(stall * 1e6)
+            return plugin_device(lib, name, batch_size, in_flight, cpus, **opts)
+    make.kind = request.param
+    return make
 
 
-def device(kind, name, **k):
-    return (AsyncEchoDevice if kind == "async" else EchoDevice)(name, **k)
+def make_sut(devices, data=None, timeout=0.0, post_threads=0, throughput_only=False, post=None,
+             replicas=None, load=range(N)):
+    data = make_data() if data is None else data
+    fill = [()] * (max(replicas) + 1) if replicas else [()]
+    sut = SystemUnderTest(devices, data, fill, replicas or [0] * len(devices), post or LabelPost(),
+                          None, max(d.batch_size for d in devices), post_threads=post_threads)
+    sut.start(timeout, throughput_only=throughput_only)
+    sut.load(list(load))
+    sut.record_responses()
+    return sut
 
 
-KINDS = ["blocking", "async"]
+def labels(responses):
+    """{id: label} from recorded responses (None for an empty, failed response)."""
+    out = {}
+    for i, b in responses:
+        assert i not in out, f"sample {i} was answered twice"
+        out[i] = float(np.frombuffer(b, np.float32)[0]) if b else None
+    return out
 
 
-class Recorder:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.got: dict[int, float] = {}
-        self.calls = 0
-        self.done = threading.Event()
-        self.expect = 0
-
-    def __call__(self, responses):
-        import ctypes
-        with self.lock:
-            self.calls += 1
-            for r in responses:
-                val = ctypes.c_float.from_address(r.data).value if r.size else None
-                assert r.id not in self.got, "a sample completed twice"
-                self.got[r.id] = val
-            if len(self.got) >= self.expect:
-                self.done.set()
+def batches(sut):
+    return [s["batches"] for s in sut.stats()]
 
 
-def make_store(n=40):
-    data = np.zeros((n, 3, 2, 2), np.float32)
-    data[:, 0, 0, 0] = np.arange(n) * 10  # sample i "is" label 10*i
-    store = SampleStore(data)
-    return store
-
-
-def classify(outputs, idx):
-    n = len(idx)
-    return labels_from_output(outputs[0], n, 1), np.arange(n) * 4, np.full(n, 4)
-
-
-def make_sut(devices, store, timeout=0.0, post_threads=0):
-    rec = Recorder()
-    sut = SystemUnderTest(devices, store, classify, timeout, complete=rec, post_threads=post_threads)
-    sut.start()
-    return sut, rec
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("post_threads, prebatched", [(0, False), (2, False), (0, True)])
-def test_offline_query_is_cut_into_batches_and_every_sample_answered_once(post_threads, prebatched, kind):
-    store = make_store()
-    store.load(list(range(5, 35)))
-    devs = [device(kind, "a"), device(kind, "b")]
-    sut, rec = make_sut(devs, store, post_threads=post_threads)
-    sut.prebatched = prebatched  # Offline: slots take whole batches without the collect lock
-    sut.throughput_only = prebatched  # drivers may complete in bursts
-    rec.expect = 30
-    ids = [1000 + i for i in range(30)]
-    idx = list(range(5, 35))
-    sut.issue(ids, idx)
-    assert rec.done.wait(10)
+@pytest.mark.parametrize("post_threads, throughput_only", [(0, False), (2, False), (0, True), (2, True)])
+def test_offline_query_is_cut_into_batches_and_every_sample_answered_once(device, post_threads, throughput_only):
+    devs = [device("a"), device("b")]
+    sut = make_sut(devs, post_threads=post_threads, throughput_only=throughput_only, load=range(5, 35))
+    sut.issue([1000 + i for i in range(30)], list(range(5, 35)))  # one many-sample query
+    got = sut.wait_responses(30, 10)
+    assert len(sut.wait_responses(31, 0.2)) == 30  # and nothing more comes
+    stats = sut.stats()
     sut.stop()
-    assert rec.got == {1000 + k: float(10 * (5 + k)) for k in range(30)}
-    assert sorted(devs[0].batches + devs[1].batches) == [2] + [4] * 7
-    assert rec.calls == 8  # one QuerySamplesComplete per batch
+    assert labels(got) == {1000 + k: float(10 * (5 + k)) for k in range(30)}
+    assert sum(s["samples"] for s in stats) == 30 and sum(s["batches"] for s in stats) == 8  # 7 x 4 + 2
+    if device.kind == "python":
+        assert sorted(devs[0].batches + devs[1].batches) == [2] + [4] * 7
+    assert sut.error() == ""
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_server_samples_are_batched_within_the_timeout(kind):
-    store = make_store()
-    store.load(list(range(40)))
-    dev = device(kind, "a", batch_size=8)
-    sut, rec = make_sut([dev], store, timeout=0.05)
-    rec.expect = 5
-    for k in range(5):  # five queries arriving together: one batch, not five
+def test_label_offset_and_many_queries_in_a_row(device):
+    """Several Offline queries queued at once are all served, each sample with its own row."""
+    devs = [device("a")]
+    if device.kind == "python":
+        devs[0].offset = 1
+    sut = make_sut(devs, post=LabelPost(offset=1 if device.kind == "python" else 0))
+    for q in range(5):
+        sut.issue(range(100 * q, 100 * q + 13), [(7 * q + k) % N for k in range(13)])
+    got = labels(sut.wait_responses(65, 10))
+    sut.stop()
+    assert got == {100 * q + k: float(10 * ((7 * q + k) % N)) for q in range(5) for k in range(13)}
+
+
+def test_server_samples_are_batched_within_the_timeout(device):
+    dev = device("a", batch_size=8)
+    sut = make_sut([dev], timeout=0.3)
+    for k in range(5):  # five one-sample queries arriving together: one batch, not five
         sut.issue([k], [k])
-    assert rec.done.wait(5)
+    got = labels(sut.wait_responses(5, 5))
+    assert batches(sut) == [1]
     sut.stop()
-    assert dev.batches == [5]
-    assert rec.got == {k: float(10 * k) for k in range(5)}
+    assert got == {k: float(10 * k) for k in range(5)}
+    if device.kind == "python":
+        assert dev.batches == [5]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_timeout_bounds_the_wait_for_a_full_batch(kind):
-    store = make_store()
-    store.load(list(range(40)))
-    dev = device(kind, "a", batch_size=8)
-    sut, rec = make_sut([dev], store, timeout=0.02)
-    rec.expect = 1
+def test_a_full_batch_goes_at_once_without_waiting_for_the_timeout(device):
+    dev = device("a", batch_size=4)
+    sut = make_sut([dev], timeout=5.0)
     t = time.monotonic()
-    sut.issue([7], [3])
-    assert rec.done.wait(5)
+    for k in range(8):
+        sut.issue([k], [k])
+    got = labels(sut.wait_responses(8, 4))
     waited = time.monotonic() - t
     sut.stop()
-    assert 0.015 < waited < 0.5 and dev.batches == [1]
+    assert got == {k: float(10 * k) for k in range(8)} and waited < 2.5  # not the 5 s timeout
+    assert batches(sut) == [2]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_free_devices_take_the_work(kind):
-    store = make_store()
-    store.load(list(range(40)))
-    devs = [device(kind, "a", delay=0.02), device(kind, "b", delay=0.02)]
-    sut, rec = make_sut(devs, store)
-    rec.expect = 40
+def test_timeout_bounds_the_wait_for_a_full_batch(device):
+    dev = device("a", batch_size=8)
+    sut = make_sut([dev], timeout=0.02)
+    t = time.monotonic()
+    sut.issue([7], [3])
+    got = labels(sut.wait_responses(1, 5))
+    waited = time.monotonic() - t
+    sut.stop()
+    assert got == {7: 30.0}
+    assert 0.015 < waited < 1.0 and batches(sut) == [1]
+
+
+def test_free_devices_take_the_work(device):
+    devs = [device("a", delay=0.02, in_flight=1), device("b", delay=0.02, in_flight=1)]
+    sut = make_sut(devs)
     sut.issue(list(range(40)), list(range(40)))
-    assert rec.done.wait(10)
+    got = labels(sut.wait_responses(40, 10))
     sut.stop()
-    assert len(devs[0].batches) >= 3 and len(devs[1].batches) >= 3
+    assert got == {k: float(10 * k) for k in range(40)}
+    a, b = batches(sut)
+    assert a + b == 10 and a >= 3 and b >= 3
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_a_failing_device_still_answers_loadgen_and_reports(kind):
-    store = make_store()
-    store.load(list(range(40)))
-    dev = device(kind, "a", fail_on=2)
-    sut, rec = make_sut([dev], store)
-    rec.expect = 12
+def test_a_failing_device_still_answers_every_sample_and_reports(device):
+    dev = device("a", fail_on=2)  # the second batch: samples 4..7
+    sut = make_sut([dev])
     sut.issue(list(range(12)), list(range(12)))
-    assert rec.done.wait(10)
+    got = labels(sut.wait_responses(12, 10))
     sut.stop()
-    assert isinstance(sut.error, RuntimeError)
-    assert [rec.got[i] for i in range(4, 8)] == [None] * 4  # empty responses, never garbage
+    assert [got[i] for i in range(4, 8)] == [None] * 4  # empty responses, never garbage
+    assert {i: got[i] for i in [*range(4), *range(8, 12)]} == {i: float(10 * i) for i in [*range(4), *range(8, 12)]}
+    assert sut.error() == ("a: RuntimeError: device fell over" if device.kind == "python"
+                           else "a: echo device: submit 2 failed on purpose")
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_measure_rate_uses_all_devices_outside_loadgen(kind):
-    store = make_store()
-    store.load(list(range(16)))
-    devs = [device(kind, "a", delay=0.01, in_flight=1), device(kind, "b", delay=0.01, in_flight=1)]
-    sut, rec = make_sut(devs, store)
-    rate = sut.measure_rate(0.4)
+def test_a_plugin_failing_in_collect_still_answers_every_sample(echo_plugin):
+    sut = make_sut([plugin_device(echo_plugin, "card7", fail_collect_on=2, delay_us=100)])
+    sut.issue(list(range(12)), list(range(12)))
+    got = labels(sut.wait_responses(12, 10))
     sut.stop()
-    assert rec.calls == 0  # nothing reached LoadGen's completion
-    assert 300 < rate < 900  # 2 devices x 4 samples / 10 ms = 800/s minus overheads
+    assert [got[i] for i in range(4, 8)] == [None] * 4
+    assert [got[i] for i in range(4)] == [0.0, 10.0, 20.0, 30.0]
+    assert sut.error() == "card7: echo device: collect 2 failed on purpose"
 
 
-def test_gather_reads_the_loaded_rows_by_dataset_index():
-    store = make_store()
-    store.load([9, 2, 30])
-    out = np.empty((4, 3, 2, 2), np.float32)
-    store.gather(np.array([30, 9]), out)
-    assert out[0, 0, 0, 0] == 300 and out[1, 0, 0, 0] == 90
-    assert store.buffer.flags.c_contiguous and store.loaded == 3
-    store.unload([9, 2, 30])
-    assert store.loaded == 0
+def test_the_engine_polls_a_device_that_cannot_say_when_a_batch_is_ready(echo_plugin):
+    sut = make_sut([plugin_device(echo_plugin, "a", delay_us=300, announce=0)])
+    sut.issue(list(range(N)), list(range(N)))
+    got = labels(sut.wait_responses(N, 10))
+    sut.stop()
+    assert got == {k: float(10 * k) for k in range(N)}
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_measure_rate_is_not_fooled_by_a_stall_then_a_burst(kind):
+def test_measure_rate_uses_all_devices_outside_loadgen(device):
+    devs = [device("a", delay=0.01, in_flight=1), device("b", delay=0.01, in_flight=1)]
+    sut = make_sut(devs, load=range(16))
+    rate = _rate(sut.measure_rate(0.4))
+    a, b = batches(sut)
+    sut.stop()
+    assert a > 5 and b > 5
+    assert 300 < rate < 900  # 2 devices x 4 samples / 10 ms = 800/s minus overheads; one alone: 400
+
+
+def test_measure_rate_is_not_fooled_by_a_stall_then_a_burst(device):
     """Outputs held back (say, a kernel compiling) then released together are not a rate."""
-    store = make_store()
-    store.load(list(range(16)))
-
-    class Stalling(EchoDevice):
-        def run(self, batch):
-            if not self.batches:
-                time.sleep(0.6)  # longer than the whole measuring window
-            return super().run(batch)
-
-    devs = [Stalling("a", delay=0.01), Stalling("b", delay=0.01)]
-    if kind == "async":
-        devs = [AsyncEchoDevice(n, delay=0.01, in_flight=1) for n in "ab"]
-        for d in devs:
-            d.stall = 0.6
-    sut, rec = make_sut(devs, store)
-    rate = sut.measure_rate(0.4)
+    devs = [device(n, delay=0.01, stall=0.6, in_flight=1) for n in "ab"]
+    sut = make_sut(devs, load=range(16))
+    events = sut.measure_rate(0.4)
     sut.stop()
-    assert 300 < rate < 900  # the steady 2 x 4 samples / 10 ms, not thousands
+    assert events[-1][0] > 0.6  # it went on measuring past the stall
+    assert 300 < _rate(events) < 900  # the steady 2 x 4 samples / 10 ms, not thousands
 
 
-def test_one_driver_thread_keeps_several_cards_on_one_core_fed():
-    """More cards than cores (this host: 8 simulated cards, 2 cores): one driver per core."""
-    store = make_store()
-    store.load(list(range(40)))
-    devs = [AsyncEchoDevice(f"c{i}", delay=0.01) for i in range(4)]
-    for d in devs:
-        d.cpus = (0,)
-    sut, rec = make_sut(devs, store)
-    sut.prebatched = sut.throughput_only = True
-    assert [len(lanes) for _, lanes in sut._drivers] == [4] and not sut._slots
-    rec.expect = 40 * 4
+def _threads():
+    return set(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not {0, 1} <= os.sched_getaffinity(0), reason="needs CPUs 0 and 1")
+def test_one_driver_thread_keeps_several_cards_on_one_core_fed(echo_plugin):
+    """More cards than cores (the paper's 8 cards on few cores): one pinned driver per core."""
+    cards = [plugin_device(echo_plugin, f"c{i}", cpus=(0,), delay_us=10000) for i in range(4)]
+    before = _threads()
+    sut = make_sut(cards, throughput_only=True)
+    new = _threads() - before
+    assert len(new) == 1  # one driver for the four cards: threads never outnumber cores
+    [tid] = new
+    for _ in range(100):  # the driver pins itself as it starts
+        status = open(f"/proc/self/task/{tid}/status").read()
+        if re.search(r"Cpus_allowed_list:\s*0\n", status):
+            break
+        time.sleep(0.01)
+    assert re.search(r"Cpus_allowed_list:\s*0\n", status), status  # pinned to its core
     t = time.perf_counter()
     for r in range(4):
         sut.issue(list(range(40 * r, 40 * r + 40)), list(range(40)))
-    assert rec.done.wait(10)
+    got = labels(sut.wait_responses(160, 10))
     took = time.perf_counter() - t
+    stats = sut.stats()
     sut.stop()
-    # 40 batches of 4 rows over 4 cards at 10 ms a batch: 100 ms when all four stay busy
-    assert took < 0.2
-    assert all(len(d.batches) >= 7 for d in devs)
-    assert all(d.most_held == 2 for d in devs)  # each kept both of its slots busy, never more
-
-
-def test_drivers_can_be_replaced_by_slot_threads_for_comparison():
-    store = make_store()
-    store.load(list(range(40)))
-    devs = [AsyncEchoDevice("a"), AsyncEchoDevice("b")]
-    rec = Recorder()
-    sut = SystemUnderTest(devs, store, classify, complete=rec, drivers=False)
-    assert not sut._drivers and len(sut._slots) == 4
-    sut.start()
-    rec.expect = 12
-    sut.issue(list(range(12)), list(range(12)))
-    assert rec.done.wait(10)
+    assert got == {40 * r + k: float(10 * k) for r in range(4) for k in range(40)}
+    # 40 batches of 4 rows over 4 cards at 10 ms a batch: 100 ms when all four stay busy, 400 ms
+    # if one card worked at a time (the plug-in refuses more than its 2 batches in flight, so an
+    # over-fed card would have failed samples)
+    assert took < 0.3, took
+    assert all(s["batches"] >= 7 for s in stats) and sut.error() == ""
+    # two groups of cores: one driver each
+    before = _threads()
+    sut = make_sut([plugin_device(echo_plugin, f"c{i}", cpus=(i % 2,)) for i in range(4)])
+    assert len(_threads() - before) == 2
     sut.stop()
-    assert rec.got == {k: float(10 * k) for k in range(12)}
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_a_broken_postprocess_still_answers_every_sample(kind):
-    """An error anywhere between the device and LoadGen fails those samples, never hangs."""
-    store = make_store()
-    store.load(list(range(40)))
+def test_a_broken_postprocess_still_answers_every_sample():
+    """An error between the device and LoadGen fails those samples (responses of size 0), never
+    hangs: here prepacked responses (Python post-processing beside a Python device) that claim
+    more bytes than a response may have."""
 
-    def broken(outputs, idx):
-        return list(outputs[0]), [0] * len(idx), [4] * len(idx)  # lists: no .ctypes
+    class Liar:
+        def run(self, view, rows, qsl_idx):
+            out = np.zeros((rows, 8 + 4), np.uint8)
+            out[:, :8] = np.frombuffer(np.uint64(1000).tobytes(), np.uint8)
+            return [out]
 
-    rec = Recorder()
-    sut = SystemUnderTest([device(kind, "a"), device(kind, "b")], store, broken, complete=rec)
-    sut.start()
-    rec.expect = 12
-    sut.issue(list(range(12)), list(range(12)))
-    assert rec.done.wait(10)
+    for post_threads in (0, 2):
+        data = make_data().reshape(N, -1).view(np.uint8)
+        e = _engine.Engine(data, data.shape[1], [[]], 4, ("prepacked", 4))
+        for name in "ab":
+            e.add_python_device(Liar(), name, [], -1, 0, 4, False, tensor(np.int32, ROW), [tensor(np.uint8, (12,))])
+        e.configure(0.0, False, post_threads)
+        e.start()
+        e.load(np.arange(N, dtype=np.int64))
+        e.record_responses()
+        e.issue(list(range(12)), list(range(12)))
+        got = e.wait_responses(12, 10)
+        e.stop()
+        assert sorted(i for i, _ in got) == list(range(12)) and {b for _, b in got} == {b""}
+        assert re.match(r"post-processing on [ab]: a prepacked response of 1000 bytes exceeds 4$", e.error())
+
+
+# ---- the Python bridge ------------------------------------------------------------------------
+
+class Shaped(EchoDevice):
+    def __init__(self, name, outputs):
+        super().__init__(name)
+        self.outputs = outputs
+
+    def run(self, batch):
+        super().run(batch)
+        return self.outputs(batch)
+
+
+@pytest.mark.parametrize("outputs, message", [
+    (lambda x: [x[:, 0, 0, 0].astype(np.int32)], "output 0 has 16 bytes for 4 rows, expected 32: wrong shape or type"),
+    (lambda x: [x[:2, 0, 0, 0].astype(np.int64)], "output 0 has 16 bytes for 4 rows, expected 32: wrong shape or type"),
+    (lambda x: [x[:, 0, 0, 0].astype(np.int64)] * 2, "returned more outputs than the 1 expected"),
+    (lambda x: [], "returned 0 outputs, expected 1"),
+])
+def test_a_python_device_returning_the_wrong_outputs_fails_the_batch_clearly(outputs, message):
+    sut = make_sut([Shaped("cpu3", outputs)])
+    sut.issue(list(range(8)), list(range(8)))
+    got = sut.wait_responses(8, 10)
     sut.stop()
-    assert isinstance(sut.error, AttributeError) and set(rec.got.values()) == {None}
+    assert sorted(i for i, _ in got) == list(range(8)) and {b for _, b in got} == {b""}
+    assert sut.error().startswith("cpu3: ") and message in sut.error(), sut.error()
 
 
-def test_asynchronous_devices_must_share_one_batch_size():
-    with pytest.raises(ValueError, match="one batch size"):
-        SystemUnderTest([AsyncEchoDevice("a", batch_size=4), AsyncEchoDevice("b", batch_size=8)],
-                        make_store(), classify, complete=Recorder())
+def test_a_python_device_gets_the_rows_it_is_given_and_fixed_batches_are_padded():
+    dev = EchoDevice("a", batch_size=4)
+    dev.fixed_batch = True
+    seen = []
+    dev.run = lambda x, run=dev.run: (seen.append(x.copy()), run(x))[1]
+    sut = make_sut([dev])
+    sut.issue([1, 2, 3, 4, 5, 6], [9, 3, 27, 1, 30, 2])
+    got = labels(sut.wait_responses(6, 10))
+    sut.stop()
+    assert got == {1: 90.0, 2: 30.0, 3: 270.0, 4: 10.0, 5: 300.0, 6: 20.0}
+    assert [len(x) for x in seen] == [4, 4]  # the partial batch of 2 went as 4 rows
+    np.testing.assert_array_equal(seen[0], make_data()[[9, 3, 27, 1]])  # the real rows, all of them
+    np.testing.assert_array_equal(seen[1][:2], make_data()[[30, 2]])
+
+
+def test_engine_refuses_devices_that_do_not_fit(echo_plugin):
+    data = make_data()
+    with pytest.raises(EngineError, match="no sample buffer replica 1"):
+        SystemUnderTest([EchoDevice("a")], data, [()], [1], LabelPost(), None, 4)
+    wrong = EchoDevice("a")
+    wrong.input_shape = (3, 2, 3)
+    with pytest.raises(EngineError, match="a: its input row is 72 bytes, the cache's 48"):
+        SystemUnderTest([wrong], data, [()], [0], LabelPost(), None, 4)
+    with pytest.raises(EngineError, match=r"echo device 0 refuses to open \(fail_open=1\)"):
+        SystemUnderTest([plugin_device(echo_plugin, "a", fail_open=1)], data, [()], [0], LabelPost(), None, 4)

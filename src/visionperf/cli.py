@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -233,7 +234,7 @@ def cmd_run(a) -> int:
         duration=a.duration, user_conf=a.user_conf, out=a.out, cache=a.cache,
         batch_timeout_ms=a.batch_timeout_ms, count=a.count, post_threads=a.post_threads,
         skip_postprocess=a.skip_postprocess, replicas=a.replicas, card_rate=a.card_rate,
-        in_flight=a.in_flight, compliance=a.compliance, pipeline=a.pipeline,
+        in_flight=a.in_flight, compliance=a.compliance, backend_options=a.backend_option,
     )
     if a.target_qps is not None and a.target_qps <= 0:
         raise UserError(f"--target-qps must be positive, got {a.target_qps}")
@@ -408,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", default="performance", help="performance (default) or accuracy")
     s.add_argument("--model", required=True)
     s.add_argument("--dataset", required=True)
-    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), simulated (cards at a set rate), null (completes at once, no gather: the harness alone) or null-gather (the same plus the batch gather)")
+    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), simulated (cards at a set rate), null (completes at once, no gather: the harness alone), null-gather (the same plus the batch gather), or plugin:PATH (a device built against visionperf/device.h; see `python -m visionperf.include`)")
     s.add_argument("--devices", type=int, default=1)
     s.add_argument("--batch-size", type=int)
     s.add_argument("--target-qps", type=float, help="written into the user.conf used")
@@ -425,9 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--card-rate", type=float,
                    help="simulated: samples/s per card (default: the paper's Table II rate)")
     s.add_argument("--in-flight", type=int, default=2, help="simulated: batches a card holds at once")
-    s.add_argument("--pipeline", choices=("drivers", "slots"), default="drivers",
-                   help="cards: one driver thread per core group (default), or a slot thread per "
-                   "batch in flight (the older design, kept as a benchmark baseline)")
+    s.add_argument("--backend-option", default="",
+                   help="plugin: options passed to the device, 'key=value;key=value'")
     s.add_argument("--compliance", choices=("TEST01", "TEST04"),
                    help="run a compliance test (audit.config) and verify it against the runs in --out")
     s.add_argument("--cache", help="preprocessed cache dir (default: per-user cache)")
@@ -482,8 +482,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"visionperf: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("visionperf: interrupted (finished preprocessing chunks are kept: rerun to resume)",
-              file=sys.stderr)
+        print("visionperf: interrupted (an unfinished run keeps no results; finished preprocessing "
+              "chunks are kept: rerun to resume)", file=sys.stderr)
+        engine = sys.modules.get("visionperf._engine")
+        if engine is not None and engine.loadgen_abandoned():
+            # LoadGen cannot end a Server or stream test early: its thread is still running,
+            # and its static logger would abort the process on a normal exit.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
 
 

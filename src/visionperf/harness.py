@@ -20,19 +20,17 @@ from pathlib import Path
 
 from . import __version__, compliance
 from .accuracy import coco_map, top1, write_text_atomic
-from .backends import make_devices
+from .backends import is_card, make_devices
 from .cache import ensure_cache
 from .datasets import open_dataset
 from .errors import UserError
 from .models import check_model
-from .backends import CARD_BACKENDS
 from .placement import Partition, card_plan, cpu_partitions, describe_plan, replica_plan
 from .postprocess import make_postprocess
 from .results import PerfResult, read_result
-from .samples import SampleStore
-from .sut import SystemUnderTest
+from .sut import EngineError, SystemUnderTest
 from .topology import read_topology
-from .userconf import Overrides, conf_has, make_user_conf, read_user_conf, test_settings
+from .userconf import Overrides, claim_test, conf_has, make_user_conf, read_user_conf
 from .workloads import DETECTION, Workload, check_scenario, get_workload
 
 
@@ -61,8 +59,8 @@ class RunConfig:
     replicas: str | None = None  # device | node | one (default: device for cards, one for CPU devices)
     card_rate: float | None = None  # simulated cards: samples/s each (default: the paper's Table II)
     in_flight: int = 2  # simulated cards: batches each holds at once
-    pipeline: str = "drivers"  # asynchronous devices: driver threads, or "slots" (a baseline)
     compliance: str | None = None  # "TEST01" | "TEST04": an audit run, verified after
+    backend_options: str = ""  # plugin:PATH devices: "key=value;..." handed to the device
     skip_postprocess: bool = False  # measurement only: empty responses
 
 
@@ -104,9 +102,18 @@ def _server_timeout(w: Workload, scenario: str, batch_time_s: float, given_ms: f
     return max(0.0, min(0.2 * bound, 0.5 * bound - 2 * batch_time_s))
 
 
-def run(cfg: RunConfig, log=print) -> RunReport:
-    import mlperf_loadgen as lg
+def _rate(completions: list[tuple[float, int]]) -> float:
+    """Samples/s from a warm-up's completions (seconds, samples), past its first 30%."""
+    if not completions:
+        return 0.0
+    end = completions[-1][0]
+    counted = [(t, n) for t, n in completions if t >= 0.3 * end]
+    if len(counted) < 2 or counted[-1][0] <= counted[0][0]:
+        return sum(n for _, n in completions) / max(end, 1e-9)
+    return sum(n for _, n in counted[1:]) / (counted[-1][0] - counted[0][0])
 
+
+def run(cfg: RunConfig, log=print) -> RunReport:
     t_start = time.time()
     w = get_workload(cfg.workload)
     scenario = check_scenario(cfg.scenario)
@@ -133,7 +140,7 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         notes.append(f"{len(cache.skipped)} bad image(s) were skipped when the cache was built "
                      f"(listed in {cache.path / 'skipped.txt'}): not a submittable run")
     topology = read_topology()
-    card = cfg.backend in CARD_BACKENDS
+    card = is_card(cfg.backend)
     plan = card_plan(topology, cfg.devices) if card else cpu_partitions(topology, cfg.devices)
     rp = replica_plan(topology, plan, cfg.replicas or ("device" if card else "one"))
     if cfg.in_flight < 1:
@@ -149,20 +156,19 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     if cfg.skip_postprocess:
         notes.append("post-processing skipped (empty responses): for measuring its cost only")
     devices = make_devices(cfg.backend, model, w, plan, batch_size, postprocess.output_shapes(batch_size, w),
-                           card_rate=cfg.card_rate, in_flight=cfg.in_flight, latency=scenario != "Offline")
-    store = SampleStore(cache.data, rp.fill_cpus, rp.of_device)
+                           card_rate=cfg.card_rate, in_flight=cfg.in_flight, latency=scenario != "Offline",
+                           options=cfg.backend_options)
     log("plan:\n" + describe_plan(plan, rp))
     post_threads = cfg.post_threads if cfg.post_threads is not None else (
         len(devices) if w.task == "detection" else 0)
     if post_threads < 0:
         raise UserError(f"--post-threads must be 0 or more, got {post_threads}")
-    if cfg.pipeline not in ("drivers", "slots"):
-        raise UserError(f"--pipeline must be drivers or slots, got {cfg.pipeline!r}")
-    sut = SystemUnderTest(devices, store, postprocess, post_threads=post_threads,
-                          drivers=cfg.pipeline == "drivers")
-    sut.prebatched = scenario in ("Offline", "MultiStream")
-    sut.throughput_only = scenario == "Offline"
-    sut.start()
+    try:
+        sut = SystemUnderTest(devices, cache.data, rp.fill_cpus, rp.of_device, postprocess, w, batch_size,
+                              post_threads=post_threads)
+    except EngineError as e:
+        raise UserError(str(e)) from None
+    sut.start(throughput_only=scenario == "Offline")
     if cfg.compliance and cfg.mode != "performance":
         raise UserError("--compliance runs are performance runs: drop --mode accuracy")
     audit = compliance.audit_config(cfg.compliance, w) if cfg.compliance else None
@@ -170,23 +176,21 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     partial = final.with_name(final.name + f".partial-{os.getpid()}")
     try:
         # Warm-up on a few loaded samples: first runs are slow, and Offline needs a rate.
-        store.load(range(min(total, 4 * batch_size * len(devices))))
+        sut.load(range(min(total, 4 * batch_size * len(devices))))
         target_key = "target_qps" if scenario in ("Offline", "Server") else "target_latency"
         need_target = cfg.target_qps is None and cfg.mode == "performance" \
             and not conf_has(base_conf, w.name, scenario, target_key)
-        rate = sut.measure_rate(2.0 if need_target and scenario in ("Offline", "Server") else 0.5)
+        rate = _rate(sut.measure_rate(2.0 if need_target and scenario in ("Offline", "Server") else 0.5))
         query_s = None
         if need_target and scenario in ("SingleStream", "MultiStream"):
             per_query = 1 if scenario == "SingleStream" else MULTISTREAM_SAMPLES
             query_s = sut.measure_latency(per_query)
-        store.unload([])
-        store.load_cpu_s = 0.0
+        sut.unload()
         sut.reset_stats()
-        for d in devices:
-            if hasattr(d, "card_cpu_s"):
-                d.card_cpu_s = 0.0
         batch_time = batch_size * len(devices) / rate if rate > 0 else 0.0
-        sut.batch_timeout_s = _server_timeout(w, scenario, batch_time, cfg.batch_timeout_ms)
+        timeout_s = _server_timeout(w, scenario, batch_time, cfg.batch_timeout_ms)
+        sut.stop()  # restarted with the run's batch timeout
+        sut.start(timeout_s, throughput_only=scenario == "Offline")
 
         over = Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration)
         if need_target and query_s is not None:
@@ -218,32 +222,29 @@ def run(cfg: RunConfig, log=print) -> RunReport:
             (partial / "audit.config").write_text(audit)
         user_conf = partial / "user.conf"
         user_conf.write_text(conf_text)
-        settings = test_settings(user_conf, w.name, scenario, cfg.mode)
-        log_settings = lg.LogSettings()
-        log_settings.log_output.outdir = str(partial)
-        log_settings.log_output.copy_summary_to_stdout = False
-        log_settings.enable_trace = False
-
-        qsl = lg.ConstructQSL(total, psc, store.load, store.unload)
-        handle = lg.ConstructFastSUT(sut.issue, sut.flush)
+        claim_test()
         log(f"running {w.name} {scenario} {cfg.mode} on {len(devices)} {cfg.backend} device(s), "
             f"batch {batch_size}" + (f", batch timeout {sut.batch_timeout_s * 1000:.2f} ms"
                                      if scenario == "Server" else ""))
+        # An audit.config in the working directory would silently change the run.
+        t_test, cpu0 = time.perf_counter(), os.times()
         try:
-            # An audit.config in the working directory would silently change the run.
-            t_test, cpu0 = time.perf_counter(), os.times()
-            lg.StartTestWithLogSettings(handle, qsl, settings, log_settings,
-                                        str(partial / "audit.config"))
-            run_s, cpu1 = time.perf_counter() - t_test, os.times()
-            cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-        finally:
-            lg.DestroyFastSUT(handle)
-            lg.DestroyQSL(qsl)
+            sut.run_test(user_conf, w.name, scenario, cfg.mode, partial, partial / "audit.config", total, psc)
+        except EngineError as e:
+            raise UserError(str(e)) from None
+        except KeyboardInterrupt:
+            sut.stop()
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        run_s, cpu1 = time.perf_counter() - t_test, os.times()
+        cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     finally:
         sut.stop()
-    if sut.error is not None:
-        raise RuntimeError(f"a device failed during the run ({sut.error!r}); "
-                           f"partial logs left in {partial}") from sut.error
+    if sut.error():
+        shutil.rmtree(partial, ignore_errors=True)
+        raise UserError(f"the run failed: {sut.error()} (every sample it held was failed to LoadGen; "
+                        "no results kept)")
+    stats = sut.stats()
 
     result = read_result(partial, scenario) if cfg.mode == "performance" else None
     acc = None
@@ -254,20 +255,19 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         else:
             acc = coco_map(log_path, dataset, DETECTION[w.name].coco_label_map)
         write_text_atomic(partial / "accuracy.txt", acc.text())
-    report = RunReport(cfg, final, result, acc, plan,
-                       [asdict(s) for s in sut.stats + sut.post_stats], batch_size,
+    report = RunReport(cfg, final, result, acc, plan, stats, batch_size,
                        sut.batch_timeout_s * 1000, notes, time.time() - t_start, run_s)
     record = _run_record(report, model, w)
-    samples = sum(st.samples for st in sut.stats)
+    samples = sum(st["samples"] for st in stats)
     # Host CPU per sample: every thread of this process during the test (LoadGen's, the SUT's,
     # post-processing), less two costs reported separately: what simulated cards spent on the
     # copies that a real card's DMA engine does, and the one-off fill of the sample buffer
     # replicas before LoadGen's timed run (it does not grow with the run's length).
-    card_cpu = sum(getattr(d, "card_cpu_s", 0.0) for d in devices)
-    host_cpu = cpu_s - card_cpu - store.load_cpu_s
+    card_cpu = sum(st["card_copy_cpu_s"] for st in stats)
+    host_cpu = cpu_s - card_cpu - sut.load_cpu_s
     record["host_cpu_s"] = round(host_cpu, 3)
     record["simulated_card_copy_cpu_s"] = round(card_cpu, 3)
-    record["sample_load_cpu_s"] = round(store.load_cpu_s, 3)
+    record["sample_load_cpu_s"] = round(sut.load_cpu_s, 3)
     record["host_cpu_us_per_sample"] = round(host_cpu / samples * 1e6, 2) if samples else None
     record["cache"] = {"path": str(cache.path), "dtype": cache.manifest["dtype"],
                        "quantization": cache.manifest["quantization"],

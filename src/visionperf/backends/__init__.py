@@ -1,12 +1,15 @@
 """Devices: anything that takes a batch of input rows and returns the model's output rows.
 
-Each backend makes `Device`s from a placement plan. The SUT knows only this protocol, so a CPU
-partition, a simulated card and a GPU are driven by the same pipeline.
+Each backend makes one device per placement-plan entry. Cards (native `simulated`, and
+`plugin:PATH` built against `include/visionperf/device.h`) and the `null` devices run inside
+the compiled engine; a Python device (this protocol: ONNX Runtime partitions, GPU runtimes
+written in Python) is called by the engine once per batch through its bridge.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
 
 import numpy as np
 
@@ -18,16 +21,15 @@ class Device(Protocol):
     cpus: tuple[int, ...]  # logical CPUs its host threads are pinned to (empty: unpinned)
     batch_size: int  # preferred batch; partial batches are allowed unless fixed_batch
     fixed_batch: bool  # the model only takes exactly batch_size rows (pad partial batches)
-    max_in_flight: int  # batches it can hold at once (pipeline slots)
     input_shape: tuple[int, ...]  # one row
     input_dtype: np.dtype
     reads_input: bool  # False only for the null device: the pipeline then skips the gather
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run one batch (rows in the model's input layout); returns the model's outputs (one
-        array per output the post-processing reads, first axis = rows), owned by the caller.
+        array per output the post-processing reads, first axis = rows).
 
-        Must release the GIL while it computes: the pipeline runs one call per slot thread.
+        Must release the GIL while it computes: other devices' drivers need it for theirs.
         """
 
     def close(self) -> None: ...
@@ -53,27 +55,41 @@ class AsyncDevice(Device, Protocol):
         engine or one stream: the driver collects the oldest first."""
 
 
-BACKENDS = ("onnxruntime", "simulated", "null", "null-gather")
-CARD_BACKENDS = ("simulated",)  # devices fed by host cores, planned like the paper's cards
+BACKENDS = ("onnxruntime", "simulated", "null", "null-gather", "plugin:PATH")
+
+
+def is_card(backend: str) -> bool:
+    """Devices fed by host cores, planned like the paper's cards (Table IV)."""
+    return backend == "simulated" or backend.startswith("plugin:")
 
 
 def make_devices(backend: str, model, workload, plan, batch_size: int, output_shapes=None,
-                 card_rate: float | None = None, in_flight: int = 2, latency: bool = False) -> list[Device]:
-    """One device per placement-plan entry."""
+                 card_rate: float | None = None, in_flight: int = 2, latency: bool = False,
+                 options: str = "") -> list:
+    """One device per placement-plan entry: native ones (run by the engine) or Python ones."""
+    from ..sut import NativeDevice
+
+    def native(kind: str, name: str, part, n_in_flight: int, opts: str = "", examples=()):
+        return NativeDevice(kind, name, tuple(part.cpus), part.numa_node, batch_size, n_in_flight,
+                            workload.row_shape(workload.layout), np.dtype(model.input_dtype), opts,
+                            list(examples))
+
     if backend == "simulated":
-        from .simulated import SimulatedCard, card_rate_for
+        from .simulated import card_rate_for, output_pool
 
         rate, _ = card_rate_for(workload, card_rate)
-        return [SimulatedCard(f"card{i}", model, workload, part, batch_size, output_shapes, rate, in_flight)
+        pool = output_pool(workload, model.kind, output_shapes)
+        return [native("simulated", f"card{i}", part, in_flight, f"rate={rate!r}", pool)
                 for i, part in enumerate(plan)]
+    if backend.startswith("plugin:"):
+        return [native(backend, f"card{i}", part, in_flight, options) for i, part in enumerate(plan)]
     if backend == "onnxruntime":
         from .onnxruntime import OrtDevice
 
         return [OrtDevice(f"cpu{i}", model, workload, part, batch_size, spin=not latency)
                 for i, part in enumerate(plan)]
     if backend in ("null", "null-gather"):
-        from .null import NullDevice
-
-        return [NullDevice(f"null{i}", model, workload, part, batch_size, output_shapes, backend == "null-gather")
-                for i, part in enumerate(plan)]
+        # null: completes each batch at once without the gather (the harness alone);
+        # null-gather keeps the gather, so the host copy of the workload's rows is included.
+        return [native(backend, f"null{i}", part, 1) for i, part in enumerate(plan)]
     raise UserError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")

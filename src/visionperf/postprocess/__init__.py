@@ -17,6 +17,7 @@ class Classify:
     def __init__(self, workload: Workload, model):
         self.outputs = (model.output_name,)
         self.offset = workload.label_offset
+        self.workload = workload
         self._layout: dict[int, tuple] = {}  # batch rows -> (offsets, sizes), made once
 
     def __call__(self, outputs, qsl_idx):
@@ -26,6 +27,11 @@ class Classify:
         if layout is None:
             layout = self._layout[n] = (np.arange(n, dtype=np.int64) * 4, np.full(n, 4, np.int64))
         return labels, *layout
+
+    def engine_spec(self):
+        shape, dtype = self.output_shapes(1, self.workload)[0]
+        from ..sut import tensor
+        return ("classify", tensor(dtype, shape[1:]), self.offset)
 
     def output_shapes(self, batch: int, workload: Workload):
         if self.outputs[0].lower().startswith("argmax"):
@@ -44,7 +50,9 @@ class DetectRaw:
         self.outputs = self.spec.raw_outputs
         self.nms = NMS(self.spec, anchors_for(workload.name), score_format or ScoreFormat())
         self.row_bytes = self.spec.max_per_image * 7 * 4
-        self.nms.compile(workload.num_classes)  # now, not inside the first timed batch
+        self.max_response_bytes = self.row_bytes
+        self.num_classes = workload.num_classes
+        self.score_dtype = self.nms.fmt.dtype
 
     def __call__(self, outputs, qsl_idx):
         boxes, scores = outputs
@@ -55,8 +63,28 @@ class DetectRaw:
             sizes[k] = self.nms(boxes[k], scores[k], int(qsl_idx[k]), data[k]) * 28
         return data, np.arange(n, dtype=np.int64) * self.row_bytes, sizes
 
+    def engine_spec(self):
+        """The engine's NMS (engine/src/nms.cc): same parameters, same results as these kernels."""
+        from ..sut import DTYPE_CODES
+
+        s, n, fmt = self.spec, self.nms, self.nms.fmt
+        return ("nms", {
+            "class_major": int(s.layout == "class-major"), "num_anchors": s.num_anchors,
+            "num_classes": self.num_classes, "score_dtype": DTYPE_CODES[fmt.dtype],
+            "box_dtype": DTYPE_CODES["float32"], "score_threshold": s.score_threshold,
+            "iou_threshold": s.iou_threshold, "max_candidates": s.max_candidates_per_class,
+            "max_per_class": s.max_per_class, "max_per_image": s.max_per_image,
+            "perm": [int(v) for v in n.perm], "inv_scales": [float(v) for v in n.inv_scales],
+            "clip": int(s.clip_boxes), "uint8_scale": float(fmt.scale),
+            "uint8_zero_point": float(fmt.zero_point), "anchors": n.anchors})
+
     def output_shapes(self, batch: int, workload: Workload):
         A, C = self.spec.num_anchors, workload.num_classes
+        if self.score_dtype != "float32":  # the card's own score format (simulated cards)
+            dt = np.float16 if self.score_dtype == "float16" else np.uint8
+            if self.spec.layout == "class-major":
+                return [((batch, 4, A), np.float32), ((batch, C, A), dt)]
+            return [((batch, A, 4), np.float32), ((batch, A, C), dt)]
         if self.spec.layout == "class-major":
             return [((batch, 4, A), np.float32), ((batch, C, A), np.float32)]
         return [((batch, A, 4), np.float32), ((batch, A, C), np.float32)]
@@ -69,6 +97,10 @@ class DetectOfficial:
         self.spec = DETECTION[workload.name]
         self.outputs = self.spec.nms_outputs
         self.tf = workload.name == "ssd-mobilenet"
+        self.max_response_bytes = self.spec.max_per_image * 28
+
+    def engine_spec(self):
+        return None  # reformatted in Python, beside the ONNX Runtime device (once per batch)
 
     def __call__(self, outputs, qsl_idx):
         n = len(qsl_idx)
@@ -102,6 +134,9 @@ class Skip:
     def __init__(self, inner):
         self.outputs = inner.outputs
         self.output_shapes = inner.output_shapes
+
+    def engine_spec(self):
+        return ("skip",)
 
     def __call__(self, outputs, qsl_idx):
         n = len(qsl_idx)

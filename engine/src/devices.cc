@@ -1,0 +1,174 @@
+#include "devices.h"
+
+#include <dlfcn.h>
+#include <sys/resource.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+namespace vp {
+
+double process_cpu_s() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+void pin_thread(const std::vector<int>& cpus) {
+  if (cpus.empty()) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : cpus)
+    if (c >= 0 && c < CPU_SETSIZE) CPU_SET(c, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);  // best effort, like the plan
+}
+
+void sleep_until_ns(int64_t t) {
+  timespec ts{time_t(t / 1000000000LL), long(t % 1000000000LL)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+  }
+}
+
+size_t dtype_size(int32_t dtype) {
+  switch (dtype) {
+    case VP_UINT8:
+    case VP_INT8:
+      return 1;
+    case VP_FLOAT16:
+      return 2;
+    case VP_FLOAT32:
+    case VP_INT32:
+      return 4;
+    case VP_INT64:
+      return 8;
+  }
+  throw Error("unknown vp_dtype " + std::to_string(dtype));
+}
+
+size_t tensor_bytes(const vp_tensor& t) {
+  size_t n = dtype_size(t.dtype);
+  for (int i = 0; i < t.ndim; ++i) n *= size_t(t.dims[i]);
+  return n;
+}
+
+int Device::run(const void* input, int rows, const size_t*, void* const* outputs) {
+  uint64_t ticket = 0;
+  int64_t ready = 0;
+  int s = submit(input, rows, &ticket, &ready);
+  return s == VP_OK ? collect(ticket, outputs, -1) : s;
+}
+
+double option_double(const char* options, const char* key, double fallback) {
+  if (!options) return fallback;
+  std::string s(options), k(key);
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t end = s.find(';', pos);
+    if (end == std::string::npos) end = s.size();
+    std::string item = s.substr(pos, end - pos);
+    size_t eq = item.find('=');
+    if (eq != std::string::npos && item.substr(0, eq) == k) return std::strtod(item.c_str() + eq + 1, nullptr);
+    pos = end + 1;
+  }
+  return fallback;
+}
+
+ApiDevice::ApiDevice(DeviceInfo info_, const vp_device_api* api, std::shared_ptr<void> library,
+                     const std::string& options, int index, int count,
+                     const std::vector<const void*>& examples, int example_count)
+    : Device(std::move(info_)), api_(api), library_(std::move(library)) {
+  vp_device_config cfg{};
+  cfg.abi_version = VP_DEVICE_ABI_VERSION;
+  cfg.index = index;
+  cfg.count = count;
+  cfg.numa_node = info.numa_node;
+  cfg.batch_size = info.batch_size;
+  cfg.max_in_flight = info.max_in_flight;
+  cfg.fixed_batch = 0;
+  cfg.input = info.input;
+  if (info.outputs.size() > VP_MAX_OUTPUTS) throw Error("too many outputs for the device ABI");
+  cfg.num_outputs = int32_t(info.outputs.size());
+  for (size_t k = 0; k < info.outputs.size(); ++k) cfg.outputs[k] = info.outputs[k];
+  cfg.options = options.c_str();
+  cfg.example_count = examples.empty() ? 0 : example_count;
+  cfg.examples = examples.empty() ? nullptr : examples.data();
+  char err[512] = {0};
+  handle_ = api_->open(&cfg, err, sizeof(err));
+  if (!handle_)
+    throw Error(std::string(api_->name ? api_->name : "device") + " " + info.name + ": " +
+                (err[0] ? err : "open failed without a message"));
+  if (cfg.max_in_flight >= 1 && cfg.max_in_flight < info.max_in_flight) info.max_in_flight = cfg.max_in_flight;
+  info.fixed_batch = cfg.fixed_batch != 0;
+}
+
+ApiDevice::~ApiDevice() {
+  if (handle_) api_->close(handle_);
+}
+
+int ApiDevice::submit(const void* input, int rows, uint64_t* ticket, int64_t* ready_ns) {
+  return api_->submit(handle_, input, rows, ticket, ready_ns);
+}
+
+int ApiDevice::collect(uint64_t ticket, void* const* outputs, int64_t timeout_ns) {
+  return api_->collect(handle_, ticket, outputs, timeout_ns);
+}
+
+std::string ApiDevice::last_error() {
+  const char* e = api_->last_error ? api_->last_error(handle_) : nullptr;
+  return e && e[0] ? e : "device error without a message";
+}
+
+vp_device_counters ApiDevice::counters() {
+  vp_device_counters c{};
+  if (api_->counters) api_->counters(handle_, &c);
+  return c;
+}
+
+// ---- null: completes every batch at once (the harness alone) ----
+namespace {
+struct NullDev {
+  uint64_t next = 0;
+};
+void* null_open(vp_device_config*, char*, size_t) { return new NullDev(); }
+int null_submit(void* d, const void*, int32_t, uint64_t* ticket, int64_t* ready_ns) {
+  *ticket = static_cast<NullDev*>(d)->next++;
+  *ready_ns = now_ns();
+  return VP_OK;
+}
+// The outputs are left as they are: zero scores, zero labels (the engine zeroes its buffers).
+int null_collect(void*, uint64_t, void* const*, int64_t) { return VP_OK; }
+const char* null_error(void*) { return ""; }
+void null_close(void* d) { delete static_cast<NullDev*>(d); }
+const vp_device_api kNull = {VP_DEVICE_ABI_VERSION, "null", null_open, null_submit, null_collect,
+                             null_error, nullptr, null_close};
+}  // namespace
+
+const vp_device_api* null_device_api() { return &kNull; }
+
+Plugin load_plugin(const std::string& path) {
+  {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Error("plug-in " + path + " not found: pass --backend plugin:/path/to/lib.so");
+    char magic[4] = {0};
+    f.read(magic, 4);
+    if (std::memcmp(magic, "\x7f" "ELF", 4) != 0)
+      throw Error("plug-in " + path + " is not a shared library: build it with -shared -fPIC against visionperf/device.h");
+  }
+  void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!lib) throw Error("plug-in " + path + " cannot be loaded: " + dlerror());
+  std::shared_ptr<void> holder(lib, [](void* h) { dlclose(h); });
+  auto entry = reinterpret_cast<vp_device_plugin_fn>(dlsym(lib, "vp_device_plugin"));
+  if (!entry)
+    throw Error("plug-in " + path + " exports no vp_device_plugin(): see visionperf/device.h");
+  const vp_device_api* api = entry(VP_DEVICE_ABI_VERSION);
+  if (!api || api->abi_version != VP_DEVICE_ABI_VERSION)
+    throw Error("plug-in " + path + " was built against another device ABI version (" +
+                (api ? std::to_string(api->abi_version) : std::string("none offered")) + ", visionperf speaks " +
+                std::to_string(VP_DEVICE_ABI_VERSION) + "): rebuild it against this visionperf's device.h");
+  if (!api->open || !api->submit || !api->collect || !api->close)
+    throw Error("plug-in " + path + " leaves open/submit/collect/close empty");
+  return {holder, api};
+}
+
+}  // namespace vp

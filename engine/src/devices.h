@@ -1,0 +1,77 @@
+// Devices as the engine drives them: every device speaks the plug-in ABI of
+// visionperf/device.h (native null and simulated devices, and plug-ins loaded from a shared
+// library), or is a Python object behind the bridge in bindings.cc.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace vp {
+
+struct DeviceInfo {
+  std::string name;
+  std::vector<int> cpus;  // host CPUs its driver thread is pinned to (empty: unpinned)
+  int numa_node = -1;
+  int replica = 0;        // the sample buffer replica it reads
+  int batch_size = 1;
+  int max_in_flight = 1;
+  bool fixed_batch = false;
+  bool reads_input = true;  // false for `null`: the gather is skipped
+  vp_tensor input{};
+  std::vector<vp_tensor> outputs;
+  size_t input_row_bytes() const { return tensor_bytes(input); }
+};
+
+class Device {
+ public:
+  explicit Device(DeviceInfo info) : info(std::move(info)) {}
+  virtual ~Device() = default;
+  DeviceInfo info;
+  // A blocking device computes on the driver's own thread (run); others are asynchronous.
+  virtual bool blocking() const { return false; }
+  virtual int submit(const void* input, int rows, uint64_t* ticket, int64_t* ready_ns) = 0;
+  virtual int collect(uint64_t ticket, void* const* outputs, int64_t timeout_ns) = 0;
+  // Blocking devices: one batch, input to outputs.
+  virtual int run(const void* input, int rows, const size_t* qsl_idx, void* const* outputs);
+  virtual std::string last_error() = 0;
+  virtual vp_device_counters counters() { return {}; }
+};
+
+// A device behind the C ABI: native or loaded from a plug-in.
+class ApiDevice : public Device {
+ public:
+  // Opens the device; throws Error with the device's own message on failure.
+  ApiDevice(DeviceInfo info, const vp_device_api* api, std::shared_ptr<void> library,
+            const std::string& options, int index, int count, const std::vector<const void*>& examples,
+            int example_count);
+  ~ApiDevice() override;
+  int submit(const void* input, int rows, uint64_t* ticket, int64_t* ready_ns) override;
+  int collect(uint64_t ticket, void* const* outputs, int64_t timeout_ns) override;
+  std::string last_error() override;
+  vp_device_counters counters() override;
+
+ private:
+  const vp_device_api* api_;
+  std::shared_ptr<void> library_;  // dlclose only after the device is closed
+  void* handle_ = nullptr;
+};
+
+// The device tables built into the engine.
+const vp_device_api* null_device_api();
+const vp_device_api* simulated_device_api();
+
+// Load a plug-in: one line naming PATH on any failure (missing, not a shared library, no
+// entry point, another ABI version).
+struct Plugin {
+  std::shared_ptr<void> library;
+  const vp_device_api* api;
+};
+Plugin load_plugin(const std::string& path);
+
+// "key=value;key=value" lookup for device options; DEFAULT when absent.
+double option_double(const char* options, const char* key, double fallback);
+
+}  // namespace vp

@@ -1,0 +1,247 @@
+// The engine: visionperf's system under test and sample library, compiled (DESIGN.md).
+//
+//   LoadGen (C++) --IssueQuery--> per-driver queues (one-sample queries) | shared bulk ranges
+//     --> one driver thread per core group: gather (memcpy from its device's replica)
+//         -> device submit ... collect -> post-processing (here, or on post threads)
+//         -> one QuerySamplesComplete per batch, from the thread that finished it.
+//
+// LoadGen owns time, the QSL side (SampleStore) owns samples, this engine owns compute. No
+// Python runs per sample anywhere; a Python device (bindings.cc) is called once per batch.
+//
+// Work distribution. A one-sample query (Server, SingleStream) goes to one driver's own
+// queue, batch_size samples in a row to the same driver so batches fill, then the next
+// driver: no lock is shared between drivers. A many-sample query (Offline, MultiStream) is
+// one range over LoadGen's own sample list, which stays alive until its samples complete
+// (the response ids point into it); drivers claim batch_size samples at a time with one
+// atomic add, so whichever device is free takes the next batch. A Server batch is every
+// queued sample up to the batch size, waiting for more only until the batch timeout,
+// counted from its oldest sample's arrival.
+//
+// Drivers. An asynchronous device (the plug-in ABI: submit/collect) is driven by the one
+// thread of its core group, which keeps every device there fed with up to max_in_flight
+// batches: most urgent first, it completes what is ready, gathers and submits, and otherwise
+// sleeps until a batch is due, work arrives or a forming batch times out. Threads never
+// outnumber the cores they are pinned to. A blocking device (a Python device computing on
+// the host's cores) gets a driver of its own that runs each batch in place.
+//
+// Failure. Any device or post-processing error fails the samples it holds to LoadGen (a
+// response of size 0) and is kept for the caller; a run never waits on a lost sample.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "devices.h"
+#include "loadgen.h"
+#include "post.h"
+#include "query_sample_library.h"
+#include "store.h"
+#include "system_under_test.h"
+#include "test_settings.h"
+
+namespace vp {
+
+struct LaneStats {
+  uint64_t batches = 0, samples = 0;
+  double busy_s = 0;  // the device's own time on its batches
+  double host_s = 0;  // gathering and submitting
+  std::atomic<int64_t> post_ns{0};  // post-processing and completing (any thread)
+};
+
+struct Batch {  // one device batch: its samples and the host buffers of its outputs
+  std::vector<mlperf::ResponseId> ids;
+  std::vector<size_t> idx;
+  int n = 0;
+  uint64_t ticket = 0;
+  int64_t start = 0, ready = 0;
+  std::vector<void*> outputs;
+};
+
+struct Lane;
+struct Driver;
+struct PostQueue;
+
+struct TestConfig {
+  std::string user_conf, model, scenario, mode, outdir, audit_config;
+  size_t total = 0, performance_count = 0;
+};
+
+class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary {
+ public:
+  Engine(std::unique_ptr<SampleStore> store, std::unique_ptr<Post> post, int batch_size);
+  ~Engine() override;
+
+  // Before start(): devices, in plan order.
+  void add_device(std::unique_ptr<Device> device);
+  void set_batch_timeout(double seconds) { batch_timeout_ns_ = int64_t(seconds * 1e9); }
+  void set_throughput_only(bool on) { throughput_only_ = on; }  // Offline: complete in bursts
+  void set_post_threads(int n) { post_threads_ = n; }
+
+  void start();
+  void stop();  // drains what is in flight, joins every thread
+
+  // LoadGen's side: the SUT ...
+  const std::string& Name() override { return name_; }
+  void IssueQuery(const std::vector<mlperf::QuerySample>& samples) override;
+  void FlushQueries() override {}
+  // ... and the QSL.
+  size_t TotalSampleCount() override { return total_; }
+  size_t PerformanceSampleCount() override { return performance_count_; }
+  void LoadSamplesToRam(const std::vector<mlperf::QuerySampleIndex>& samples) override;
+  void UnloadSamplesFromRam(const std::vector<mlperf::QuerySampleIndex>& samples) override;
+
+  // One LoadGen test (StartTest on a thread of its own). INTERRUPTED is polled every 100 ms;
+  // when it says so the test is aborted: queued samples, and any LoadGen issues after, are
+  // failed at once. LoadGen has no way to end a test early (its AbortTest stops its own log
+  // thread, and StartTest then waits forever for the latencies), so run_test waits a moment
+  // for StartTest to finish on its own (Offline does, once its samples are failed); if it
+  // does not (Server, the streams: their schedules run to the test's duration), LoadGen's
+  // thread is left running and loadgen_abandoned() says so: this engine must then never be
+  // destroyed, and the process must end with _exit (LoadGen's static logger cannot be
+  // destroyed with its thread running). Returns false if it was interrupted.
+  bool run_test(const TestConfig& config, const std::function<bool()>& interrupted);
+  void abort();
+  bool loadgen_abandoned() const { return loadgen_abandoned_.load(); }
+
+  // Warm-up, outside LoadGen, on the loaded samples: completions (time ns, samples) while
+  // the queue is kept fed for SECONDS; and the seconds per query of SAMPLES, one at a time.
+  std::vector<std::pair<int64_t, int>> measure_rate(double seconds);
+  std::vector<double> measure_latency(int samples, double seconds);
+
+  // Tests: queries issued directly (their lists kept alive here) and every response recorded
+  // (id, bytes) instead of going to LoadGen. WAIT_RESPONSES waits until COUNT were recorded
+  // or TIMEOUT_S passed, and returns them.
+  void record_responses();
+  void issue_direct(std::vector<mlperf::QuerySample> q);
+  std::vector<std::pair<uint64_t, std::string>> wait_responses(size_t count, double timeout_s);
+
+  SampleStore& store() { return *store_; }
+  const std::vector<std::unique_ptr<Lane>>& lanes() const { return lanes_; }
+  size_t capacity() const;  // batches all devices hold at once
+  int batch_size() const { return batch_size_; }
+  std::string error();
+  void reset_stats();
+  void fail_for_test(const std::string& e) { record_error(e); }
+
+  // Used by the driver and post threads.
+  void deliver(Driver& d, Lane& lane, Batch* b, int status);
+  void finish(Lane& lane, Batch* b, struct Responder& r);
+  void fail(const mlperf::ResponseId* ids, int n, const std::string& why);
+  void release(Lane& lane, Batch* b);
+  bool take(Driver& d, Batch* b, int limit, int64_t now, int64_t* deadline);
+  bool aborting() const { return aborting_.load(std::memory_order_relaxed); }
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  bool throughput_only() const { return throughput_only_; }
+
+ private:
+  void complete(mlperf::QuerySampleResponse* r, size_t n);
+  void record_error(const std::string& e);
+  void add_bulk(const mlperf::QuerySample* s, size_t n);
+  bool take_bulk(Driver& d, Batch* b, int limit);
+  void notify_all_drivers();
+  void drive(Driver& d);
+  void post_loop(PostQueue& q);
+
+  std::string name_ = "visionperf";
+  std::unique_ptr<SampleStore> store_;
+  std::unique_ptr<Post> post_;
+  int batch_size_;
+  int64_t batch_timeout_ns_ = 0;
+  bool throughput_only_ = false;
+  int post_threads_ = 0;
+  size_t total_ = 0, performance_count_ = 0;
+
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::vector<std::unique_ptr<Driver>> drivers_;
+  std::vector<std::unique_ptr<PostQueue>> post_queues_;
+  std::vector<std::thread> post_threads_list_;
+  bool started_ = false;
+  std::atomic<bool> stopping_{false}, aborting_{false}, loadgen_abandoned_{false};
+
+  // one-sample queries: which driver takes the next one (LoadGen's issue thread only)
+  size_t route_driver_ = 0, route_count_ = 0;
+
+  // many-sample queries: ranges over LoadGen's sample lists
+  struct Range {
+    const mlperf::QuerySample* s;
+    size_t n;
+    std::atomic<size_t> next{0};
+  };
+  std::mutex bulk_mu_;
+  std::deque<std::shared_ptr<Range>> bulk_;
+  friend struct Driver;
+
+  // warm-up: completions go to a counter instead of LoadGen
+  std::atomic<bool> sink_{false};
+  std::mutex sink_mu_;
+  std::condition_variable sink_cv_;
+  uint64_t sink_done_ = 0;
+  std::vector<std::pair<int64_t, int>> sink_events_;
+  bool record_ = false;
+  std::vector<std::pair<uint64_t, std::string>> recorded_;
+  std::deque<std::vector<mlperf::QuerySample>> direct_lists_;
+
+  std::mutex error_mu_;
+  std::string error_;
+};
+
+struct Lane {
+  std::unique_ptr<Device> dev;
+  uint8_t* staging = nullptr;  // the gather's destination, page-aligned
+  size_t staging_bytes = 0;
+  std::deque<Batch*> pending;  // submitted, oldest first (driver thread only)
+  std::mutex mu;               // guards free (post threads return batches)
+  std::vector<Batch*> free;
+  std::vector<std::unique_ptr<Batch>> all;
+  std::vector<std::vector<uint8_t>> out_storage;
+  LaneStats stats;
+  ~Lane();
+};
+
+// A batch's responses: reusable buffers owned by one thread.
+struct Responder {
+  std::vector<uint8_t> data;
+  std::vector<size_t> offset, size;
+  std::vector<mlperf::QuerySampleResponse> qsr;
+  std::unique_ptr<PostScratch> scratch;
+};
+
+struct PostQueue {
+  std::vector<int> cpus;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::pair<Lane*, Batch*>> q;
+  bool stop = false;
+  size_t threads = 0;
+};
+
+struct Driver {
+  std::vector<Lane*> lanes;
+  std::vector<int> cpus;
+  bool blocking = false;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool signal = false;  // work arrived or stop: re-check before sleeping (under mu)
+  struct Single {
+    mlperf::ResponseId id;
+    size_t idx;
+    int64_t t;
+  };
+  std::deque<Single> singles;  // one-sample queries routed here (under mu)
+  std::vector<Single> forming;  // the Server batch being formed (driver thread only)
+  int64_t forming_deadline = 0;
+  std::shared_ptr<Engine::Range> bulk;  // the range this driver claims from
+  PostQueue* post = nullptr;
+  Responder responder;
+  std::thread thread;
+  size_t chunk = 1;  // one-sample queries routed here in a row
+};
+
+}  // namespace vp

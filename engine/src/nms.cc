@@ -1,0 +1,498 @@
+// Decode + NMS on the host: the C++ port of postprocess/nms.py's numba kernels, equal
+// detection for detection to the NumPy reference in tests/test_nms.py (see that module's
+// docstring for the algorithm and the clip rule of SSD-MobileNet).
+//
+// The tricks, as in the paper and the numba kernels:
+// * threshold on the raw score first (float32 values, fp16 bit patterns, uint8 bytes) in loops
+//   the compiler vectorises: blocks of BLOCK scores are OR-tested branch-free and only a block
+//   with a hit is scanned, branch-free again;
+// * class-major scores [C, A] are scanned class row by class row; box-major scores [A, C] are
+//   scanned flat, GROUP anchor rows at a time against a threshold pattern whose background
+//   column never passes, so neither layout is transposed and background is never looked at;
+// * only survivors are converted to float, sorted and decoded, and decoding is lazy: greedy
+//   NMS walks the candidates in score order and stops at max_per_class, so the candidates it
+//   never reaches are never decoded (nor fully sorted: the order is extended on demand);
+// * the IoU test against the kept boxes runs over structure-of-arrays, 16 at a time;
+// * every buffer lives in a per-thread NmsScratch, allocated once: nothing is allocated per image.
+//
+// Thresholds, exactly as nms.py: float32 "score > float32(thr)"; uint8 through the 256-entry
+// table value = float32((q - zero_point) * scale), raw threshold the last byte whose value is
+// not above float32(thr); fp16 bit patterns, raw threshold the bits of the largest fp16 not
+// above thr. Unlike the numba kernel (an unsigned compare of the bits), fp16 bits compare as
+// signed and NaN patterns are excluded, so negative values (-0.0 included) and NaNs never pass,
+// as in the reference ("float32(score) > thr"); for non-negative scores both agree.
+#include "nms.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace vp {
+namespace {
+
+constexpr int BLOCK = 32;  // scores OR-tested per block before the block is scanned
+constexpr int GROUP = 32;  // box-major: anchor rows per flat scan chunk (GROUP*C is a multiple of BLOCK)
+constexpr int LANES = 16;  // kept boxes tested per step of the IoU loop
+constexpr int16_t F16_INF = 0x7C00;
+
+inline float half_to_float(uint16_t h) {  // exact
+  uint32_t sign = uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else if (exp == 0) {
+    float f = float(man) * 0x1p-24f;  // zero or subnormal: exact in float
+    return sign ? -f : f;
+  } else {
+    bits = sign | ((exp + 112u) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Score formats: RAW is the stored element (fp16 as signed bits); pass() is the exact test,
+// block_pass() the cheap one the block test vectorises (a superset of pass()).
+struct F32 {
+  using Raw = float;
+  static constexpr int dtype = VP_FLOAT32;
+  static Raw never() { return std::numeric_limits<float>::infinity(); }
+  static bool block_pass(Raw x, Raw t) { return x > t; }
+  static bool pass(Raw x, Raw t) { return x > t; }
+};
+struct F16 {
+  using Raw = int16_t;
+  static constexpr int dtype = VP_FLOAT16;
+  static Raw never() { return std::numeric_limits<int16_t>::max(); }
+  static bool block_pass(Raw x, Raw t) { return x > t; }
+  static bool pass(Raw x, Raw t) { return (x > t) & (x <= F16_INF); }  // not NaN
+};
+struct U8 {
+  using Raw = uint8_t;
+  static constexpr int dtype = VP_UINT8;
+  static Raw never() { return 255; }
+  static bool block_pass(Raw x, Raw t) { return x > t; }
+  static bool pass(Raw x, Raw t) { return x > t; }
+};
+
+// What make_nms derives from the parameters once; shared (read-only) by the Post and its scratches.
+struct Tables {
+  NmsParams p;
+  int A = 0, C = 0;
+  float thr_f32 = 0;
+  int16_t thr_f16 = 0;
+  uint8_t thr_u8 = 255;
+  float lut[256] = {};               // uint8: byte -> score
+  std::vector<uint8_t> pattern;      // box-major: GROUP rows of per-class raw thresholds (class 0 never)
+
+  float value(const void* scores, size_t k) const {
+    switch (p.score_dtype) {
+      case VP_FLOAT16: return half_to_float(static_cast<const uint16_t*>(scores)[k]) + 0.0f;
+      case VP_UINT8: return lut[static_cast<const uint8_t*>(scores)[k]] + 0.0f;
+      default: return static_cast<const float*>(scores)[k] + 0.0f;  // + 0.0f: -0 sorts as +0
+    }
+  }
+};
+
+struct Kept {  // one class's kept boxes, structure of arrays, padded to LANES
+  std::vector<float> y0, x0, y1, x1, area;
+  void resize(size_t n) {
+    for (auto* v : {&y0, &x0, &y1, &x1, &area}) v->assign(n, 0.0f);
+  }
+};
+
+template <class T>
+using Buf = std::unique_ptr<T[]>;  // uninitialised: pages of a large buffer are touched only when used
+
+template <class T>
+Buf<T> buf(size_t n) {
+  return Buf<T>(new T[std::max<size_t>(n, 1)]);
+}
+
+struct NmsScratch : PostScratch {
+  std::shared_ptr<const Tables> t;
+  Buf<uint32_t> hits;     // class-major: one class row's hits; box-major: one chunk's
+  Buf<uint64_t> keys;     // candidates' sort keys: (descending score, anchor)
+  Buf<uint32_t> lists;    // box-major: [C, A] anchors passing per class, ascending
+  Buf<uint32_t> counts;   // box-major: [C]
+  Buf<uint8_t> decoded;   // box-major: [A] anchor decoded this image
+  Buf<float> abox;        // box-major: [A, 5] decoded (ymin, xmin, ymax, xmax, area)
+  Kept kept;
+  Buf<float> all_score, all_box;  // the image's kept detections, (class, rank) order
+  Buf<uint16_t> all_cls;
+  Buf<uint64_t> all_keys;
+
+  explicit NmsScratch(std::shared_ptr<const Tables> tables) : t(std::move(tables)) {
+    const NmsParams& p = t->p;
+    size_t A = size_t(t->A), C = size_t(t->C);
+    keys = buf<uint64_t>(A);
+    if (p.class_major) {
+      hits = buf<uint32_t>(A);
+    } else {
+      hits = buf<uint32_t>(GROUP * C);
+      lists = buf<uint32_t>(C * A);
+      counts = buf<uint32_t>(C);
+      decoded = buf<uint8_t>(A);
+      abox = buf<float>(A * 5);
+    }
+    kept.resize((size_t(p.max_per_class) + LANES - 1) / LANES * LANES + LANES);
+    size_t cap = (C - 1) * size_t(p.max_per_class);
+    all_score = buf<float>(cap);
+    all_box = buf<float>(cap * 4);
+    all_cls = buf<uint16_t>(cap);
+    all_keys = buf<uint64_t>(cap);
+  }
+};
+
+inline uint32_t descending(float v) {  // ascending uint32 order = descending float order
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  u ^= (u >> 31) ? 0xffffffffu : 0x80000000u;
+  return ~u ^ 1u;
+}
+
+// Indices i of X[0..N) with pass(X[i], THR[i or 0]) into HITS (ascending); returns how many.
+template <class F, bool PATTERN>
+size_t scan(const typename F::Raw* x, size_t n, const typename F::Raw* thr, uint32_t* hits) {
+  using Raw = typename F::Raw;
+  size_t k = 0, full = n - n % BLOCK;
+  const Raw t0 = thr[0];
+  for (size_t b = 0; b < full; b += BLOCK) {
+    const Raw* xb = x + b;
+    const Raw* tb = PATTERN ? thr + b : thr;
+    int any = 0;
+#pragma GCC unroll 32
+    for (int i = 0; i < BLOCK; ++i) any |= F::block_pass(xb[i], PATTERN ? tb[i] : t0);
+    if (any) {
+      for (int i = 0; i < BLOCK; ++i) {  // branch-free append
+        hits[k] = uint32_t(b + i);
+        k += F::pass(xb[i], PATTERN ? tb[i] : t0);
+      }
+    }
+  }
+  for (size_t i = full; i < n; ++i) {
+    hits[k] = uint32_t(i);
+    k += F::pass(x[i], PATTERN ? thr[i] : t0);
+  }
+  return k;
+}
+
+// Sorted order of KEYS[0..N), extended on demand: walking a few candidates of a long list
+// never pays for sorting all of it.
+struct LazyOrder {
+  uint64_t* keys;
+  size_t n, sorted = 0;
+  LazyOrder(uint64_t* k, size_t count) : keys(k), n(count) {
+    if (n <= 512) {
+      std::sort(keys, keys + n);
+      sorted = n;
+    }
+  }
+  uint64_t operator[](size_t r) {
+    if (r >= sorted) {
+      size_t e = std::min(n, std::max(sorted * 2, sorted + 256));
+      if (e < n) std::nth_element(keys + sorted, keys + e, keys + n);
+      std::sort(keys + sorted, keys + e);
+      sorted = e;
+    }
+    return keys[r];
+  }
+};
+
+class NmsPost : public Post {
+ public:
+  explicit NmsPost(std::shared_ptr<const Tables> t) : t_(std::move(t)) {}
+  size_t max_response_bytes() const override { return size_t(t_->p.max_per_image) * 28; }
+  std::unique_ptr<PostScratch> scratch() const override { return std::make_unique<NmsScratch>(t_); }
+  bool run(const void* const* outputs, int n, const size_t* qsl_idx, uint8_t* resp, size_t* offset, size_t* size,
+           PostScratch* scratch, std::string* error) override;
+  const std::shared_ptr<const Tables>& tables() const { return t_; }
+
+ private:
+  std::shared_ptr<const Tables> t_;
+};
+
+// One class's greedy NMS over its candidates in score order (KEYS: (descending score, anchor)),
+// decoding lazily; appends the kept boxes to the image's list. Returns the new list length.
+template <class DecodeFn>
+size_t greedy_class(const Tables& T, NmsScratch& s, uint64_t* keys, size_t hits, int c, const void* scores,
+                    bool class_major, DecodeFn&& decode, size_t count) {
+  const NmsParams& p = T.p;
+  const float iou_thr = p.iou_threshold;
+  Kept& K = s.kept;
+  float* ky0 = K.y0.data();
+  float* kx0 = K.x0.data();
+  float* ky1 = K.y1.data();
+  float* kx1 = K.x1.data();
+  float* ka = K.area.data();
+  LazyOrder order(keys, hits);
+  int nk = 0, m = 0;
+  for (size_t r = 0; r < hits; ++r) {
+    uint32_t a = uint32_t(order[r]);
+    float b[5];
+    decode(a, b);
+    if (p.clip && !(b[4] > 0.0f)) continue;  // clipped away: never a candidate (TF clip_to_window)
+    ++m;
+    bool sup = false;
+    for (int t0 = 0; t0 < nk && !sup; t0 += LANES) {
+      int any = 0;
+#pragma GCC unroll 16
+      for (int t = t0; t < t0 + LANES; ++t) {
+        float ih = std::min(ky1[t], b[2]) - std::max(ky0[t], b[0]);
+        float iw = std::min(kx1[t], b[3]) - std::max(kx0[t], b[1]);
+        float inter = ih * iw;
+        float uni = ka[t] + b[4] - inter;
+        float iou = (ih > 0.0f) & (iw > 0.0f) & (uni > 0.0f) ? inter / uni : 0.0f;
+        any |= (iou >= iou_thr) & (t < nk);
+      }
+      sup = any;
+    }
+    if (!sup) {
+      ky0[nk] = b[0];
+      kx0[nk] = b[1];
+      ky1[nk] = b[2];
+      kx1[nk] = b[3];
+      ka[nk] = b[4];
+      size_t k = class_major ? size_t(c) * size_t(T.A) + a : size_t(a) * size_t(T.C) + size_t(c);
+      s.all_score[count] = T.value(scores, k);
+      std::memcpy(&s.all_box[count * 4], b, 16);
+      s.all_cls[count] = uint16_t(c);
+      ++count;
+      if (++nk == p.max_per_class) break;
+    }
+    if (m == p.max_candidates) break;
+  }
+  return count;
+}
+
+inline void decode_box(const Tables& T, float e0, float e1, float e2, float e3, uint32_t a, float* out) {
+  const NmsParams& p = T.p;
+  const float enc[4] = {e0, e1, e2, e3};
+  const float* an = &p.anchors[size_t(a) * 4];
+  float cy = enc[p.perm[0]] * p.inv_scales[0] * an[2] + an[0];
+  float cx = enc[p.perm[1]] * p.inv_scales[1] * an[3] + an[1];
+  float h = std::exp(enc[p.perm[2]] * p.inv_scales[2]) * an[2];
+  float w = std::exp(enc[p.perm[3]] * p.inv_scales[3]) * an[3];
+  out[0] = cy - 0.5f * h;
+  out[1] = cx - 0.5f * w;
+  out[2] = cy + 0.5f * h;
+  out[3] = cx + 0.5f * w;
+  if (p.clip)
+    for (int k = 0; k < 4; ++k) out[k] = std::min(std::max(out[k], 0.0f), 1.0f);
+  float dy = out[2] - out[0], dx = out[3] - out[1];
+  out[4] = dy * dx;
+}
+
+// The image's detections: the max_per_image best by score, ties by (class, rank).
+int finish(NmsScratch& s, size_t count, int max_out, float qsl_idx, float* out) {
+  uint64_t* keys = s.all_keys.get();
+  for (size_t k = 0; k < count; ++k) keys[k] = (uint64_t(descending(s.all_score[k])) << 32) | k;
+  size_t m = std::min(count, size_t(max_out));
+  if (m < count) std::nth_element(keys, keys + m, keys + count);
+  std::sort(keys, keys + m);
+  for (size_t r = 0; r < m; ++r) {
+    size_t k = uint32_t(keys[r]);
+    float* row = out + r * 7;
+    row[0] = qsl_idx;
+    std::memcpy(row + 1, &s.all_box[k * 4], 16);
+    row[5] = s.all_score[k];
+    row[6] = float(s.all_cls[k]);
+  }
+  return int(m);
+}
+
+template <class F>
+int class_major_image(const Tables& T, const float* locs, const typename F::Raw* scores, float qsl_idx, float* out,
+                      NmsScratch& s) {
+  const size_t A = size_t(T.A);
+  typename F::Raw thr;
+  if constexpr (F::dtype == VP_FLOAT32) thr = T.thr_f32;
+  else if constexpr (F::dtype == VP_FLOAT16) thr = T.thr_f16;
+  else thr = T.thr_u8;
+  uint32_t* hits = s.hits.get();
+  uint64_t* keys = s.keys.get();
+  auto decode = [&](uint32_t a, float* b) {
+    decode_box(T, locs[a], locs[A + a], locs[2 * A + a], locs[3 * A + a], a, b);
+  };
+  size_t count = 0;
+  for (int c = 1; c < T.C; ++c) {
+    const typename F::Raw* row = scores + size_t(c) * A;
+    size_t n = scan<F, false>(row, A, &thr, hits);
+    if (n == 0) continue;
+    for (size_t k = 0; k < n; ++k) keys[k] = (uint64_t(descending(T.value(row, hits[k]))) << 32) | hits[k];
+    count = greedy_class(T, s, keys, n, c, scores, true, decode, count);
+  }
+  return finish(s, count, T.p.max_per_image, qsl_idx, out);
+}
+
+template <class F>
+int box_major_image(const Tables& T, const float* enc, const typename F::Raw* scores, float qsl_idx, float* out,
+                    NmsScratch& s) {
+  const size_t A = size_t(T.A), C = size_t(T.C);
+  const auto* pattern = reinterpret_cast<const typename F::Raw*>(T.pattern.data());
+  uint32_t* hits = s.hits.get();
+  uint32_t* counts = s.counts.get();
+  uint32_t* lists = s.lists.get();
+  uint8_t* decoded = s.decoded.get();
+  std::fill(counts, counts + C, 0u);
+  // One flat pass over [A, C], GROUP rows at a time; hits come anchor-major, so each class's
+  // list is filled in ascending anchor order.
+  for (size_t a0 = 0; a0 < A; a0 += GROUP) {
+    size_t rows = std::min(size_t(GROUP), A - a0);
+    size_t n = scan<F, true>(scores + a0 * C, rows * C, pattern, hits);
+    for (size_t k = 0; k < n; ++k) {
+      uint32_t h = hits[k];
+      uint32_t r = h / uint32_t(C), c = h - r * uint32_t(C);
+      uint32_t a = uint32_t(a0) + r;
+      lists[c * A + counts[c]++] = a;
+      decoded[a] = 0;
+    }
+  }
+  float* abox = s.abox.get();
+  auto decode = [&](uint32_t a, float* b) {
+    float* d = abox + size_t(a) * 5;
+    if (!decoded[a]) {  // an anchor is decoded once, whatever classes it passes in
+      const float* e = enc + size_t(a) * 4;
+      decode_box(T, e[0], e[1], e[2], e[3], a, d);
+      decoded[a] = 1;
+    }
+    std::memcpy(b, d, 20);
+  };
+  uint64_t* keys = s.keys.get();
+  size_t count = 0;
+  for (size_t c = 1; c < C; ++c) {
+    size_t n = counts[c];
+    if (n == 0) continue;
+    const uint32_t* list = lists + c * A;
+    for (size_t k = 0; k < n; ++k)
+      keys[k] = (uint64_t(descending(T.value(scores, size_t(list[k]) * C + c))) << 32) | list[k];
+    count = greedy_class(T, s, keys, n, int(c), scores, false, decode, count);
+  }
+  return finish(s, count, T.p.max_per_image, qsl_idx, out);
+}
+
+int image(const Tables& T, const void* boxes, const void* scores, float qsl_idx, float* out, NmsScratch& s) {
+  const auto* b = static_cast<const float*>(boxes);
+  if (T.p.class_major) {
+    switch (T.p.score_dtype) {
+      case VP_FLOAT16: return class_major_image<F16>(T, b, static_cast<const int16_t*>(scores), qsl_idx, out, s);
+      case VP_UINT8: return class_major_image<U8>(T, b, static_cast<const uint8_t*>(scores), qsl_idx, out, s);
+      default: return class_major_image<F32>(T, b, static_cast<const float*>(scores), qsl_idx, out, s);
+    }
+  }
+  switch (T.p.score_dtype) {
+    case VP_FLOAT16: return box_major_image<F16>(T, b, static_cast<const int16_t*>(scores), qsl_idx, out, s);
+    case VP_UINT8: return box_major_image<U8>(T, b, static_cast<const uint8_t*>(scores), qsl_idx, out, s);
+    default: return box_major_image<F32>(T, b, static_cast<const float*>(scores), qsl_idx, out, s);
+  }
+}
+
+bool NmsPost::run(const void* const* outputs, int n, const size_t* qsl_idx, uint8_t* resp, size_t* offset,
+                  size_t* size, PostScratch* scratch, std::string* error) {
+  std::unique_ptr<PostScratch> own;
+  auto* s = dynamic_cast<NmsScratch*>(scratch);
+  if (!s || s->t != t_) {  // not ours: a temporary one (slow, but right)
+    own = this->scratch();
+    s = static_cast<NmsScratch*>(own.get());
+  }
+  const Tables& T = *t_;
+  const size_t box_bytes = size_t(T.A) * 4 * sizeof(float);
+  const size_t score_bytes = size_t(T.A) * size_t(T.C) * dtype_size(T.p.score_dtype);
+  const size_t max_bytes = max_response_bytes();
+  try {
+    for (int i = 0; i < n; ++i) {
+      const auto* b = static_cast<const uint8_t*>(outputs[0]) + size_t(i) * box_bytes;
+      const auto* sc = static_cast<const uint8_t*>(outputs[1]) + size_t(i) * score_bytes;
+      uint8_t* dst = resp + size_t(i) * max_bytes;
+      int m = image(T, b, sc, float(qsl_idx[i]), reinterpret_cast<float*>(dst), *s);
+      offset[i] = size_t(i) * max_bytes;
+      size[i] = size_t(m) * 28;
+    }
+  } catch (const std::exception& e) {
+    if (error) *error = std::string("NMS: ") + e.what();
+    return false;
+  }
+  return true;
+}
+
+std::shared_ptr<const Tables> make_tables(const NmsParams& p) {
+  if (p.class_major != 0 && p.class_major != 1) throw Error("NMS: class_major must be 0 or 1");
+  if (p.num_anchors <= 0 || p.num_classes < 2) throw Error("NMS: needs anchors and at least 2 classes");
+  if (p.num_classes > 65535) throw Error("NMS: too many classes");
+  if (p.box_dtype != VP_FLOAT32) throw Error("NMS: boxes must be float32");
+  if (p.max_candidates <= 0 || p.max_per_class <= 0 || p.max_per_image <= 0)
+    throw Error("NMS: max_candidates, max_per_class and max_per_image must be positive");
+  if (p.anchors.size() != size_t(p.num_anchors) * 4) throw Error("NMS: anchors must be [num_anchors, 4]");
+  for (int k = 0; k < 4; ++k)
+    if (p.perm[k] < 0 || p.perm[k] > 3) throw Error("NMS: perm must index the 4 encoded values");
+  auto t = std::make_shared<Tables>();
+  t->p = p;
+  t->A = p.num_anchors;
+  t->C = p.num_classes;
+  const float thr = float(p.score_threshold);  // float32 scores compare to float32(thr), as numpy does
+  t->thr_f32 = thr;
+  switch (p.score_dtype) {
+    case VP_FLOAT32: break;
+    case VP_FLOAT16: {
+      // "score > thr" is "bits > bits of the largest fp16 not above thr" for non-negative scores.
+      if (!(p.score_threshold >= 0)) throw Error("NMS: fp16 scores need a non-negative score threshold");
+      int lo = 0, hi = F16_INF;  // non-negative fp16 bits order like their values: bisect
+      if (double(half_to_float(uint16_t(hi))) <= p.score_threshold) lo = hi;
+      while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        (double(half_to_float(uint16_t(mid))) <= p.score_threshold ? lo : hi) = mid;
+      }
+      t->thr_f16 = int16_t(lo);  // 0 also when thr < the smallest subnormal: +0 never passes
+      break;
+    }
+    case VP_UINT8: {
+      for (int q = 0; q < 256; ++q) t->lut[q] = float((double(q) - p.uint8_zero_point) * p.uint8_scale);
+      int first = 256;  // the first byte that passes (the table is monotone for scale > 0)
+      for (int q = 0; q < 256 && first == 256; ++q)
+        if (t->lut[q] > thr) first = q;
+      if (!(p.uint8_scale > 0)) throw Error("NMS: uint8 scores need a positive scale");
+      if (first == 0) throw Error("NMS: every uint8 score passes the threshold (threshold below the lowest value)");
+      t->thr_u8 = uint8_t(first - 1);
+      break;
+    }
+    default: throw Error("NMS: scores must be float32, float16 or uint8");
+  }
+  if (!p.class_major) {  // threshold pattern for GROUP rows of [A, C]: class 0 never passes
+    size_t C = size_t(p.num_classes), esz = dtype_size(p.score_dtype);
+    t->pattern.resize(GROUP * C * esz);
+    for (size_t i = 0; i < GROUP * C; ++i) {
+      bool bg = i % C == 0;
+      uint8_t* d = t->pattern.data() + i * esz;
+      if (p.score_dtype == VP_FLOAT32) {
+        float v = bg ? F32::never() : t->thr_f32;
+        std::memcpy(d, &v, 4);
+      } else if (p.score_dtype == VP_FLOAT16) {
+        int16_t v = bg ? F16::never() : t->thr_f16;
+        std::memcpy(d, &v, 2);
+      } else {
+        *d = bg ? U8::never() : t->thr_u8;
+      }
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
+std::unique_ptr<Post> make_nms(const NmsParams& p) { return std::make_unique<NmsPost>(make_tables(p)); }
+
+int nms_image(const NmsParams& p, const void* boxes, const void* scores, float qsl_idx, float* out,
+              PostScratch* scratch) {
+  auto* s = dynamic_cast<NmsScratch*>(scratch);
+  std::unique_ptr<NmsScratch> own;
+  if (!s) {  // no scratch: derive everything now (slow, but right)
+    own = std::make_unique<NmsScratch>(make_tables(p));
+    s = own.get();
+  } else if (s->t->p.num_anchors != p.num_anchors || s->t->p.num_classes != p.num_classes ||
+             s->t->p.class_major != p.class_major || s->t->p.score_dtype != p.score_dtype) {
+    throw Error("NMS: scratch made for other parameters");
+  }
+  return image(*s->t, boxes, scores, qsl_idx, out, *s);
+}
+
+}  // namespace vp

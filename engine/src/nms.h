@@ -1,0 +1,36 @@
+// Decode + NMS on the host for SSD-style heads cut before NMS (the paper's section II-F),
+// one kernel per output layout, as a Post.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "post.h"
+
+namespace vp {
+
+struct NmsParams {
+  int class_major = 1;       // 1: locs [4, A], scores [C, A] (SSD-ResNet34); 0: [A, 4], [A, C]
+  int num_anchors = 0, num_classes = 0;
+  int score_dtype = VP_FLOAT32;  // VP_FLOAT32 | VP_FLOAT16 | VP_UINT8 (raw, as the device emits)
+  int box_dtype = VP_FLOAT32;
+  double score_threshold = 0;  // double: fp16's raw threshold is derived from it exactly as nms.py does
+  float iou_threshold = 0;
+  int max_candidates = 0, max_per_class = 0, max_per_image = 0;
+  int perm[4] = {0, 1, 2, 3};     // where (ty, tx, th, tw) sit among the 4 encoded values
+  float inv_scales[4] = {1, 1, 1, 1};
+  int clip = 0;
+  double uint8_scale = 1;     // double: the uint8 table is float32((q - zero_point) * scale), computed in double as numpy does
+  float uint8_zero_point = 0;
+  std::vector<float> anchors;     // [A, 4]: (cy, cx, h, w)
+};
+
+std::unique_ptr<Post> make_nms(const NmsParams& p);
+
+// One image, for tests and benchmarks: BOXES/SCORES in the raw layout and dtypes of P; writes
+// up to max_per_image rows of [qsl_idx, ymin, xmin, ymax, xmax, score, class] into OUT and
+// returns how many. SCRATCH comes from make_nms(p)->scratch() (reused across calls).
+int nms_image(const NmsParams& p, const void* boxes, const void* scores, float qsl_idx, float* out,
+              PostScratch* scratch);
+
+}  // namespace vp
