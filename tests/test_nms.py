@@ -5,7 +5,7 @@ import pytest
 
 from visionperf.postprocess.heads import raw_heads
 from visionperf.postprocess.nms import NMS, ScoreFormat
-from visionperf.postprocess.ssd import anchors_for, decode, mobilenet_anchors, resnet34_anchors
+from visionperf.postprocess.ssd import anchors_for, decode
 from visionperf.workloads import DETECTION
 
 
@@ -40,20 +40,6 @@ def reference_nms(name, boxes, scores_f, qsl_idx):
     dets.sort(key=lambda d: (d[0], d[1], d[2]))
     return np.array([[qsl_idx, *d[3], -d[0], d[1]] for d in dets[: spec.max_per_image]],
                     np.float32).reshape(-1, 7)
-
-
-def test_anchor_counts_and_ranges():
-    r34, mb = resnet34_anchors(), mobilenet_anchors()
-    assert r34.shape == (15130, 4) and mb.shape == (1917, 4)
-    assert r34.min() >= 0 and r34.max() <= 1
-    # SSD-ResNet34's first box: cell (0, 0) of the 50x50 map, size 21/1200
-    np.testing.assert_allclose(r34[0], [0.5 / 50, 0.5 / 50, 21 / 1200, 21 / 1200], rtol=1e-6)
-    # SSD-MobileNet's first three boxes: (0.1, 1), (0.2, 2), (0.2, 0.5) at cell (0, 0) of 19x19
-    c = 0.5 / 19
-    np.testing.assert_allclose(mb[:3], [[c, c, 0.1, 0.1], [c, c, 0.2 / np.sqrt(2), 0.2 * np.sqrt(2)],
-                                        [c, c, 0.2 * np.sqrt(2), 0.2 / np.sqrt(2)]], rtol=1e-6)
-    # last layer (1x1) of SSD-MobileNet: 6 boxes centred, scale 0.95 and interpolated sqrt(0.95)
-    np.testing.assert_allclose(mb[-1], [0.5, 0.5, np.sqrt(0.95), np.sqrt(0.95)], rtol=1e-6)
 
 
 def check(name, fmt, raw_scores, float_scores, boxes, qsl=7):
