@@ -28,8 +28,12 @@ def reference_nms(name, boxes, scores_f, qsl_idx):
     for c in range(1, S.shape[0]):
         s = S[c]
         cand = np.nonzero(s > spec.score_threshold)[0]
-        order = cand[np.argsort(-s[cand], kind="stable")][: spec.max_candidates_per_class]
+        order = cand[np.argsort(-s[cand], kind="stable")]
         decoded = decode(E[order], anchors[order], spec.box_coder_scales, spec.clip_boxes, spec.encoding)
+        if spec.clip_boxes:  # TF clip_to_window: a box the clip leaves without area is dropped
+            live = (decoded[:, 2] - decoded[:, 0]) * (decoded[:, 3] - decoded[:, 1]) > 0
+            order, decoded = order[live], decoded[live]
+        order, decoded = order[: spec.max_candidates_per_class], decoded[: spec.max_candidates_per_class]
         kept = []
         for t in range(len(order)):
             if all(iou(decoded[t], decoded[k]) < spec.iou_threshold for k in kept):
@@ -92,3 +96,22 @@ def test_caps_per_class_and_per_image():
     n = check(name, ScoreFormat(), scores, scores, boxes)
     assert n == spec.max_per_image
     assert len(anchors) == 1917
+
+
+def test_boxes_clipped_to_nothing_are_dropped_before_nms():
+    """SSD-MobileNet clips like TF's clip_to_window: a box wholly outside [0, 1] is no candidate
+    (it neither appears nor suppresses); one partly inside is clipped and kept."""
+    name = "ssd-mobilenet"
+    anchors = anchors_for(name)
+    a = int(np.argmin(np.abs(anchors[:, 0] - 0.5) + np.abs(anchors[:, 1] - 0.5) + np.abs(anchors[:, 2] - 0.1)))
+    b = a + 1  # a neighbour, same cell
+    boxes = np.zeros((1917, 4), np.float32)
+    # Move box A right by 1 + its width from x = 0.5: wholly outside (area 0 once clipped).
+    boxes[a, 1] = (1.0 + anchors[a, 3]) / anchors[a, 3] * 10.0
+    scores = np.zeros((1917, 91), np.float32)
+    scores[a, 7], scores[b, 7] = 0.9, 0.8  # A would outrank B, and it overlaps nothing
+    scores[b, 3] = 0.5
+    n = check(name, ScoreFormat(), scores, scores, boxes)
+    out = np.zeros((100, 7), np.float32)
+    NMS(DETECTION[name], anchors, ScoreFormat())(boxes, scores, 0, out)
+    assert n == 2 and sorted(out[:n, 6].tolist()) == [3, 7] and out[0, 5] == np.float32(0.8)
