@@ -101,6 +101,11 @@ class SimulatedCard:
         self.late_s = 0.0  # summed lateness of wake-ups after the engine finished (timing accuracy)
         self.batches = 0
 
+    @property
+    def peak_rate(self) -> float:
+        """Samples/s it can never exceed: its engine takes n / rate for every batch of n."""
+        return self.rate
+
     def submit(self, batch: np.ndarray) -> _Ticket:
         """Take one batch: copy its bytes into the card and queue it on the engine; returns at once.
 
