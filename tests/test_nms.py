@@ -5,7 +5,7 @@ import pytest
 
 from visionperf.postprocess.heads import raw_heads
 from visionperf.postprocess.nms import NMS, ScoreFormat
-from visionperf.postprocess.ssd import anchors_for, decode, mobilenet_anchors, resnet34_anchors
+from visionperf.postprocess.ssd import anchors_for, decode
 from visionperf.workloads import DETECTION
 
 
@@ -28,8 +28,12 @@ def reference_nms(name, boxes, scores_f, qsl_idx):
     for c in range(1, S.shape[0]):
         s = S[c]
         cand = np.nonzero(s > spec.score_threshold)[0]
-        order = cand[np.argsort(-s[cand], kind="stable")][: spec.max_candidates_per_class]
+        order = cand[np.argsort(-s[cand], kind="stable")]
         decoded = decode(E[order], anchors[order], spec.box_coder_scales, spec.clip_boxes, spec.encoding)
+        if spec.clip_boxes:  # TF clip_to_window: a box the clip leaves without area is dropped
+            live = (decoded[:, 2] - decoded[:, 0]) * (decoded[:, 3] - decoded[:, 1]) > 0
+            order, decoded = order[live], decoded[live]
+        order, decoded = order[: spec.max_candidates_per_class], decoded[: spec.max_candidates_per_class]
         kept = []
         for t in range(len(order)):
             if all(iou(decoded[t], decoded[k]) < spec.iou_threshold for k in kept):
@@ -40,20 +44,6 @@ def reference_nms(name, boxes, scores_f, qsl_idx):
     dets.sort(key=lambda d: (d[0], d[1], d[2]))
     return np.array([[qsl_idx, *d[3], -d[0], d[1]] for d in dets[: spec.max_per_image]],
                     np.float32).reshape(-1, 7)
-
-
-def test_anchor_counts_and_ranges():
-    r34, mb = resnet34_anchors(), mobilenet_anchors()
-    assert r34.shape == (15130, 4) and mb.shape == (1917, 4)
-    assert r34.min() >= 0 and r34.max() <= 1
-    # SSD-ResNet34's first box: cell (0, 0) of the 50x50 map, size 21/1200
-    np.testing.assert_allclose(r34[0], [0.5 / 50, 0.5 / 50, 21 / 1200, 21 / 1200], rtol=1e-6)
-    # SSD-MobileNet's first three boxes: (0.1, 1), (0.2, 2), (0.2, 0.5) at cell (0, 0) of 19x19
-    c = 0.5 / 19
-    np.testing.assert_allclose(mb[:3], [[c, c, 0.1, 0.1], [c, c, 0.2 / np.sqrt(2), 0.2 * np.sqrt(2)],
-                                        [c, c, 0.2 * np.sqrt(2), 0.2 / np.sqrt(2)]], rtol=1e-6)
-    # last layer (1x1) of SSD-MobileNet: 6 boxes centred, scale 0.95 and interpolated sqrt(0.95)
-    np.testing.assert_allclose(mb[-1], [0.5, 0.5, np.sqrt(0.95), np.sqrt(0.95)], rtol=1e-6)
 
 
 def check(name, fmt, raw_scores, float_scores, boxes, qsl=7):
@@ -106,3 +96,22 @@ def test_caps_per_class_and_per_image():
     n = check(name, ScoreFormat(), scores, scores, boxes)
     assert n == spec.max_per_image
     assert len(anchors) == 1917
+
+
+def test_boxes_clipped_to_nothing_are_dropped_before_nms():
+    """SSD-MobileNet clips like TF's clip_to_window: a box wholly outside [0, 1] is no candidate
+    (it neither appears nor suppresses); one partly inside is clipped and kept."""
+    name = "ssd-mobilenet"
+    anchors = anchors_for(name)
+    a = int(np.argmin(np.abs(anchors[:, 0] - 0.5) + np.abs(anchors[:, 1] - 0.5) + np.abs(anchors[:, 2] - 0.1)))
+    b = a + 1  # a neighbour, same cell
+    boxes = np.zeros((1917, 4), np.float32)
+    # Move box A right by 1 + its width from x = 0.5: wholly outside (area 0 once clipped).
+    boxes[a, 1] = (1.0 + anchors[a, 3]) / anchors[a, 3] * 10.0
+    scores = np.zeros((1917, 91), np.float32)
+    scores[a, 7], scores[b, 7] = 0.9, 0.8  # A would outrank B, and it overlaps nothing
+    scores[b, 3] = 0.5
+    n = check(name, ScoreFormat(), scores, scores, boxes)
+    out = np.zeros((100, 7), np.float32)
+    NMS(DETECTION[name], anchors, ScoreFormat())(boxes, scores, 0, out)
+    assert n == 2 and sorted(out[:n, 6].tolist()) == [3, 7] and out[0, 5] == np.float32(0.8)

@@ -254,7 +254,7 @@ def print_report(con, r) -> None:
     t.add_column(style="bold")
     t.add_column()
     t.add_row("backend", f"{c.backend} x {len(r.plan)} device(s), batch {r.batch_size}"
-              + (f", timeout {r.batch_timeout_ms:.2f} ms" if c.scenario == "Server" else ""))
+              + (f", timeout {r.batch_timeout_ms:.3f} ms" if c.scenario == "Server" else ""))
     t.add_row("plan", "; ".join(f"dev{p.index}: cpus {','.join(map(str, p.cpus))}" for p in r.plan))
     if r.result is not None:
         res = r.result
@@ -415,7 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target-qps", type=float, help="written into the user.conf used")
     s.add_argument("--duration", type=float, help="seconds; written into the user.conf used")
     s.add_argument("--user-conf")
-    s.add_argument("--batch-timeout-ms", type=float, help="Server: max wait to fill a batch")
+    s.add_argument("--batch-timeout-ms", type=float,
+                   help="Server: how long a partial batch may wait for more samples. Default: from "
+                   "the p99 bound LoadGen will judge (its mlperf.conf, then --user-conf: e.g. "
+                   "resnet50 15 ms, or a user.conf's target_latency) and the warm-up's batch time: "
+                   "min(0.2 x bound, 0.8 x bound - 2 x batch time), since a sample waits at most the "
+                   "timeout, one batch ahead and its own batch; 0 only when two batch times already "
+                   "fill 0.8 x bound. The run prints the timeout it used")
     s.add_argument("--count", type=int, help="use only the first COUNT images")
     s.add_argument("--post-threads", type=int,
                    help="post-processing threads (default: one per device for detection, 0 = inline)")

@@ -30,12 +30,13 @@ from .postprocess import make_postprocess
 from .results import PerfResult, read_result
 from .sut import EngineError, SystemUnderTest
 from .topology import read_topology
-from .userconf import Overrides, claim_test, conf_has, make_user_conf, read_user_conf
+from .targets import LOADGEN_OFFLINE_SLACK, OFFLINE_MARGIN, offline_expected_qps, server_batch_timeout_s
+from .userconf import Overrides, conf_has, latency_bound, make_user_conf, read_user_conf, test_settings
 from .workloads import DETECTION, Workload, check_scenario, get_workload
 
 
 MULTISTREAM_SAMPLES = 8  # mlperf.conf's samples per MultiStream query
-OFFLINE_MARGIN = 1.25  # expected Offline QPS = measured warm-up rate x this
+WARMUP_WINDOWS = 4  # rate windows of 0.5 s when a target is derived from the warm-up
 
 
 @dataclass
@@ -87,19 +88,20 @@ def result_dir(out: str | Path, workload: str, scenario: str, mode: str, complia
     return base / "accuracy" if mode == "accuracy" else base / "performance" / "run_1"
 
 
-def _server_timeout(w: Workload, scenario: str, batch_time_s: float, given_ms: float | None) -> float:
-    """How long a partial batch may wait for more samples (seconds).
-
-    Server: up to a fifth of the latency bound (NVIDIA waits 3 ms of ResNet50's 15), less when
-    the device's own batch time eats the budget: a sample may wait one batch ahead of it, its
-    own batch and the timeout, and that must fit in half the bound. Other scenarios: never wait.
-    """
+def _server_timeout(scenario: str, bound_ms: float | None, batch_time_s: float, given_ms: float | None) -> float:
+    """How long a partial batch may wait for more samples (seconds): --batch-timeout-ms if given;
+    in Server, from the p99 bound LoadGen will judge (targets.server_batch_timeout_s); else 0."""
     if given_ms is not None:
         return max(0.0, given_ms / 1000)
-    if scenario != "Server" or not w.server_latency_bound_ms:
+    if scenario != "Server" or not bound_ms:
         return 0.0
-    bound = w.server_latency_bound_ms / 1000
-    return max(0.0, min(0.2 * bound, 0.5 * bound - 2 * batch_time_s))
+    return server_batch_timeout_s(bound_ms / 1000, batch_time_s)
+
+
+def _rate_ceiling(devices) -> float | None:
+    """Samples/s the devices can never exceed together, when every one declares it (peak_rate)."""
+    peaks = [getattr(d, "peak_rate", None) for d in devices]
+    return float(sum(peaks)) if peaks and all(p for p in peaks) else None
 
 
 def _rate(completions: list[tuple[float, int]]) -> float:
@@ -180,7 +182,11 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         target_key = "target_qps" if scenario in ("Offline", "Server") else "target_latency"
         need_target = cfg.target_qps is None and cfg.mode == "performance" \
             and not conf_has(base_conf, w.name, scenario, target_key)
-        rate = _rate(sut.measure_rate(2.0 if need_target and scenario in ("Offline", "Server") else 0.5))
+        # Rate windows: Offline's target follows the fastest (a rate rising during the warm-up
+        # rises further in the run), the batch time and Server's target the median.
+        windows = WARMUP_WINDOWS if need_target and scenario in ("Offline", "Server") else 1
+        rates = [_rate(sut.measure_rate(0.5)) for _ in range(windows)]
+        rate = sorted(rates)[len(rates) // 2]
         query_s = None
         if need_target and scenario in ("SingleStream", "MultiStream"):
             per_query = 1 if scenario == "SingleStream" else MULTISTREAM_SAMPLES
@@ -188,9 +194,6 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         sut.unload()
         sut.reset_stats()
         batch_time = batch_size * len(devices) / rate if rate > 0 else 0.0
-        timeout_s = _server_timeout(w, scenario, batch_time, cfg.batch_timeout_ms)
-        sut.stop()  # restarted with the run's batch timeout
-        sut.start(timeout_s, throughput_only=scenario == "Offline")
 
         over = Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration)
         if need_target and query_s is not None:
@@ -199,14 +202,19 @@ def run(cfg: RunConfig, log=print) -> RunReport:
             over.target_qps = 2.0 / query_s
             notes.append(f"expected latency {query_s * 500:.3f} ms set from a warm-up (half the "
                          "measured query latency); pass --target-qps to choose it")
+        elif need_target and scenario == "Offline":
+            # Aim high. Set too high, the run only lasts longer than min_duration; set low (a
+            # warm-up slower than the run), it ends early and is INVALID.
+            ceiling = _rate_ceiling(devices)
+            over.target_qps = offline_expected_qps(rates, ceiling)
+            how = (f"the devices' peak rate {ceiling:,.0f}/s / {LOADGEN_OFFLINE_SLACK}: the run cannot "
+                   "end early" if ceiling else
+                   f"fastest of {len(rates)} warm-up windows {max(rates):,.1f}/s x {OFFLINE_MARGIN}")
+            notes.append(f"target_qps {over.target_qps:,.1f} set from {how}; pass --target-qps to choose it")
         elif need_target:
-            # Offline: aim high. Set too high, the run only lasts longer than min_duration; set
-            # low (a warm-up disturbed by other load), it ends early and is INVALID.
-            over.target_qps = rate * (OFFLINE_MARGIN if scenario == "Offline" else 0.5)
-            how = (f"measured rate +{(OFFLINE_MARGIN - 1) * 100:.0f}%" if scenario == "Offline"
-                   else "half the measured Offline rate")
-            notes.append(f"target_qps {over.target_qps:,.1f} set from a warm-up ({how}); "
-                         "pass --target-qps to choose it")
+            over.target_qps = rate * 0.5
+            notes.append(f"target_qps {over.target_qps:,.1f} set from a warm-up (half the measured "
+                         "Offline rate); pass --target-qps to choose it")
         psc = min(w.performance_sample_count, total)
         if total < w.performance_sample_count:
             over.performance_sample_count = psc
@@ -222,10 +230,38 @@ def run(cfg: RunConfig, log=print) -> RunReport:
             (partial / "audit.config").write_text(audit)
         user_conf = partial / "user.conf"
         user_conf.write_text(conf_text)
-        claim_test()
+        # LoadGen's own reading of the settings (the wheel's copy of the same LoadGen release;
+        # the engine's copy makes its own first FromConfig call when the test starts).
+        settings = test_settings(user_conf, w.name, scenario, cfg.mode)
+        bound = latency_bound(conf_text, w.name, scenario)
+        bound_ms = None
+        if scenario == "Server":
+            # The bound in force is LoadGen's (mlperf.conf, then this user.conf); the resolver
+            # says where it came from, and LoadGen's own reading wins should they ever differ.
+            bound_ms = settings.server_target_latency_ns / 1e6
+            if bound is None or bound.ms != bound_ms:
+                notes.append(f"LoadGen's p99 bound {bound_ms:g} ms differs from visionperf's reading of "
+                             f"the confs ({bound}): the timeout follows LoadGen's")
+                bound = None
+            if w.server_latency_bound_ms and bound_ms != w.server_latency_bound_ms:
+                where = f"{bound.source} {bound.key}" if bound else "LoadGen"
+                notes.append(f"LoadGen judges the p99 against {bound_ms:g} ms ({where}); {w.name}'s rule "
+                             f"is {w.server_latency_bound_ms:g} ms: set {w.name}.Server.target_latency = "
+                             f"{w.server_latency_bound_ms:g} in --user-conf for the rule's bound")
+        timeout_s = _server_timeout(scenario, bound_ms, batch_time, cfg.batch_timeout_ms)
+        if scenario == "Server" and cfg.batch_timeout_ms is None and bound_ms and not timeout_s:
+            notes.append(f"batch timeout 0: two batch times ({2 * batch_time * 1000:.3g} ms) already fill "
+                         f"80% of the {bound_ms:g} ms bound, so partial batches go at once")
+        sut.stop()  # restarted with the run's batch timeout
+        sut.start(timeout_s, throughput_only=scenario == "Offline")
+        timeout_text = ""
+        if scenario == "Server":
+            why = ("--batch-timeout-ms" if cfg.batch_timeout_ms is not None else
+                   f"p99 bound {bound_ms:g} ms" + (f" from {bound.source} {bound.key}" if bound else "")
+                   + f", batch time {batch_time * 1000:.3g} ms")
+            timeout_text = f", batch timeout {sut.batch_timeout_s * 1000:.3f} ms ({why})"
         log(f"running {w.name} {scenario} {cfg.mode} on {len(devices)} {cfg.backend} device(s), "
-            f"batch {batch_size}" + (f", batch timeout {sut.batch_timeout_s * 1000:.2f} ms"
-                                     if scenario == "Server" else ""))
+            f"batch {batch_size}" + timeout_text)
         # An audit.config in the working directory would silently change the run.
         t_test, cpu0 = time.perf_counter(), os.times()
         try:

@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import UserError
 from .results import METRIC, read_result
+from .userconf import latency_bound_ms
 from .workloads import WORKLOADS
 
 
@@ -104,7 +106,13 @@ def plots(rows: list[RunRow], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
         ps = [float(p) for p in r.latency_ns]
         ax.plot(ps, [v / 1e6 for v in r.latency_ns.values()], "o-", label="latency percentile")
-        bound = WORKLOADS[r.workload].server_latency_bound_ms
+        # The bound the run was judged against: its own user.conf over LoadGen's mlperf.conf.
+        conf = r.path / "user.conf"
+        try:
+            bound = latency_bound_ms(conf.read_text(), r.workload, r.scenario) if conf.is_file() else None
+        except (OSError, UserError):
+            bound = None
+        bound = bound or WORKLOADS[r.workload].server_latency_bound_ms
         if r.scenario == "Server" and bound:
             ax.axhline(bound, color="red", linestyle="--", label=f"p99 bound {bound:g} ms")
         ax.set_xlabel("percentile")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import UserError
@@ -34,15 +35,123 @@ def read_user_conf(path: str | Path | None) -> str:
     except OSError as e:
         raise UserError(f"cannot read user.conf {p}: {e.strerror}") from None
     for n, line in enumerate(text.splitlines(), 1):
-        s = line.split("#", 1)[0].strip()
-        if s and not re.fullmatch(r"[\w*.-]+\.[\w*]+\.\w+\s*=\s*\S+", s):
-            raise UserError(f"{p}:{n}: expected 'model.scenario.key = value', got {line.strip()!r}")
+        s = line.strip()
+        if s.startswith("#"):
+            continue
+        if s and not re.fullmatch(r"[\w*.-]+\.[\w*]+\.\w+\s+=\s+\S+", s):
+            raise UserError(f"{p}:{n}: expected 'model.scenario.key = value' (spaces around '=', "
+                            f"as LoadGen reads it), got {line.strip()!r}")
+    parse_conf(text, str(p))  # what LoadGen itself would refuse, refused now, with its line
     return text
 
 
+_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|[0-9]+)")
+_FLOAT = re.compile(r"[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf(inity)?|nan)", re.I)
+
+
+def parse_conf(text: str, origin: str = "user.conf") -> dict[str, str]:
+    """key -> value text, read exactly as LoadGen's TestSettings::FromConfig reads a conf file.
+
+    Its parser is whitespace-token based, which has traps: 'key=value' written without spaces is
+    one token and silently ignored; '#' starts a comment only as a token of its own and only
+    before the value (so a comment after a value, or '#note text', is an error); a value must be
+    a whole integer or double. The last line setting a key wins. Errors are UserErrors.
+    """
+    kv: dict[str, str] = {}
+    for n, line in enumerate(text.split("\n"), 1):
+        key, looking_for = "", 0  # 0 = key, 1 = '=', 2 = value
+        for tok in line.split():
+            if tok == "#" and looking_for != 2:
+                break
+            if looking_for == 2:
+                if not (_INT.fullmatch(tok) or _FLOAT.fullmatch(tok)):
+                    raise UserError(f"{origin}:{n}: LoadGen needs a number after '=', got {tok!r} "
+                                    "(comments go on a line of their own, after '# ')")
+                kv[key] = tok
+                continue
+            if looking_for == 1 and tok != "=":
+                raise UserError(f"{origin}:{n}: expected 'key = value' with spaces around '=', "
+                                f"got {line.strip()!r}")
+            if looking_for == 0:
+                key = tok
+            looking_for += 1
+    return kv
+
+
+def conf_value(kv: dict[str, str], model: str, scenario: str, key: str) -> tuple[str, str] | None:
+    """(value, the key that matched) in LoadGen's order: model.scenario, *.scenario, model.*, *.*."""
+    for k in (f"{model}.{scenario}.{key}", f"*.{scenario}.{key}", f"{model}.*.{key}", f"*.*.{key}"):
+        if k in kv:
+            return kv[k], k
+    return None
+
+
 def conf_has(text: str, model: str, scenario: str, key: str) -> bool:
-    pat = re.compile(rf"^\s*({re.escape(model)}|\*)\.({scenario}|\*)\.{key}\s*=", re.M)
-    return bool(pat.search(text))
+    return conf_value(parse_conf(text), model, scenario, key) is not None
+
+
+@lru_cache(maxsize=1)
+def loadgen_mlperf_conf() -> str | None:
+    """The mlperf.conf text compiled into the installed LoadGen, or None if it cannot be found.
+
+    The wheel ships no mlperf.conf file: LoadGen embeds it (mlperf_conf.h) as one C string and
+    parses that on the first FromConfig, so reading the string from the extension gives exactly
+    the values LoadGen applies.
+    """
+    try:
+        import mlperf_loadgen
+
+        data = Path(mlperf_loadgen.__file__).read_bytes()
+    except (ImportError, OSError, TypeError):
+        return None
+    start = data.find(b"# The format of this config file is")
+    if start < 0:
+        return None
+    return data[start:data.find(b"\0", start)].decode("utf-8", "replace")
+
+
+def _strtoull(text: str) -> int:
+    """C strtoull(text, NULL, 0): the leading integer (hex 0x.., octal 0.., decimal), so
+    '100.5' -> 100 and '0.5' -> 0. LoadGen reads integer keys such as target_latency this way."""
+    m = re.match(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", text.strip())
+    if not m:
+        return 0
+    digits = m.group(2)
+    v = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 8) if digits[0] == "0" else int(digits)
+    return (-v) % (1 << 64) if m.group(1) == "-" else v
+
+
+@dataclass(frozen=True)
+class LatencyBound:
+    ms: int  # LoadGen keeps whole milliseconds (strtoull), then multiplies by 1e6 ns
+    source: str  # "user.conf" | "mlperf.conf" | "LoadGen default"
+    key: str  # the key that set it
+
+
+def latency_bound(conf_text: str, model: str, scenario: str,
+                  mlperf_conf: str | None = None) -> LatencyBound | None:
+    """The Server p99 bound LoadGen will judge the run against; None outside Server, or when
+    LoadGen's mlperf.conf cannot be read and the user.conf does not set it.
+
+    LoadGen applies mlperf.conf, then the user.conf, each file resolved on its own (most specific
+    key first), and a key the user.conf has at any level replaces mlperf.conf's: so
+    '*.*.target_latency = 100' in a user.conf beats mlperf.conf's 'resnet50.Server.target_latency'.
+    """
+    if scenario != "Server":
+        return None
+    base = loadgen_mlperf_conf() if mlperf_conf is None else mlperf_conf
+    for source, text in (("user.conf", conf_text), ("mlperf.conf", base)):
+        if text is None:
+            return None
+        hit = conf_value(parse_conf(text, source), model, "Server", "target_latency")
+        if hit is not None:
+            return LatencyBound(_strtoull(hit[0]), source, hit[1])
+    return LatencyBound(100, "LoadGen default", "server_target_latency_ns")
+
+
+def latency_bound_ms(conf_text: str, model: str, scenario: str, mlperf_conf: str | None = None) -> int | None:
+    b = latency_bound(conf_text, model, scenario, mlperf_conf)
+    return None if b is None else b.ms
 
 
 def make_user_conf(base: str, model: str, scenario: str, o: Overrides) -> str:

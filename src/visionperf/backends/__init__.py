@@ -24,6 +24,8 @@ class Device(Protocol):
     input_shape: tuple[int, ...]  # one row
     input_dtype: np.dtype
     reads_input: bool  # False only for the null device: the pipeline then skips the gather
+    # Optional: peak_rate (samples/s the device can never exceed, e.g. a simulated card's rate);
+    # when every device declares one, the automatic Offline target is set from their sum.
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run one batch (rows in the model's input layout); returns the model's outputs (one

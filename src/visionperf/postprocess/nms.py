@@ -12,7 +12,8 @@ Hand-written because this is the part that must never limit a card: the paper's 
 
 The algorithm, identical for both layouts and equal detection for detection to the NumPy
 reference in the tests: per class 1..C-1, candidates are the boxes whose score > threshold,
-ordered by score (descending; ties by anchor index), the first `max_candidates` of them;
+ordered by score (descending; ties by anchor index), decoded (and, where the workload clips,
+clipped to [0, 1] with the boxes left without area dropped), the first `max_candidates` of them;
 greedy: walk them in order, keep a box unless a kept box of that class has IoU >= the IoU
 threshold with it, stop at `max_per_class`; then over all classes the `max_per_image` best by
 score (ties by class, then rank). Output rows: [qsl_idx, ymin, xmin, ymax, xmax, score, class].
@@ -37,6 +38,37 @@ def _load_direct(row, lut, i):
 @njit(inline="always")
 def _load_lut(row, lut, i):
     return lut[row[i]]
+
+
+# Clipping (Detection.clip_boxes), decided from the graph each official model was exported from:
+#
+# * SSD-MobileNet-v1 (ssd_mobilenet_v1_coco_2018_01_28, TF Object Detection API of early 2018)
+#   clips, before NMS, and drops what the clip leaves without area:
+#   - meta_architectures/ssd_meta_arch.py, SSDMetaArch.postprocess: the decoded boxes go to
+#     self._non_max_suppression_fn(..., clip_window=self._compute_clip_window(preprocessed_images,
+#     true_image_shapes)); _compute_clip_window is [0, 0, 1, 1] here (fixed_shape_resizer 300x300:
+#     the true image fills the input).
+#   - core/post_processing.py, multiclass_non_max_suppression, per class:
+#     box_list_ops.filter_greater_than(boxlist, score_thresh), then
+#     box_list_ops.clip_to_window(boxlist, clip_window), then tf.image.non_max_suppression on the
+#     clipped boxes (so IoU is computed on clipped boxes too).
+#   - core/box_list_ops.py, clip_to_window(boxlist, window, filter_nonoverlapping=True): clamps
+#     each coordinate into the window, then keeps only boxes with area(clipped) > 0.
+#   The kernels do the same: clip on decode, skip a zero-area box before it becomes a candidate.
+#   TF's NMS op (core/kernels/non_max_suppression_op.cc, IOUGreaterThanThreshold) suppresses at
+#   IoU > threshold where these kernels (and the PyTorch reference) suppress at IoU >= threshold;
+#   the two differ only when a float32 IoU equals 0.6 exactly, as does its unstable std::sort on
+#   tied scores (ties here: by anchor index). Neither is changed.
+# * SSD-ResNet34 (the MLPerf PyTorch reference, Encoder.decode_batch / scale_back_batch) never
+#   clips, and neither do these kernels for it. (The MLPerf repository's PyTorch port of
+#   SSD-MobileNet, python/models/utils.py decode_boxes, does not clip either: it is a port, and
+#   the official model is the TF graph, whose post-processing does.)
+
+
+@njit(nogil=True, fastmath=True, inline="always")
+def _has_area(b):
+    """TF clip_to_window's filter: area(clipped box) > 0."""
+    return (b[2] - b[0]) * (b[3] - b[1]) > np.float32(0.0)
 
 
 @njit(nogil=True, fastmath=True, inline="always")
@@ -156,15 +188,20 @@ def _make_class_major(load):
                 continue
             for t in range(hits):
                 vals[t] = load(row, lut, idx[t])
-            order = np.argsort(-vals[:hits], kind="mergesort")[:max_cand]
-            n = order.shape[0]
-            for t in range(n):
+            order = np.argsort(-vals[:hits], kind="mergesort")
+            n = 0
+            for t in range(hits):
                 i = idx[order[t]]
                 for q in range(4):
                     enc[q] = locs[q, i]
-                _decode_one(enc, anchors[i], perm, inv_scales, clip, boxes[t])
-                cand_scores[t] = vals[order[t]]
-                keep[t] = t
+                _decode_one(enc, anchors[i], perm, inv_scales, clip, boxes[n])
+                if clip and not _has_area(boxes[n]):
+                    continue  # clipped away: never a candidate (TF clip_to_window)
+                cand_scores[n] = vals[order[t]]
+                keep[n] = n
+                n += 1
+                if n == max_cand:
+                    break
             kept = _greedy(keep[:n].copy(), boxes, iou_thr, max_per_class, keep)
             count = _append(keep[:kept], cand_scores, boxes, c, all_scores, all_boxes, all_cls, count)
         return _finish(all_scores, all_boxes, all_cls, count, qsl_idx, max_out, out)
@@ -199,16 +236,21 @@ def _make_box_major(load):
                 continue
             for t in range(n):
                 vals[t] = load(scores[lists[c, t]], lut, c)
-            order = np.argsort(-vals[:n], kind="mergesort")[:max_cand]
-            m = order.shape[0]
-            cand = np.empty(m, np.int64)
-            for t in range(m):
+            order = np.argsort(-vals[:n], kind="mergesort")
+            cand = np.empty(min(n, max_cand), np.int64)
+            m = 0
+            for t in range(n):
                 a = lists[c, order[t]]
-                cand[t] = a
                 if not decoded[a]:  # an anchor is decoded once, whatever classes it passes in
                     _decode_one(enc[a], anchors[a], perm, inv_scales, clip, boxes[a])
                     decoded[a] = True
-            kept = _greedy(cand, boxes, iou_thr, max_per_class, keep)
+                if clip and not _has_area(boxes[a]):
+                    continue  # clipped away: never a candidate (TF clip_to_window)
+                cand[m] = a
+                m += 1
+                if m == max_cand:
+                    break
+            kept = _greedy(cand[:m], boxes, iou_thr, max_per_class, keep)
             for t in range(kept):  # the kept anchors' scores in this class, in rank order
                 vals[t] = load(scores[keep[t]], lut, c)
             count = _append(keep[:kept], vals, boxes, c, all_scores, all_boxes, all_cls, count, True)

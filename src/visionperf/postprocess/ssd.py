@@ -1,9 +1,11 @@
 """SSD default boxes (anchors) and box decoding for both detection workloads.
 
-SSD-ResNet34 follows the MLPerf reference `DefaultBoxes` (fig size 1200, feature maps
-50/25/13/7/3/3); SSD-MobileNet-v1 follows TensorFlow's `create_ssd_anchors` with
-`MultipleGridAnchorGenerator` (min scale 0.2, max scale 0.95, lowest layer reduced to 3 boxes).
-Anchors are float32 (cy, cx, h, w) for both, in the order the heads emit them.
+SSD-ResNet34 follows the MLPerf reference `DefaultBoxes` / `dboxes_R34_coco` (fig size 1200,
+feature maps 50/25/13/7/3/3); SSD-MobileNet-v1 follows TensorFlow's `create_ssd_anchors` with
+`MultipleGridAnchorGenerator` and the model's pipeline.config (min scale 0.2, max scale 0.95,
+lowest layer reduced to 3 boxes). A model cut before NMS was trained against exactly these
+boxes, so every rounding the references do is done here too. Anchors are float32
+(cy, cx, h, w) for both, in the order the heads emit them.
 """
 
 from __future__ import annotations
@@ -13,27 +15,45 @@ from functools import lru_cache
 
 import numpy as np
 
-# SSD-ResNet34 (MLPerf reference)
+# SSD-ResNet34 (MLPerf reference, vision/classification_and_detection/python/models/ssd_r34.py)
 R34_FIG = 1200
 R34_FEATURES = (50, 25, 13, 7, 3, 3)
-R34_SCALES = (21, 45, 99, 153, 207, 261, 315)
+R34_SCALES_300 = (21, 45, 99, 153, 207, 261, 315)  # given for a 300x300 input...
 R34_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 
-# SSD-MobileNet-v1 (TensorFlow object detection API config)
+# SSD-MobileNet-v1 (ssd_mobilenet_v1_coco pipeline.config). The config's numbers are proto
+# float32s, and its smallest aspect ratio is written 0.3333, not 1/3.
 MBV1_GRIDS = (19, 10, 5, 3, 2, 1)
-MBV1_MIN_SCALE, MBV1_MAX_SCALE = 0.2, 0.95
-MBV1_RATIOS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
+MBV1_MIN_SCALE, MBV1_MAX_SCALE = float(np.float32(0.2)), float(np.float32(0.95))
+MBV1_RATIOS = tuple(float(np.float32(a)) for a in (1.0, 2.0, 0.5, 3.0, 0.3333))
+
+
+def r34_grid(fig: int = R34_FIG) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """([(cells per side, grid step in pixels, grid divisor fk)] per feature map, box sizes in pixels).
+
+    All integers, as the reference makes them: the step is int(fig / f), the divisor
+    fig // step (13 and 7 where fig / step would be 13.04 and 7.02), and the sizes are the 300x300
+    ones scaled to FIG and truncated, int(s * fig / 300) (84, 180, 396, ... at 1200).
+    """
+    grids = []
+    for f in R34_FEATURES:
+        step = int(fig / f)
+        grids.append((f, step, fig // step))
+    return grids, [int(s * fig / 300) for s in R34_SCALES_300]
 
 
 @lru_cache(maxsize=None)
 def resnet34_anchors() -> np.ndarray:
-    """15,130 boxes: per feature map, per box size, every cell row-major; clamped to [0, 1]."""
+    """15,130 boxes: per feature map, per box size, every cell row-major; clamped to [0, 1].
+
+    Sizes per cell: (s_k, s_k), (s', s') with s' = sqrt(s_k s_k+1), then per aspect ratio a
+    (s_k sqrt(a), s_k / sqrt(a)) and its transpose, s_k = size_k / fig. Centres
+    ((j + 0.5) / fk, (i + 0.5) / fk). The reference clamps (cx, cy, w, h), not the corners.
+    """
+    grids, size_px = r34_grid()
     boxes = []
-    for k, f in enumerate(R34_FEATURES):
-        step = int(R34_FIG / f)
-        fk = R34_FIG / step
-        s1 = R34_SCALES[k] / R34_FIG
-        s2 = R34_SCALES[k + 1] / R34_FIG
+    for k, (f, _step, fk) in enumerate(grids):
+        s1, s2 = size_px[k] / R34_FIG, size_px[k + 1] / R34_FIG
         sizes = [(s1, s1), (np.sqrt(s1 * s2),) * 2]
         for a in R34_RATIOS[k]:
             w, h = s1 * np.sqrt(a), s1 / np.sqrt(a)
@@ -46,7 +66,12 @@ def resnet34_anchors() -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def mobilenet_anchors() -> np.ndarray:
-    """1,917 boxes: per layer, row-major cells, per cell its box specs."""
+    """1,917 boxes: per layer, row-major cells, per cell its box specs.
+
+    TF: scales min + (max - min) i / (n - 1) plus 1.0 past the last layer (for the interpolated
+    box sqrt(s_i s_i+1)); box (h, w) = (s / sqrt(a), s sqrt(a)) times base_anchor_size (1, 1);
+    stride 1/g and offset stride/2, so centres (y + 0.5) / g.
+    """
     n = len(MBV1_GRIDS)
     scales = [MBV1_MIN_SCALE + (MBV1_MAX_SCALE - MBV1_MIN_SCALE) * i / (n - 1) for i in range(n)] + [1.0]
     out = []
