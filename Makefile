@@ -56,7 +56,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python benchmarks/harness_overhead.py
+	$(BIN)/python benchmarks/harness_ceiling.py
 	$(BIN)/python benchmarks/offline_onnxruntime.py
 
 clean:

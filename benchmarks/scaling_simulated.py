@@ -4,12 +4,16 @@ ResNet50 (int8 input rows, as the paper) on simulated cards at CARD_RATE samples
 1. Offline at 1, 2, 4, 8 cards through `visionperf scale` (percent of linear, host CPU time per
    sample, and from it the cores 16 full-speed cards would need);
 2. Server at 4 cards: highest VALID QPS by bisection, and the Server/Offline ratio;
-3. at 8 cards, alternating runs, repeated: the default (per-device replicas, one driver thread per
-   core group) against all devices sharing one buffer (this machine has one NUMA node: parity is
-   expected; the number is for the record) and against the older pipeline, a slot thread per
-   batch in flight (`--pipeline slots`): throughput and host CPU time per sample.
+3. at 8 cards, alternating runs, repeated: the default (per-device replicas) against all devices
+   sharing one buffer (this machine has one NUMA node: parity is expected; the number is for the
+   record): throughput and host CPU time per sample.
+
+`--card-rate 0` uses the paper's own Table II rate (22,667/s per card): then only as many cards
+as this machine's memory bandwidth carries make sense (each card moves its rows twice: the
+gather and the copy into the card), e.g. `--devices 1,2 --card-rate 0`.
 
     python benchmarks/scaling_simulated.py [--card-rate 2000] [--duration 10] [--repeats 3]
+        [--devices 1,2,4,8] [--compare-at 8]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--devices", default="1,2,4,8")
+    ap.add_argument("--compare-at", type=int, default=8, help="cards for the replica comparison (0: skip)")
     a = ap.parse_args()
     from visionperf.datasets.synthetic import make_imagenet
     from visionperf.models import build_resnet50
@@ -45,19 +50,21 @@ def main() -> None:
     vp("quantize", "resnet50", "--model", fp32, "--dataset", ds, "--calibration-list",
        ds / "cal_image_list.txt", "--out", work / "r50_int8.onnx")
     common = ["--model", work / "r50_int8.onnx", "--dataset", ds, "--cache", work / "cache",
-              "--card-rate", a.card_rate, "--duration", a.duration]
+              "--duration", a.duration] + (["--card-rate", a.card_rate] if a.card_rate else [])
     print(vp("scale", "resnet50", "--backend", "simulated", "--devices", a.devices, "--scenario", "Offline",
              *common, "--out", work / "offline"))
-    print(vp("scale", "resnet50", "--backend", "simulated", "--devices", "4", "--scenario", "Server",
+    server_at = a.devices.split(",")[-1] if a.card_rate == 0 else "4"
+    print(vp("scale", "resnet50", "--backend", "simulated", "--devices", server_at, "--scenario", "Server",
              *common, "--out", work / "server"))
-    # Side by side, alternating, repeated: per-device replicas with driver threads (the default),
-    # one shared buffer, and the older pipeline (a slot thread per batch in flight).
-    variants = {"default": [], "one buffer": ["--replicas", "one"], "slot threads": ["--pipeline", "slots"]}
+    if not a.compare_at:
+        return
+    # Side by side, alternating, repeated: per-device replicas (the default), one shared buffer.
+    variants = {"default": [], "one buffer": ["--replicas", "one"]}
     res: dict[str, list] = {k: [] for k in variants}
     for r in range(a.repeats):
         for name, extra in variants.items():
             out = work / f"rep-{name.replace(' ', '-')}"
-            vp("run", "resnet50", "--scenario", "Offline", "--backend", "simulated", "--devices", "8",
+            vp("run", "resnet50", "--scenario", "Offline", "--backend", "simulated", "--devices", a.compare_at,
                *extra, *common, "--out", out)
             run = out / "resnet50/Offline/performance/run_1"
             res[name].append((read_result(run, "Offline").metric,
@@ -65,12 +72,10 @@ def main() -> None:
         print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1][0]:,.0f}/s {v[-1][1]:.1f} us/sample"
                                                for k, v in res.items()), flush=True)
     med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for k, v in res.items()}
-    print(f"\n8 cards x {a.card_rate:g}/s Offline, medians of {a.repeats}:")
+    print(f"\n{a.compare_at} cards x {a.card_rate or 'Table II'}/s Offline, medians of {a.repeats}:")
     for k, (qps, us) in med.items():
         print(f"  {k:13s} {qps:9,.0f}/s  host CPU {us:5.1f} us/sample")
     print(f"per-device replicas / one shared buffer: throughput ratio {med['default'][0] / med['one buffer'][0]:.3f}")
-    print(f"driver threads / slot threads: throughput ratio {med['default'][0] / med['slot threads'][0]:.3f}, "
-          f"host CPU per sample ratio {med['default'][1] / med['slot threads'][1]:.2f}")
 
 if __name__ == "__main__":
     main()

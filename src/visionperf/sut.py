@@ -46,6 +46,7 @@ class NativeDevice:
     input_dtype: np.dtype
     options: str = ""
     examples: list = field(default_factory=list)  # per output: [count, *sample] realistic outputs
+    peak_rate: float | None = None  # samples/s it can never exceed (a simulated card's rate)
 
     @property
     def thread_cpus(self) -> tuple[int, ...]:

@@ -176,11 +176,20 @@ def make_user_conf(base: str, model: str, scenario: str, o: Overrides) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claim_test() -> None:
-    """One LoadGen test per process: LoadGen reads its mlperf.conf only on the first
-    FromConfig call in a process (the engine makes that call)."""
+def test_settings(user_conf: Path, model: str, scenario: str, mode: str):
+    """LoadGen's own reading of mlperf.conf + USER_CONF, through the Python wheel of the same
+    release the engine links. Once per process: LoadGen reads its mlperf.conf only on the first
+    FromConfig call (the engine's copy of LoadGen keeps its own count and makes its own call)."""
+    import mlperf_loadgen as lg
+
     global _from_config_calls
     if _from_config_calls:
         raise RuntimeError("LoadGen reads its mlperf.conf only on the first FromConfig call in a "
                            "process: run each test in a fresh process")
     _from_config_calls += 1
+    s = lg.TestSettings()
+    if s.FromConfig(str(user_conf), model, scenario) != 0:
+        raise UserError(f"LoadGen rejected {user_conf}: check its keys against mlperf.conf")
+    s.scenario = getattr(lg.TestScenario, scenario)
+    s.mode = lg.TestMode.AccuracyOnly if mode == "accuracy" else lg.TestMode.PerformanceOnly
+    return s

@@ -71,17 +71,17 @@ def make_devices(backend: str, model, workload, plan, batch_size: int, output_sh
     """One device per placement-plan entry: native ones (run by the engine) or Python ones."""
     from ..sut import NativeDevice
 
-    def native(kind: str, name: str, part, n_in_flight: int, opts: str = "", examples=()):
+    def native(kind: str, name: str, part, n_in_flight: int, opts: str = "", examples=(), peak=None):
         return NativeDevice(kind, name, tuple(part.cpus), part.numa_node, batch_size, n_in_flight,
                             workload.row_shape(workload.layout), np.dtype(model.input_dtype), opts,
-                            list(examples))
+                            list(examples), peak)
 
     if backend == "simulated":
         from .simulated import card_rate_for, output_pool
 
         rate, _ = card_rate_for(workload, card_rate)
         pool = output_pool(workload, model.kind, output_shapes)
-        return [native("simulated", f"card{i}", part, in_flight, f"rate={rate!r}", pool)
+        return [native("simulated", f"card{i}", part, in_flight, f"rate={rate!r}", pool, rate)
                 for i, part in enumerate(plan)]
     if backend.startswith("plugin:"):
         return [native(backend, f"card{i}", part, in_flight, options) for i, part in enumerate(plan)]
