@@ -103,10 +103,13 @@ def check(name, fmt, raw, float_scores, boxes, qsl=7):
     return len(got)
 
 
-@pytest.mark.parametrize("fmt_key", list(FORMATS))
+REALISTIC = [(1, 0, 0.5), (2, 3, 1.0), (3, 12, 1.5), (4, 40, 2.5), (5, 60, 3.0), (6, 2, 0.7)]
+
+
+@pytest.mark.parametrize("fmt_key, seed, objects, noise",
+                         [(f, *r) for f in ("float32", "float16", "uint8") for r in REALISTIC]
+                         + [("uint8-zp", *r) for r in REALISTIC[1:4]])
 @pytest.mark.parametrize("name", WORKLOADS)
-@pytest.mark.parametrize("seed, objects, noise", [(1, 0, 0.5), (2, 3, 1.0), (3, 12, 1.5), (4, 40, 2.5),
-                                                  (5, 60, 3.0), (6, 2, 0.7)])
 def test_realistic_heads_equal_the_reference(name, fmt_key, seed, objects, noise):
     rng = np.random.default_rng(seed * 100 + objects)
     boxes, scores = raw_heads(name, rng, objects, noise)

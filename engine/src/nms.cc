@@ -4,10 +4,10 @@
 //
 // The tricks, as in the paper and the numba kernels:
 // * threshold on the raw score first (float32 values, fp16 bit patterns, uint8 bytes) in loops
-//   the compiler vectorises: blocks of BLOCK scores are OR-tested branch-free and only a block
-//   with a hit is scanned, branch-free again;
+//   the compiler vectorises: 128 bytes of scores are OR-tested branch-free and only where that
+//   hits is an exact byte mask made and its set bits walked;
 // * class-major scores [C, A] are scanned class row by class row; box-major scores [A, C] are
-//   scanned flat, GROUP anchor rows at a time against a threshold pattern whose background
+//   scanned flat, a few anchor rows at a time against a threshold pattern whose background
 //   column never passes, so neither layout is transposed and background is never looked at;
 // * only survivors are converted to float, sorted and decoded, and decoding is lazy: greedy
 //   NMS walks the candidates in score order and stops at max_per_class, so the candidates it
@@ -31,8 +31,9 @@
 namespace vp {
 namespace {
 
-constexpr int BLOCK = 32;  // scores OR-tested per block before the block is scanned
-constexpr int GROUP = 32;  // box-major: anchor rows per flat scan chunk (GROUP*C is a multiple of BLOCK)
+constexpr int SUPERBLOCK = 128;  // bytes of scores OR-tested at once before they are looked at
+// Box-major: the flat scan goes SUPERBLOCK / element size anchor rows at a time, so a chunk is a
+// whole number of superblocks and the threshold pattern of a chunk is SUPERBLOCK * C bytes.
 constexpr int LANES = 16;  // kept boxes tested per step of the IoU loop
 constexpr int16_t F16_INF = 0x7C00;
 
@@ -55,6 +56,7 @@ inline float half_to_float(uint16_t h) {  // exact
 // block_pass() the cheap one the block test vectorises (a superset of pass()).
 struct F32 {
   using Raw = float;
+  using Acc = int32_t;
   static constexpr int dtype = VP_FLOAT32;
   static Raw never() { return std::numeric_limits<float>::infinity(); }
   static bool block_pass(Raw x, Raw t) { return x > t; }
@@ -62,6 +64,7 @@ struct F32 {
 };
 struct F16 {
   using Raw = int16_t;
+  using Acc = int16_t;
   static constexpr int dtype = VP_FLOAT16;
   static Raw never() { return std::numeric_limits<int16_t>::max(); }
   static bool block_pass(Raw x, Raw t) { return x > t; }
@@ -69,6 +72,7 @@ struct F16 {
 };
 struct U8 {
   using Raw = uint8_t;
+  using Acc = uint8_t;
   static constexpr int dtype = VP_UINT8;
   static Raw never() { return 255; }
   static bool block_pass(Raw x, Raw t) { return x > t; }
@@ -83,13 +87,13 @@ struct Tables {
   int16_t thr_f16 = 0;
   uint8_t thr_u8 = 255;
   float lut[256] = {};               // uint8: byte -> score
-  std::vector<uint8_t> pattern;      // box-major: GROUP rows of per-class raw thresholds (class 0 never)
+  std::vector<uint8_t> pattern;      // box-major: one chunk's per-class raw thresholds (class 0 never)
 
   float value(const void* scores, size_t k) const {
     switch (p.score_dtype) {
-      case VP_FLOAT16: return half_to_float(static_cast<const uint16_t*>(scores)[k]) + 0.0f;
-      case VP_UINT8: return lut[static_cast<const uint8_t*>(scores)[k]] + 0.0f;
-      default: return static_cast<const float*>(scores)[k] + 0.0f;  // + 0.0f: -0 sorts as +0
+      case VP_FLOAT16: return half_to_float(static_cast<const uint16_t*>(scores)[k]);
+      case VP_UINT8: return lut[static_cast<const uint8_t*>(scores)[k]];
+      default: return static_cast<const float*>(scores)[k];
     }
   }
 };
@@ -129,7 +133,7 @@ struct NmsScratch : PostScratch {
     if (p.class_major) {
       hits = buf<uint32_t>(A);
     } else {
-      hits = buf<uint32_t>(GROUP * C);
+      hits = buf<uint32_t>(SUPERBLOCK * C);  // the most hits of one chunk
       lists = buf<uint32_t>(C * A);
       counts = buf<uint32_t>(C);
       decoded = buf<uint8_t>(A);
@@ -144,29 +148,39 @@ struct NmsScratch : PostScratch {
   }
 };
 
-inline uint32_t descending(float v) {  // ascending uint32 order = descending float order
+// Sort key: ascending uint32 order = descending score order (-0 as +0, as numpy's argsort of -v
+// treats them; NaN never gets here: no format lets one pass).
+inline uint32_t descending(float v) {
+  v += 0.0f;
   uint32_t u;
   std::memcpy(&u, &v, 4);
   u ^= (u >> 31) ? 0xffffffffu : 0x80000000u;
-  return ~u ^ 1u;
+  return ~u;
 }
 
-// Indices i of X[0..N) with pass(X[i], THR[i or 0]) into HITS (ascending); returns how many.
+// Indices i of X[0..N) with pass(X[i], THR[i or 0]) into HITS, ascending; returns how many.
+// Per superblock of 128 bytes: one branch-free OR of the cheap test (vectorised, one horizontal
+// reduction); only where it hits, the exact test into a byte mask (vectorised) whose 64-bit
+// words yield the hits one set bit at a time, so the work past the OR is proportional to hits.
 template <class F, bool PATTERN>
 size_t scan(const typename F::Raw* x, size_t n, const typename F::Raw* thr, uint32_t* hits) {
   using Raw = typename F::Raw;
-  size_t k = 0, full = n - n % BLOCK;
+  using Acc = typename F::Acc;  // the OR stays in the scores' lane width (so it vectorises)
+  constexpr int SB = SUPERBLOCK / int(sizeof(Raw));
+  size_t k = 0, full = n - n % SB;
   const Raw t0 = thr[0];
-  for (size_t b = 0; b < full; b += BLOCK) {
+  for (size_t b = 0; b < full; b += SB) {
     const Raw* xb = x + b;
     const Raw* tb = PATTERN ? thr + b : thr;
-    int any = 0;
-#pragma GCC unroll 32
-    for (int i = 0; i < BLOCK; ++i) any |= F::block_pass(xb[i], PATTERN ? tb[i] : t0);
+    Acc any = 0;
+    for (int i = 0; i < SB; ++i) any |= Acc(F::block_pass(xb[i], PATTERN ? tb[i] : t0));
     if (any) {
-      for (int i = 0; i < BLOCK; ++i) {  // branch-free append
-        hits[k] = uint32_t(b + i);
-        k += F::pass(xb[i], PATTERN ? tb[i] : t0);
+      alignas(64) uint8_t m[SB];
+      for (int i = 0; i < SB; ++i) m[i] = F::pass(xb[i], PATTERN ? tb[i] : t0);
+      for (int w = 0; w < SB / 8; ++w) {
+        uint64_t v;
+        std::memcpy(&v, m + 8 * w, 8);
+        for (; v; v &= v - 1) hits[k++] = uint32_t(b + 8 * w + (__builtin_ctzll(v) >> 3));
       }
     }
   }
@@ -183,7 +197,7 @@ struct LazyOrder {
   uint64_t* keys;
   size_t n, sorted = 0;
   LazyOrder(uint64_t* k, size_t count) : keys(k), n(count) {
-    if (n <= 512) {
+    if (n <= 256) {
       std::sort(keys, keys + n);
       sorted = n;
     }
@@ -206,11 +220,31 @@ class NmsPost : public Post {
   std::unique_ptr<PostScratch> scratch() const override { return std::make_unique<NmsScratch>(t_); }
   bool run(const void* const* outputs, int n, const size_t* qsl_idx, uint8_t* resp, size_t* offset, size_t* size,
            PostScratch* scratch, std::string* error) override;
-  const std::shared_ptr<const Tables>& tables() const { return t_; }
 
  private:
   std::shared_ptr<const Tables> t_;
 };
+
+// Whether a kept box (of NK, structure of arrays padded to LANES) has IoU >= THR with box B
+// (ymin, xmin, ymax, xmax, area): nms.py's _iou, disjoint boxes clamped to 0, union > 0 checked.
+// LANES at a time branch-free (this vectorises), stopping at the first group that suppresses.
+bool suppressed(const float* __restrict ky0, const float* __restrict kx0, const float* __restrict ky1,
+                const float* __restrict kx1, const float* __restrict ka, int nk, const float* b, float thr) {
+  const float y0 = b[0], x0 = b[1], y1 = b[2], x1 = b[3], area = b[4];
+  for (int t0 = 0; t0 < nk; t0 += LANES) {
+    int any = 0;
+    for (int t = t0; t < t0 + LANES; ++t) {
+      float ih = std::min(ky1[t], y1) - std::max(ky0[t], y0);
+      float iw = std::min(kx1[t], x1) - std::max(kx0[t], x0);
+      float inter = ih * iw;
+      float uni = ka[t] + area - inter;
+      float iou = (ih > 0.0f) & (iw > 0.0f) & (uni > 0.0f) ? inter / uni : 0.0f;
+      any |= (iou >= thr) & (t < nk);
+    }
+    if (any) return true;
+  }
+  return false;
+}
 
 // One class's greedy NMS over its candidates in score order (KEYS: (descending score, anchor)),
 // decoding lazily; appends the kept boxes to the image's list. Returns the new list length.
@@ -233,20 +267,7 @@ size_t greedy_class(const Tables& T, NmsScratch& s, uint64_t* keys, size_t hits,
     decode(a, b);
     if (p.clip && !(b[4] > 0.0f)) continue;  // clipped away: never a candidate (TF clip_to_window)
     ++m;
-    bool sup = false;
-    for (int t0 = 0; t0 < nk && !sup; t0 += LANES) {
-      int any = 0;
-#pragma GCC unroll 16
-      for (int t = t0; t < t0 + LANES; ++t) {
-        float ih = std::min(ky1[t], b[2]) - std::max(ky0[t], b[0]);
-        float iw = std::min(kx1[t], b[3]) - std::max(kx0[t], b[1]);
-        float inter = ih * iw;
-        float uni = ka[t] + b[4] - inter;
-        float iou = (ih > 0.0f) & (iw > 0.0f) & (uni > 0.0f) ? inter / uni : 0.0f;
-        any |= (iou >= iou_thr) & (t < nk);
-      }
-      sup = any;
-    }
+    bool sup = suppressed(ky0, kx0, ky1, kx1, ka, nk, b, iou_thr);
     if (!sup) {
       ky0[nk] = b[0];
       kx0[nk] = b[1];
@@ -337,8 +358,9 @@ int box_major_image(const Tables& T, const float* enc, const typename F::Raw* sc
   std::fill(counts, counts + C, 0u);
   // One flat pass over [A, C], GROUP rows at a time; hits come anchor-major, so each class's
   // list is filled in ascending anchor order.
+  constexpr size_t GROUP = SUPERBLOCK / sizeof(typename F::Raw);
   for (size_t a0 = 0; a0 < A; a0 += GROUP) {
-    size_t rows = std::min(size_t(GROUP), A - a0);
+    size_t rows = std::min(GROUP, A - a0);
     size_t n = scan<F, true>(scores + a0 * C, rows * C, pattern, hits);
     for (size_t k = 0; k < n; ++k) {
       uint32_t h = hits[k];
@@ -446,21 +468,21 @@ std::shared_ptr<const Tables> make_tables(const NmsParams& p) {
       break;
     }
     case VP_UINT8: {
+      if (!(p.uint8_scale > 0)) throw Error("NMS: uint8 scores need a positive scale");
       for (int q = 0; q < 256; ++q) t->lut[q] = float((double(q) - p.uint8_zero_point) * p.uint8_scale);
       int first = 256;  // the first byte that passes (the table is monotone for scale > 0)
       for (int q = 0; q < 256 && first == 256; ++q)
         if (t->lut[q] > thr) first = q;
-      if (!(p.uint8_scale > 0)) throw Error("NMS: uint8 scores need a positive scale");
       if (first == 0) throw Error("NMS: every uint8 score passes the threshold (threshold below the lowest value)");
       t->thr_u8 = uint8_t(first - 1);
       break;
     }
     default: throw Error("NMS: scores must be float32, float16 or uint8");
   }
-  if (!p.class_major) {  // threshold pattern for GROUP rows of [A, C]: class 0 never passes
-    size_t C = size_t(p.num_classes), esz = dtype_size(p.score_dtype);
-    t->pattern.resize(GROUP * C * esz);
-    for (size_t i = 0; i < GROUP * C; ++i) {
+  if (!p.class_major) {  // threshold pattern for one chunk of rows of [A, C]: class 0 never passes
+    size_t C = size_t(p.num_classes), esz = dtype_size(p.score_dtype), rows = SUPERBLOCK / esz;
+    t->pattern.resize(rows * C * esz);
+    for (size_t i = 0; i < rows * C; ++i) {
       bool bg = i % C == 0;
       uint8_t* d = t->pattern.data() + i * esz;
       if (p.score_dtype == VP_FLOAT32) {

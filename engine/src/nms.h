@@ -19,7 +19,7 @@ struct NmsParams {
   int max_candidates = 0, max_per_class = 0, max_per_image = 0;
   int perm[4] = {0, 1, 2, 3};     // where (ty, tx, th, tw) sit among the 4 encoded values
   float inv_scales[4] = {1, 1, 1, 1};
-  int clip = 0;
+  int clip = 0;                   // clip decoded boxes to [0, 1], dropping those left without area (TF clip_to_window)
   double uint8_scale = 1;     // double: the uint8 table is float32((q - zero_point) * scale), computed in double as numpy does
   float uint8_zero_point = 0;
   std::vector<float> anchors;     // [A, 4]: (cy, cx, h, w)
@@ -29,7 +29,8 @@ std::unique_ptr<Post> make_nms(const NmsParams& p);
 
 // One image, for tests and benchmarks: BOXES/SCORES in the raw layout and dtypes of P; writes
 // up to max_per_image rows of [qsl_idx, ymin, xmin, ymax, xmax, score, class] into OUT and
-// returns how many. SCRATCH comes from make_nms(p)->scratch() (reused across calls).
+// returns how many. SCRATCH comes from make_nms(p)->scratch() (reused across calls; null: made
+// for this call, slow).
 int nms_image(const NmsParams& p, const void* boxes, const void* scores, float qsl_idx, float* out,
               PostScratch* scratch);
 
