@@ -3,6 +3,9 @@
 against a plain copy of the same bytes (the same rows, batches of 8 at random, one copying
 thread per device, numpy's take into a preallocated buffer), side by side in one run, repeated.
 
+Also the copy itself (`gather_bench`, built with the engine): glibc's memcpy, which the engine
+uses, against non-temporal (streaming) stores, the same rows and batches on the same threads.
+
     python benchmarks/gather.py [--repeats 3] [--duration 3] [--devices 2]
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -17,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from baselines import resnet50_fixture, visionperf
+from baselines import bare_sut_path, resnet50_fixture, visionperf
 
 
 def plain_copy(rows: np.ndarray, threads: int, seconds: float, batch: int = 8) -> float:
@@ -52,16 +56,24 @@ def main() -> None:
     fx = resnet50_fixture(work, count=1024, int8=True)
     row = 224 * 224 * 3
     rows = np.random.default_rng(0).integers(0, 255, (1024, row), dtype=np.uint8)  # the 154 MB set
-    eng, plain = [], []
+    eng, plain, mc, nt = [], [], [], []
+    bench = str(bare_sut_path().parent / "gather_bench")
     for r in range(a.repeats):
         res, rec = visionperf("Offline", "null-gather", a.devices, 200_000, a.duration, fx, work)
         eng.append(res.metric * row)
         plain.append(plain_copy(rows, a.devices, a.duration))
+        out = subprocess.run([bench, str(row), "1024", "8", str(a.devices), str(a.duration)], check=True,
+                             capture_output=True, text=True).stdout.split()
+        mc.append(float(out[1]) * 1e9)
+        nt.append(float(out[3]) * 1e9)
         print(f"repeat {r + 1}: engine {eng[-1] / 1e9:.2f} GB/s ({res.metric:,.0f} samples/s, "
-              f"{rec['host_cpu_us_per_sample']} us CPU/sample), plain copy {plain[-1] / 1e9:.2f} GB/s", flush=True)
+              f"{rec['host_cpu_us_per_sample']} us CPU/sample), plain copy {plain[-1] / 1e9:.2f} GB/s, "
+              f"memcpy {mc[-1] / 1e9:.2f}, streaming {nt[-1] / 1e9:.2f} GB/s", flush=True)
     e, p = statistics.median(eng), statistics.median(plain)
     print(f"\ngather, uint8 ResNet50 rows, {a.devices} devices/threads (median of {a.repeats}):")
     print(f"  engine null-gather {e / 1e9:6.2f} GB/s   plain copy {p / 1e9:6.2f} GB/s   ratio {e / p:.2f}")
+    m, n = statistics.median(mc), statistics.median(nt)
+    print(f"  copy alone: memcpy {m / 1e9:6.2f} GB/s   streaming stores {n / 1e9:6.2f} GB/s   ratio {n / m:.2f}")
 
 
 if __name__ == "__main__":
