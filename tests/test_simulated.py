@@ -2,6 +2,8 @@
 real bytes, the paper's output layouts feeding real NMS; sample buffer replicas; scaling."""
 
 import json
+import os
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -33,10 +35,10 @@ def test_card_time_follows_its_rate_and_batches_queue_on_its_one_engine():
     row = RESNET50.row_shape("NCHW")
     data = np.random.default_rng(0).integers(0, 255, (16, *row)).astype(np.uint8)
     sut = engine([simulated("card0", 8, row, np.uint8, 2000.0, pool)], data, LabelPost(), 8)  # 4 ms a batch
-    t0 = __import__("time").perf_counter()
+    t0 = time.perf_counter()
     sut.issue(range(200), [k % 16 for k in range(200)])  # 25 batches, two in flight at a time
     got = labels(sut.wait_responses(200, 10))
-    took = __import__("time").perf_counter() - t0
+    took = time.perf_counter() - t0
     [st] = sut.stats()
     sut.stop()
     assert sut.error() == ""
@@ -49,6 +51,26 @@ def test_card_time_follows_its_rate_and_batches_queue_on_its_one_engine():
     assert st["card_copy_cpu_s"] > 0  # the input bytes really went to the card, and outputs back
     # The card cycles through its realistic outputs in submission order (one driver, in order).
     assert got == {k: float(pool[0][k % 8]) for k in range(200)}
+
+
+def test_reset_stats_restarts_the_cards_own_counters_too():
+    """A run's report counts from after its warm-up: the card's copy time and lateness as well
+    as the engine's own figures (else host CPU less the card's copies goes negative)."""
+    row = RESNET50.row_shape("NCHW")
+    data = np.random.default_rng(0).integers(0, 255, (16, *row)).astype(np.uint8)
+    sut = engine([simulated("card0", 8, row, np.uint8, 20000.0, [np.arange(8)])], data, LabelPost(), 8)
+    sut.issue(range(64), [k % 16 for k in range(64)])
+    sut.wait_responses(64, 10)
+    [warm] = sut.stats()
+    sut.reset_stats()
+    [zero] = sut.stats()
+    sut.issue(range(100, 116), range(16))
+    sut.wait_responses(80, 10)
+    [run] = sut.stats()
+    sut.stop()
+    assert warm["card_copy_cpu_s"] > 0 and warm["batches"] == 8
+    assert (zero["card_copy_cpu_s"], zero["late_s"], zero["batches"], zero["busy_s"]) == (0, 0, 0, 0)
+    assert run["batches"] == 2 and 0 < run["card_copy_cpu_s"] < warm["card_copy_cpu_s"]
 
 
 def test_a_card_without_a_rate_is_refused():
@@ -68,15 +90,16 @@ def ssd_post(w):
 
 
 @pytest.mark.parametrize("w, fmt, dtype, shapes", SSD)
-def test_ssd_outputs_have_the_papers_layout_and_give_nms_real_work(w, fmt, dtype, shapes):
+def test_ssd_outputs_have_the_papers_layout(w, fmt, dtype, shapes):
+    """Raw heads as the paper's card returns them (section II-F): fp16 scores for SSD-ResNet34
+    (class-major), uint8 for SSD-MobileNet (anchor-major); realistic ones to cycle through."""
     batch = shapes[0][0]
     post = ssd_post(w)
     out = post.output_shapes(batch, w)
     assert [s for s, _ in out] == shapes and out[1][1] == dtype and post.nms.fmt.dtype == fmt
     boxes, scores = output_pool(w, "raw", out)
     assert boxes.shape[1:] == shapes[0][1:] and scores.shape[1:] == shapes[1][1:] and scores.dtype == dtype
-    data, offsets, sizes = post([boxes[:batch], scores[:batch]], list(range(batch)))
-    assert sizes.sum() > 0 and (sizes % 28 == 0).all()  # detections came out of host NMS
+    assert len(boxes) == len(scores) == 8 and not (scores == scores[:1]).all()  # distinct samples
 
 
 def nms_engine_or_skip(*args, **kw):
@@ -90,33 +113,36 @@ def nms_engine_or_skip(*args, **kw):
 
 @pytest.mark.parametrize("post_threads", [0, 2])
 @pytest.mark.parametrize("w, fmt, dtype, shapes", SSD)
-def test_simulated_ssd_card_through_the_engine_nms(w, fmt, dtype, shapes, post_threads):
-    """The card's raw heads, decoded and NMS'd by the engine: the same detections as the
-    reference kernels, tagged with each sample's index."""
+def test_simulated_ssd_outputs_give_the_engines_nms_real_work(w, fmt, dtype, shapes, post_threads):
+    """The card's raw heads, decoded and NMS'd by the engine (on driver or post threads): real
+    detections, tagged with each sample's index, the same for the same raw heads.
+    (tests/test_nms_engine.py holds the kernels against the reference.)"""
     batch = shapes[0][0]
     post = ssd_post(w)
     pool = output_pool(w, "raw", post.output_shapes(batch, w))
-    data = np.zeros((12, 4), np.uint8)  # tiny input rows: only the outputs matter here
+    data = np.zeros((16, 4), np.uint8)  # tiny input rows: only the outputs matter here
     sut = nms_engine_or_skip([simulated("card0", batch, (4,), np.uint8, 1e6, pool)], data, post, batch, w,
                              post_threads=post_threads)
-    idx = [(5 * k) % 12 for k in range(12)]
-    sut.issue(range(12), idx)
-    got = dict(sut.wait_responses(12, 20))
+    idx = [(5 * k) % 16 for k in range(16)]
+    sut.issue(range(16), idx)
+    got = dict(sut.wait_responses(16, 20))
     sut.stop()
-    assert sut.error() == "" and sorted(got) == list(range(12))
-    for k in range(12):
-        rows = np.frombuffer(got[k], np.float32).reshape(-1, 7)
-        ref_data, _, ref_sizes = post([pool[0][k % 8][None], pool[1][k % 8][None]], [idx[k]])
-        ref = ref_data.reshape(-1)[: ref_sizes[0] // 4].reshape(-1, 7)
-        assert len(rows) == len(ref) > 0, k
-        assert (rows[:, 0] == idx[k]).all()
-        order = lambda r: r[np.lexsort((-r[:, 5], r[:, 6]))]  # by class, then score
-        np.testing.assert_allclose(order(rows), order(ref), rtol=1e-4, atol=1e-4)
+    assert sut.error() == "" and sorted(got) == list(range(16))
+    assert all(len(got[k]) % 28 == 0 for k in range(16))
+    rows = {k: np.frombuffer(got[k], np.float32).reshape(-1, 7) for k in range(16)}
+    assert sum(len(r) for r in rows.values()) > 16  # NMS had real work: detections came out
+    for k, r in rows.items():
+        assert (r[:, 0] == idx[k]).all()  # qsl_idx
+        assert len(r) <= post.spec.max_per_image and (r[:, 5] >= post.spec.score_threshold - 1e-6).all()
+        assert ((r[:, 1:5] >= -1e-6) & (r[:, 1:5] <= 1 + 1e-6)).all() or not post.spec.clip_boxes
+        # sample k got the card's example k % 8 (submission order): k and k + 8 share one
+        if k < 8:
+            np.testing.assert_array_equal(r[:, 1:], rows[k + 8][:, 1:])
 
 
 def _rss() -> int:
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * __import__("os").sysconf("SC_PAGE_SIZE")
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_each_replica_is_a_separate_buffer_with_the_same_rows(echo_plugin):
@@ -140,15 +166,18 @@ def test_each_replica_is_a_separate_buffer_with_the_same_rows(echo_plugin):
         sut.load(range(n))
         grew[replicas] = _rss() - before
         sut.record_responses()
-        sut.issue(range(n), range(n))
+        for k in range(n):  # one-sample queries: a batch's worth to each device in turn
+            sut.issue([k], [k])
         got = labels(sut.wait_responses(n, 10))
         stats = sut.stats()
         before = _rss()
+        assert sut._engine.loaded == n
         sut.unload()
         freed = before - _rss()
+        assert sut._engine.loaded == 0
         sut.stop()
         assert got == {k: float(10 * k) for k in range(n)} and sut.error() == ""
-        assert all(s["samples"] > 0 for s in stats)  # both devices, each on its replica
+        assert [s["samples"] for s in stats] == [8, 8]  # both devices, each on its replica
         assert freed > 0.8 * grew[replicas]
     size = n * width * 4
     assert 0.9 * size < grew[1] < 1.5 * size and 1.9 * size < grew[2] < 2.5 * size, (grew, size)
@@ -157,11 +186,12 @@ def test_each_replica_is_a_separate_buffer_with_the_same_rows(echo_plugin):
     sut.start()
     sut.load(range(n))
     sut.record_responses()
-    sut.issue(range(n), range(n))
+    for k in range(n):
+        sut.issue([k], [k])
     got = labels(sut.wait_responses(n, 10))
     stats = sut.stats()
     sut.stop()
-    assert got == {k: 0.0 for k in range(n)} and all(s["host_s"] > 0 for s in stats)
+    assert got == {k: 0.0 for k in range(n)} and [s["samples"] for s in stats] == [8, 8]
 
 
 @pytest.mark.slow

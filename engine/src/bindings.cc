@@ -276,6 +276,8 @@ class PyEngine {
     for (auto& l : engine_->lanes()) {
       auto& d = l->dev->info;
       vp_device_counters c = l->dev->counters();
+      c.copy_cpu_s -= l->counters_base.copy_cpu_s;  // since reset_stats, like the lane's own
+      c.late_s -= l->counters_base.late_s;
       nb::dict s;
       s["name"] = d.name;
       s["cpus"] = d.cpus;

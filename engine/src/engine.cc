@@ -450,6 +450,7 @@ void Engine::drive(Driver& d) {
         int s = dev.submit(l.staging, rows, &ticket, &ready);
         now = now_ns();
         l.stats.host_s += 1e-9 * double(now - t0);
+        l.refill_ns += (now - t0 - l.refill_ns) / 8;
         if (s != VP_OK) {
           fail(b->ids.data(), b->n, dev.info.name + ": " + dev.last_error());
           release(l, b);
@@ -467,10 +468,12 @@ void Engine::drive(Driver& d) {
         int64_t due = poll_at ? poll_at : (f->ready ? f->ready : now + kPollNs);
         if (throughput_only_ && !poll_at) {
           // Offline: a device is fed in time as long as its next batch is submitted before
-          // its newest one ends, so wake with half of that one's run time to spare; devices
-          // then share wake-ups and complete several batches each time.
+          // its newest one ends, so wake with half of that one's run time to spare (or, when
+          // gathering and submitting a batch takes longer, twice that time); devices then
+          // share wake-ups and complete several batches each time.
           Batch* last = p.back();
-          if (last->ready) due = std::max(due, last->ready - (last->ready - last->start) / 2);
+          int64_t spare = std::max((last->ready - last->start) / 2, 2 * l.refill_ns);
+          if (last->ready) due = std::max(due, last->ready - spare);
         }
         wake = std::min(wake, due);
       }
@@ -711,6 +714,7 @@ void Engine::reset_stats() {
     l->stats.batches = l->stats.samples = 0;
     l->stats.busy_s = l->stats.host_s = 0;
     l->stats.post_ns = 0;
+    l->counters_base = l->dev->counters();  // the device's counters run from its open
   }
 }
 

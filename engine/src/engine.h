@@ -202,6 +202,8 @@ struct Lane {
   std::vector<std::unique_ptr<Batch>> all;
   std::vector<std::vector<uint8_t>> out_storage;
   LaneStats stats;
+  vp_device_counters counters_base{};  // the device's own counters at the last reset_stats
+  int64_t refill_ns = 0;  // moving average of one gather + submit (driver thread only)
   ~Lane();
 };
 

@@ -100,6 +100,12 @@ def cmd_quantize(a) -> int:
     return 0
 
 
+def cmd_include_dir(a) -> int:
+    """Where visionperf/device.h is: build a plug-in with `cc -shared -fPIC -I$(visionperf include-dir)`."""
+    print(Path(__file__).resolve().parent / "include")
+    return 0
+
+
 def cmd_topology(a) -> int:
     from .topology import describe, read_topology, topology_json
 
@@ -383,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_quantize)
 
+    s = sub.add_parser("include-dir", help="the directory of visionperf/device.h, the C plug-in ABI "
+                       "(cc -shared -fPIC -I$(visionperf include-dir) mydevice.c -o libmydevice.so)")
+    s.set_defaults(func=cmd_include_dir)
+
     s = sub.add_parser("topology", help="sockets, NUMA nodes, cores, L3 groups, accelerators")
     s.add_argument("--sysfs-root", default="/", help="read a recorded sysfs tree instead of /")
     s.add_argument("--json", action="store_true")
@@ -409,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", default="performance", help="performance (default) or accuracy")
     s.add_argument("--model", required=True)
     s.add_argument("--dataset", required=True)
-    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), simulated (cards at a set rate), null (completes at once, no gather: the harness alone), null-gather (the same plus the batch gather), or plugin:PATH (a device built against visionperf/device.h; see `python -m visionperf.include`)")
+    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), simulated (cards at a set rate), null (completes at once, no gather: the harness alone), null-gather (the same plus the batch gather), or plugin:PATH (a device built against visionperf/device.h; see `visionperf include-dir`)")
     s.add_argument("--devices", type=int, default=1)
     s.add_argument("--batch-size", type=int)
     s.add_argument("--target-qps", type=float, help="written into the user.conf used")

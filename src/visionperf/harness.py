@@ -28,7 +28,7 @@ from .models import check_model
 from .placement import Partition, card_plan, cpu_partitions, describe_plan, replica_plan
 from .postprocess import make_postprocess
 from .results import PerfResult, read_result
-from .sut import EngineError, SystemUnderTest
+from .sut import EngineError, NativeDevice, SystemUnderTest
 from .topology import read_topology
 from .targets import LOADGEN_OFFLINE_SLACK, OFFLINE_MARGIN, offline_expected_qps, server_batch_timeout_s
 from .userconf import Overrides, conf_has, latency_bound, make_user_conf, read_user_conf, test_settings
@@ -263,7 +263,7 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         log(f"running {w.name} {scenario} {cfg.mode} on {len(devices)} {cfg.backend} device(s), "
             f"batch {batch_size}" + timeout_text)
         # An audit.config in the working directory would silently change the run.
-        t_test, cpu0 = time.perf_counter(), os.times()
+        t_test, cpu0, py0 = time.perf_counter(), os.times(), time.thread_time()
         try:
             sut.run_test(user_conf, w.name, scenario, cfg.mode, partial, partial / "audit.config", total, psc)
         except EngineError as e:
@@ -272,7 +272,7 @@ def run(cfg: RunConfig, log=print) -> RunReport:
             sut.stop()
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        run_s, cpu1 = time.perf_counter() - t_test, os.times()
+        run_s, cpu1, py_cpu = time.perf_counter() - t_test, os.times(), time.thread_time() - py0
         cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     finally:
         sut.stop()
@@ -305,6 +305,12 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     record["simulated_card_copy_cpu_s"] = round(card_cpu, 3)
     record["sample_load_cpu_s"] = round(sut.load_cpu_s, 3)
     record["host_cpu_us_per_sample"] = round(host_cpu / samples * 1e6, 2) if samples else None
+    # The serial share: with native devices only, the main thread is the only one that runs
+    # Python during the test (it waits for LoadGen, waking to check for Ctrl-C), so its CPU
+    # time bounds the time under the GIL; Python devices also take it once per batch.
+    record["python_thread_cpu_s"] = round(py_cpu, 4)
+    if all(isinstance(d, NativeDevice) for d in devices) and host_cpu > 0:
+        record["gil_free_share"] = round(1 - py_cpu / host_cpu, 5)
     record["cache"] = {"path": str(cache.path), "dtype": cache.manifest["dtype"],
                        "quantization": cache.manifest["quantization"],
                        "skipped_dataset_indices": [int(b[0]) for b in cache.skipped]}

@@ -107,7 +107,9 @@ class SystemUnderTest:
         native = [d for d in devices if isinstance(d, NativeDevice)]
         for k, d in enumerate(devices):
             replica = replica_of_device[k] if k < len(replica_of_device) else 0
-            common = dict(name=d.name, cpus=list(d.thread_cpus), numa=_numa(d), replica=replica,
+            # a Python device may name the CPUs of its calling thread apart (thread_cpus)
+            cpus = getattr(d, "thread_cpus", None)
+            common = dict(name=d.name, cpus=list(d.cpus if cpus is None else cpus), numa=_numa(d), replica=replica,
                           batch_size=d.batch_size, input=tensor(d.input_dtype, d.input_shape))
             if isinstance(d, NativeDevice):
                 ex = [np.ascontiguousarray(e).view(np.uint8).reshape(-1) for e in d.examples]
@@ -184,8 +186,11 @@ class SystemUnderTest:
     # -- the test ----------------------------------------------------------------------------
     def run_test(self, user_conf, model: str, scenario: str, mode: str, outdir, audit_config,
                  total: int, performance_count: int) -> None:
-        """One LoadGen test through the engine. Ctrl-C aborts it within a fraction of a
-        second (queued samples failed) and raises KeyboardInterrupt."""
+        """One LoadGen test through the engine. Ctrl-C fails every queued and later sample
+        and raises KeyboardInterrupt within about a second: once the test has ended (Offline),
+        or with LoadGen's thread left running (Server, the streams: LoadGen cannot end their
+        schedules early), and then `_engine.loadgen_abandoned()` is true and the process must
+        end with os._exit (cli.main does)."""
         c = _engine.TestConfig()
         c.user_conf, c.model, c.scenario, c.mode = str(user_conf), model, scenario, mode
         c.outdir, c.audit_config = str(outdir), str(audit_config)
