@@ -324,7 +324,8 @@ class Shaped(EchoDevice):
 
 
 @pytest.mark.parametrize("outputs, message", [
-    (lambda x: [x[:, 0, 0, 0].astype(np.int32)], "output 0 has 16 bytes for 4 rows, expected 32: wrong shape or type"),
+    (lambda x: [x[:, 0, 0, 0].astype(np.int32)], "output 0 has elements of type 'i', expected int64"),
+    (lambda x: [x[:, 0, 0, 0].astype(np.float64)], "output 0 has elements of type 'd', expected int64"),
     (lambda x: [x[:2, 0, 0, 0].astype(np.int64)], "output 0 has 16 bytes for 4 rows, expected 32: wrong shape or type"),
     (lambda x: [x[:, 0, 0, 0].astype(np.int64)] * 2, "returned more outputs than the 1 expected"),
     (lambda x: [], "returned 0 outputs, expected 1"),

@@ -64,15 +64,10 @@ class Rising:
 
     def __init__(self, shape, dtype):
         self.name, self.batch_size, self.input_shape, self.input_dtype = "rising", 8, shape, np.dtype(dtype)
-        self.delay, self._cpu = 0.0084, 0.0
+        self.delay = 0.0084
 
-    @property
-    def card_cpu_s(self):
-        return self._cpu
-
-    @card_cpu_s.setter
-    def card_cpu_s(self, v):  # the harness zeroes this between the warm-up and the run
-        self._cpu, self.delay = v, 0.0084 / 1.55
+    def reset_stats(self):  # the harness calls this between the warm-up and the run
+        self.delay = 0.0084 / 1.55
 
     def run(self, batch):
         time.sleep(self.delay)

@@ -8,6 +8,7 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <cctype>
 #include <cstring>
 
 #include "engine.h"
@@ -29,6 +30,32 @@ vp_tensor to_tensor(const Tensor& t) {
   for (size_t i = 0; i < t.second.size(); ++i) out.dims[i] = t.second[i];
   dtype_size(out.dtype);  // validates
   return out;
+}
+
+const char* dtype_name(int32_t d) {
+  switch (d) {
+    case VP_UINT8: return "uint8";
+    case VP_INT8: return "int8";
+    case VP_FLOAT16: return "float16";
+    case VP_FLOAT32: return "float32";
+    case VP_INT32: return "int32";
+    case VP_INT64: return "int64";
+  }
+  return "?";
+}
+
+// A buffer's elements are of type D: the same size, and float for float, integer for integer
+// (struct format characters, byte-order prefix aside).
+bool same_element_type(const Py_buffer& b, int32_t d) {
+  std::string f = b.format ? b.format : "B";
+  while (!f.empty() && std::strchr("@=<>!", f[0])) f.erase(0, 1);
+  if (f.size() != 1 || size_t(b.itemsize) != dtype_size(d)) return false;
+  bool is_float = std::strchr("efd", f[0]) != nullptr;
+  bool is_int = std::strchr("bBhHiIlLqQ", f[0]) != nullptr;
+  bool want_float = d == VP_FLOAT16 || d == VP_FLOAT32;
+  bool want_signed = d == VP_INT8 || d == VP_INT32 || d == VP_INT64;
+  if (want_float) return is_float;
+  return is_int && (d == VP_UINT8 ? f[0] == 'B' : (want_signed == bool(std::islower(f[0]))));
 }
 
 // A Python device (ONNX Runtime partition, a GPU runtime): ADAPTER.run(memoryview, rows)
@@ -61,11 +88,16 @@ class PyDevice : public Device {
       for (nb::handle o : outs) {
         if (k >= info.outputs.size()) throw Error("returned more outputs than the " + std::to_string(info.outputs.size()) + " expected");
         Py_buffer buf;
-        if (PyObject_GetBuffer(o.ptr(), &buf, PyBUF_C_CONTIGUOUS) != 0) throw nb::python_error();
+        if (PyObject_GetBuffer(o.ptr(), &buf, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) throw nb::python_error();
         size_t need = size_t(rows) * tensor_bytes(info.outputs[k]);
         size_t got = size_t(buf.len);
-        if (got >= need) std::memcpy(outputs[k], buf.buf, need);
+        bool same_type = same_element_type(buf, info.outputs[k].dtype);
+        if (got >= need && same_type) std::memcpy(outputs[k], buf.buf, need);
+        std::string format = buf.format ? buf.format : "B";
         PyBuffer_Release(&buf);
+        if (!same_type)
+          throw Error("output " + std::to_string(k) + " has elements of type '" + format + "', expected " +
+                      dtype_name(info.outputs[k].dtype));
         if (got < need)
           throw Error("output " + std::to_string(k) + " has " + std::to_string(got) + " bytes for " + std::to_string(rows) +
                       " rows, expected " + std::to_string(need) + ": wrong shape or type");

@@ -283,14 +283,11 @@ def print_report(con, r) -> None:
         t.add_row("accuracy", f"{what}, {mark} target {w.accuracy_target}%")
     run_s = r.run_s or 1.0
     for s in r.device_stats:
-        if s["name"].startswith("post"):
-            t.add_row(s["name"], f"post-processing busy {s['post_s'] / run_s * 100:.1f}% of the run "
-                      f"({s['post_s']:.2f} s)")
-            continue
+        per = 1e6 / max(1, s["samples"])
         t.add_row(s["name"], f"{s['samples']:,} samples in {s['batches']:,} batches, device busy "
-                  f"{s['busy_s'] / run_s * 100:.0f}%, gather {s['host_s'] * 1e6 / max(1, s['samples']):.1f} "
-                  f"us/sample" + (f", post {s['post_s'] * 1e6 / max(1, s['samples']):.1f} us/sample"
-                                  if s["post_s"] else ""))
+                  f"{s['busy_s'] / run_s * 100:.0f}%, gather and submit {s['host_s'] * per:.1f} us/sample"
+                  + (f", post-processing busy {s['post_s'] / run_s * 100:.1f}% of the run "
+                     f"({s['post_s'] * per:.1f} us/sample)" if s["post_s"] else ""))
     for check, ok in r.compliance.items():
         t.add_row(f"{c.compliance} {check}", "[green]TEST PASS[/green]" if ok else "[red]TEST FAIL[/red]"
                   + f" (see {r.log_dir.parent.parent / ('verify_' + check + '.txt')})")

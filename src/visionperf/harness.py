@@ -115,7 +115,26 @@ def _rate(completions: list[tuple[float, int]]) -> float:
     return sum(n for _, n in counted[1:]) / (counted[-1][0] - counted[0][0])
 
 
+def _partial_dir(cfg: RunConfig) -> Path:
+    """Where this process writes a run's logs until it finished (renamed into place then)."""
+    final = result_dir(cfg.out, get_workload(cfg.workload).name, check_scenario(cfg.scenario), cfg.mode,
+                       cfg.compliance)
+    return final.with_name(final.name + f".partial-{os.getpid()}")
+
+
 def run(cfg: RunConfig, log=print) -> RunReport:
+    """One run; a run that fails or is interrupted anywhere leaves no partial results behind."""
+    try:
+        return _run(cfg, log)
+    except BaseException:
+        try:
+            shutil.rmtree(_partial_dir(cfg), ignore_errors=True)
+        except UserError:  # an unknown workload or scenario: nothing was written
+            pass
+        raise
+
+
+def _run(cfg: RunConfig, log=print) -> RunReport:
     t_start = time.time()
     w = get_workload(cfg.workload)
     scenario = check_scenario(cfg.scenario)
@@ -175,7 +194,7 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         raise UserError("--compliance runs are performance runs: drop --mode accuracy")
     audit = compliance.audit_config(cfg.compliance, w) if cfg.compliance else None
     final = result_dir(cfg.out, w.name, scenario, cfg.mode, cfg.compliance)
-    partial = final.with_name(final.name + f".partial-{os.getpid()}")
+    partial = _partial_dir(cfg)
     try:
         # Warm-up on a few loaded samples: first runs are slow, and Offline needs a rate.
         sut.load(range(min(total, 4 * batch_size * len(devices))))
@@ -193,6 +212,9 @@ def run(cfg: RunConfig, log=print) -> RunReport:
             query_s = sut.measure_latency(per_query)
         sut.unload()
         sut.reset_stats()
+        for d in devices:
+            if hasattr(d, "reset_stats"):  # a Python device's own counters: the test's alone
+                d.reset_stats()
         batch_time = batch_size * len(devices) / rate if rate > 0 else 0.0
 
         over = Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration)
@@ -268,16 +290,11 @@ def run(cfg: RunConfig, log=print) -> RunReport:
             sut.run_test(user_conf, w.name, scenario, cfg.mode, partial, partial / "audit.config", total, psc)
         except EngineError as e:
             raise UserError(str(e)) from None
-        except KeyboardInterrupt:
-            sut.stop()
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
         run_s, cpu1, py_cpu = time.perf_counter() - t_test, os.times(), time.thread_time() - py0
         cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     finally:
         sut.stop()
     if sut.error():
-        shutil.rmtree(partial, ignore_errors=True)
         raise UserError(f"the run failed: {sut.error()} (every sample it held was failed to LoadGen; "
                         "no results kept)")
     stats = sut.stats()

@@ -36,6 +36,9 @@ class Device(Protocol):
 
     def close(self) -> None: ...
 
+    # Optional: reset_stats(), called once the warm-up is over and before LoadGen's test, for a
+    # device that keeps counters of its own (they should cover the test alone).
+
 
 class Ticket(Protocol):
     start: float  # time.perf_counter() when the device starts on the batch
