@@ -44,7 +44,7 @@ def main() -> None:
     fx = {"dataset": str(make_coco(work / "coco", count=64)),
           "model": str(BUILDERS[a.workload](work / "model.onnx", width=a.width)),
           "cache": str(work / "cache")}
-    run(fx, a.workload, a.devices, 2, work / "warm", False)  # cache + numba compile outside timing
+    run(fx, a.workload, a.devices, 2, work / "warm", False)  # cache and warm-up outside timing
     on, off = [], []
     for r in range(a.repeats):
         on.append(run(fx, a.workload, a.devices, a.seconds, work / "on", False))

@@ -116,7 +116,7 @@ def nms_engine_or_skip(*args, **kw):
 def test_simulated_ssd_outputs_give_the_engines_nms_real_work(w, fmt, dtype, shapes, post_threads):
     """The card's raw heads, decoded and NMS'd by the engine (on driver or post threads): real
     detections, tagged with each sample's index, the same for the same raw heads.
-    (tests/test_nms_engine.py holds the kernels against the reference.)"""
+    (tests/test_nms.py holds the kernels against the reference.)"""
     batch = shapes[0][0]
     post = ssd_post(w)
     pool = output_pool(w, "raw", post.output_shapes(batch, w))

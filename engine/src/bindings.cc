@@ -196,6 +196,31 @@ std::unique_ptr<Post> make_post(const nb::tuple& spec) {
 
 using Bytes = nb::ndarray<const uint8_t, nb::c_contig, nb::device::cpu>;
 
+// NMS on one image at a time, as the engine runs it, for Python callers (tests, benchmarks,
+// post-processing beside a Python device): parameters, tables and scratch made once.
+class PyNms {
+ public:
+  explicit PyNms(const nb::tuple& spec) : p_(nms_params(spec)), post_(make_nms(p_)), scratch_(post_->scratch()) {}
+  int run(nb::ndarray<nb::c_contig, nb::device::cpu> boxes, nb::ndarray<nb::c_contig, nb::device::cpu> scores,
+          float qsl_idx, nb::ndarray<float, nb::c_contig, nb::device::cpu> out, int repeats) {
+    if (boxes.nbytes() != size_t(p_.num_anchors) * 4 * dtype_size(p_.box_dtype) ||
+        scores.nbytes() != size_t(p_.num_anchors) * size_t(p_.num_classes) * dtype_size(p_.score_dtype))
+      throw Error("boxes/scores do not match the NMS parameters");
+    if (out.size() < size_t(p_.max_per_image) * 7) throw Error("out must hold max_per_image x 7 floats");
+    int n = 0;
+    nb::gil_scoped_release r;
+    for (int k = 0; k < std::max(1, repeats); ++k)
+      n = nms_image(p_, boxes.data(), scores.data(), qsl_idx, out.data(), scratch_.get());
+    return n;
+  }
+  int max_per_image() const { return p_.max_per_image; }
+
+ private:
+  NmsParams p_;
+  std::unique_ptr<Post> post_;
+  std::unique_ptr<PostScratch> scratch_;
+};
+
 // Set once a LoadGen test was left running after Ctrl-C (Engine::run_test): the process must
 // then end with os._exit (cli.py), as LoadGen's static logger cannot be destroyed mid-test.
 std::atomic<bool> g_loadgen_abandoned{false};
@@ -341,22 +366,19 @@ class PyEngine {
 NB_MODULE(_engine, m) {
   using namespace vp;
   // NMS on one image, as the engine runs it (tests hold it against the NumPy reference).
+  nb::class_<PyNms>(m, "Nms")
+      .def(nb::init<nb::tuple>(), "spec"_a)
+      .def("__call__", &PyNms::run, "boxes"_a, "scores"_a, "qsl_idx"_a, "out"_a, "repeats"_a = 1,
+           "Writes up to max_per_image rows [qsl_idx, ymin, xmin, ymax, xmax, score, class] into OUT; "
+           "returns how many. REPEATS > 1 reruns the kernel (benchmarks).")
+      .def_prop_ro("max_per_image", &PyNms::max_per_image);
   m.def("nms_image",
         [](nb::tuple spec, nb::ndarray<nb::c_contig, nb::device::cpu> boxes,
            nb::ndarray<nb::c_contig, nb::device::cpu> scores, float qsl_idx, int repeats) {
-          NmsParams p = nms_params(spec);
-          if (boxes.nbytes() != size_t(p.num_anchors) * 4 * dtype_size(p.box_dtype) ||
-              scores.nbytes() != size_t(p.num_anchors) * size_t(p.num_classes) * dtype_size(p.score_dtype))
-            throw Error("boxes/scores do not match the NMS parameters");
-          auto post = make_nms(p);
-          auto scratch = post->scratch();
-          std::vector<float> out(size_t(p.max_per_image) * 7);
-          int n = 0;
-          {
-            nb::gil_scoped_release r;
-            for (int k = 0; k < std::max(1, repeats); ++k)
-              n = nms_image(p, boxes.data(), scores.data(), qsl_idx, out.data(), scratch.get());
-          }
+          PyNms k(spec);
+          std::vector<float> out(size_t(k.max_per_image()) * 7);
+          int n = k.run(boxes, scores, qsl_idx,
+                        nb::ndarray<float, nb::c_contig, nb::device::cpu>(out.data(), {out.size()}), repeats);
           out.resize(size_t(n) * 7);
           return out;
         },

@@ -14,7 +14,7 @@ struct NmsParams {
   int num_anchors = 0, num_classes = 0;
   int score_dtype = VP_FLOAT32;  // VP_FLOAT32 | VP_FLOAT16 | VP_UINT8 (raw, as the device emits)
   int box_dtype = VP_FLOAT32;
-  double score_threshold = 0;  // double: fp16's raw threshold is derived from it exactly as nms.py does
+  double score_threshold = 0;  // double: fp16's raw threshold is derived from it as the reference NMS does (score > threshold)
   float iou_threshold = 0;
   int max_candidates = 0, max_per_class = 0, max_per_image = 0;
   int perm[4] = {0, 1, 2, 3};     // where (ty, tx, th, tw) sit among the 4 encoded values

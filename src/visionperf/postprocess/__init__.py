@@ -40,7 +40,9 @@ class Classify:
 
 
 class DetectRaw:
-    """Decode + NMS on the host (numba kernels), for graphs cut before NMS."""
+    """Decode + NMS on the host (the engine's C++ kernels, engine/src/nms.cc), for graphs cut
+    before NMS. The engine runs them on its post-processing threads (engine_spec); __call__
+    runs the same kernels per image from Python."""
 
     def __init__(self, workload: Workload, model, score_format=None):
         from .nms import NMS, ScoreFormat
@@ -64,19 +66,8 @@ class DetectRaw:
         return data, np.arange(n, dtype=np.int64) * self.row_bytes, sizes
 
     def engine_spec(self):
-        """The engine's NMS (engine/src/nms.cc): same parameters, same results as these kernels."""
-        from ..sut import DTYPE_CODES
-
-        s, n, fmt = self.spec, self.nms, self.nms.fmt
-        return ("nms", {
-            "class_major": int(s.layout == "class-major"), "num_anchors": s.num_anchors,
-            "num_classes": self.num_classes, "score_dtype": DTYPE_CODES[fmt.dtype],
-            "box_dtype": DTYPE_CODES["float32"], "score_threshold": s.score_threshold,
-            "iou_threshold": s.iou_threshold, "max_candidates": s.max_candidates_per_class,
-            "max_per_class": s.max_per_class, "max_per_image": s.max_per_image,
-            "perm": [int(v) for v in n.perm], "inv_scales": [float(v) for v in n.inv_scales],
-            "clip": int(s.clip_boxes), "uint8_scale": float(fmt.scale),
-            "uint8_zero_point": float(fmt.zero_point), "anchors": n.anchors})
+        """The engine's NMS (engine/src/nms.cc) with this workload's parameters."""
+        return self.nms.engine_spec(self.num_classes)
 
     def output_shapes(self, batch: int, workload: Workload):
         A, C = self.spec.num_anchors, workload.num_classes
