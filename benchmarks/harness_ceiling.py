@@ -57,7 +57,8 @@ def main() -> None:
                 srv["visionperf before the engine"].append(highest_valid(
                     lambda x: visionperf("Server", "null", 2, x, d, fx, work, old_src=a.old_src)[0].valid,
                     10_000, 1_000_000, a.steps))
-        print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in {**off, **srv}.items() if v), flush=True)
+        print(f"repeat {r + 1}: Offline " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in off.items())
+              + "; Server " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in srv.items() if v), flush=True)
 
     def table(title, rows, base):
         b = statistics.median(rows[base])

@@ -99,7 +99,11 @@ void Engine::start() {
   }
   for (auto& d : drivers_) {
     int b = 0;
-    for (Lane* l : d->lanes) b += l->dev->info.batch_size;
+    d->min_batch = d->lanes[0]->dev->info.batch_size;
+    for (Lane* l : d->lanes) {
+      b += l->dev->info.batch_size;
+      d->min_batch = std::min(d->min_batch, l->dev->info.batch_size);
+    }
     d->chunk = size_t(std::max(1, b));
     d->responder.scratch = post_->scratch();
   }
@@ -171,8 +175,10 @@ void Engine::IssueQuery(const std::vector<mlperf::QuerySample>& samples) {
   int64_t t = now_ns();
   std::lock_guard<std::mutex> lk(d.mu);
   d.singles.push_back({samples[0].id, samples[0].index, t});
-  d.signal = true;
-  d.cv.notify_one();  // no system call unless the driver sleeps
+  if (d.singles.size() >= d.need) {
+    d.signal = true;
+    d.cv.notify_one();  // no system call unless the driver sleeps
+  }
 }
 
 void Engine::add_bulk(const mlperf::QuerySample* s, size_t n) {
@@ -225,7 +231,7 @@ bool Engine::take_bulk(Driver& d, Batch* b, int limit) {
   }
 }
 
-bool Engine::take(Driver& d, Batch* b, int limit, int64_t now, int64_t*) {
+bool Engine::take(Driver& d, Batch* b, int limit, int64_t now) {
   if (int(d.forming.size()) < limit) {
     std::lock_guard<std::mutex> lk(d.mu);
     while (!d.singles.empty() && int(d.forming.size()) < limit) {
@@ -357,7 +363,6 @@ void Engine::post_loop(PostQueue& q) {
 void Engine::drive(Driver& d) {
   pin_thread(d.cpus);
   std::vector<Lane*> order = d.lanes;
-  std::vector<int64_t> last_ready(order.size(), 0);
   auto acquire = [&](Lane& l) -> Batch* {
     for (int tries = 0; tries < 2; ++tries) {
       {
@@ -388,7 +393,7 @@ void Engine::drive(Driver& d) {
     Batch tmp;
     tmp.ids.resize(size_t(batch_size_) * 64);
     tmp.idx.resize(tmp.ids.size());
-    while (take(d, &tmp, int(tmp.ids.size()), kInf, nullptr)) fail(tmp.ids.data(), tmp.n, "");
+    while (take(d, &tmp, int(tmp.ids.size()), kInf)) fail(tmp.ids.data(), tmp.n, "");
   };
 
   for (;;) {
@@ -428,7 +433,7 @@ void Engine::drive(Driver& d) {
           starved = true;
           break;
         }
-        if (!take(d, b, dev.info.batch_size, now, nullptr)) {
+        if (!take(d, b, dev.info.batch_size, now)) {
           release(l, b);
           break;
         }
@@ -478,7 +483,6 @@ void Engine::drive(Driver& d) {
         wake = std::min(wake, due);
       }
     }
-    (void)last_ready;
     if (fed) continue;
     if (starved) wake = std::min(wake, now_ns() + 50000);
     bool idle = true;
@@ -490,6 +494,7 @@ void Engine::drive(Driver& d) {
     }
     if (!d.forming.empty()) wake = std::min(wake, d.forming_deadline);
     std::unique_lock<std::mutex> lk(d.mu);
+    d.need = d.forming.empty() ? 1 : size_t(std::max<int>(1, d.min_batch - int(d.forming.size())));
     if (d.signal && room) {
       d.signal = false;
       continue;

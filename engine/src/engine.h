@@ -135,7 +135,7 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
   void finish(Lane& lane, Batch* b, struct Responder& r);
   void fail(const mlperf::ResponseId* ids, int n, const std::string& why);
   void release(Lane& lane, Batch* b);
-  bool take(Driver& d, Batch* b, int limit, int64_t now, int64_t* deadline);
+  bool take(Driver& d, Batch* b, int limit, int64_t now);
   bool aborting() const { return aborting_.load(std::memory_order_relaxed); }
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   bool throughput_only() const { return throughput_only_; }
@@ -231,6 +231,10 @@ struct Driver {
   std::mutex mu;
   std::condition_variable cv;
   bool signal = false;  // work arrived or stop: re-check before sleeping (under mu)
+  // One-sample queries queued before a wake-up is worth it (under mu): 1 when idle; while a
+  // Server batch forms, what it still lacks (it wakes at its timeout anyway), so LoadGen's
+  // issue thread does not wake the driver, a system call, for every sample.
+  size_t need = 1;
   struct Single {
     mlperf::ResponseId id;
     size_t idx;
@@ -244,6 +248,7 @@ struct Driver {
   Responder responder;
   std::thread thread;
   size_t chunk = 1;  // one-sample queries routed here in a row
+  int min_batch = 1;  // the smallest batch size of its devices
 };
 
 }  // namespace vp
