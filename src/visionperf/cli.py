@@ -4,12 +4,115 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 from .errors import UserError
 from .workloads import SCENARIOS, WORKLOADS
+
+
+# Numeric options are checked where they are parsed: argparse's `type=` functions below
+# refuse a bad value with one line naming the option, the value and what to pass (exit 2);
+# what depends on the machine (cores, memory) is checked when the run is planned (cmd_run).
+MAX_DEVICES = 1024  # more than any real host holds: a larger count is a typo
+MAX_DURATION_S = 1e6  # ~11.6 days: LoadGen keeps min_duration in ms
+MAX_BATCH_TIMEOUT_MS = 60_000.0
+LOADGEN_BYTES_PER_SAMPLE = 216  # a query's 16 B plus its per-sample metadata, assumed ~200 B
+LOADGEN_DEFAULT_DURATION_S = 600.0  # mlperf.conf's min_duration when neither --duration nor a user.conf says
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the option, the value and the fix) and exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_range(lo: int, hi: int | None = None):
+    want = f"a whole number from {lo} to {hi}" if hi is not None else f"a whole number of at least {lo}"
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: pass {want}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"got {v}: pass {want}")
+        return v
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _float_range(lo: float, hi: float | None = None, lo_open: bool = True):
+    want = (f"a finite number {'above' if lo_open else 'of at least'} {lo:g}"
+            + (f" and at most {hi:g}" if hi is not None else ""))
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number: pass {want}") from None
+        if not math.isfinite(v) or v < lo or (lo_open and v == lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"got {text}: pass {want}")
+        return v
+
+    parse.__name__ = "float"
+    return parse
+
+
+positive_int = _int_range(1)
+non_negative_int = _int_range(0)
+device_count = _int_range(1, MAX_DEVICES)
+finite_positive_float = _float_range(0.0)
+non_negative_float = _float_range(0.0, lo_open=False)
+duration_s = _float_range(0.0, MAX_DURATION_S)
+
+
+def device_list(text: str) -> list[int]:
+    """--devices for scale: a comma-separated list of device counts."""
+    want = f"a list like 1,2,4,8 of whole numbers from 1 to {MAX_DEVICES}"
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}: pass {want}") from None
+    if not counts or min(counts) < 1 or max(counts) > MAX_DEVICES:
+        raise argparse.ArgumentTypeError(f"got {text!r}: pass {want}")
+    return counts
+
+
+def _mem_available() -> int | None:
+    """Bytes the kernel says can be had without swapping (None where it does not say)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_run_machine(a) -> None:
+    """What a run's options ask of this machine, refused before anything is read or written."""
+    from .topology import read_topology
+
+    if a.backend == "onnxruntime":
+        cores = len(read_topology().cores)
+        if a.devices > cores:
+            raise UserError(f"--devices {a.devices}: this machine has {cores} physical core(s) and each "
+                            f"onnxruntime device needs one: pass --devices {cores} or fewer")
+    if a.target_qps is not None and a.scenario in ("Offline", "Server"):
+        duration = a.duration or LOADGEN_DEFAULT_DURATION_S
+        need = a.target_qps * duration * 1.1 * LOADGEN_BYTES_PER_SAMPLE
+        avail = _mem_available()
+        if avail and need > avail / 2:
+            fit = avail / 2 / (duration * 1.1 * LOADGEN_BYTES_PER_SAMPLE)
+            raise UserError(f"--target-qps {a.target_qps:g}: LoadGen would hold {a.target_qps * duration * 1.1:,.0f} "
+                            f"samples ({need / 2**30:,.1f} GiB) for a {duration:g} s {a.scenario} test, more than "
+                            f"half of the {avail / 2**30:,.1f} GiB available: pass --target-qps {fit:,.0f} or less, "
+                            "or a shorter --duration")
 
 
 def _console(width: int | None = None):
@@ -70,6 +173,9 @@ def cmd_preprocess(a) -> int:
             if a.scale is None or a.zero_point is None:
                 raise UserError(f"--dtype {dtype} needs the model's input quantisation: pass --model "
                                 "INT8_MODEL, or --scale and --zero-point")
+            lo, hi = (-128, 127) if dtype == "int8" else (0, 255)
+            if not lo <= a.zero_point <= hi:
+                raise UserError(f"--zero-point {a.zero_point} is outside {dtype}: pass {lo} to {hi}")
             quant = Quantization(a.scale, a.zero_point, dtype)
     if a.workers is not None and a.workers < 1:
         raise UserError(f"--workers must be at least 1, got {a.workers}")
@@ -159,13 +265,15 @@ def cmd_scale(a) -> int:
     scenario = check_scenario(a.scenario)
     if scenario not in ("Offline", "Server"):
         raise UserError("--scenario must be Offline or Server for a scaling study")
-    try:
-        counts = [int(x) for x in a.devices.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"--devices takes a list like 1,2,4,8, got {a.devices!r}") from None
-    if not counts or min(counts) < 1:
-        raise UserError(f"--devices takes a list like 1,2,4,8, got {a.devices!r}")
-    run_args = ["--backend", a.backend, "--model", a.model, "--dataset", a.dataset, "--duration", str(a.duration)]
+    counts = device_list(a.devices) if isinstance(a.devices, str) else a.devices
+    if a.backend == "onnxruntime":
+        from .topology import read_topology
+
+        cores = len(read_topology().cores)
+        if max(counts) > cores:
+            raise UserError(f"--devices {','.join(map(str, counts))}: this machine has {cores} physical "
+                            f"core(s) and each onnxruntime device needs one: pass counts up to {cores}")
+    run_args = ["--backend", a.backend, "--model", a.model, "--dataset", a.dataset, "--duration", repr(a.duration)]
     for flag, val in (("--cache", a.cache), ("--card-rate", a.card_rate), ("--replicas", a.replicas),
                       ("--batch-size", a.batch_size)):
         if val is not None:
@@ -242,10 +350,7 @@ def cmd_run(a) -> int:
         skip_postprocess=a.skip_postprocess, replicas=a.replicas, card_rate=a.card_rate,
         in_flight=a.in_flight, compliance=a.compliance, backend_options=a.backend_option,
     )
-    if a.target_qps is not None and a.target_qps <= 0:
-        raise UserError(f"--target-qps must be positive, got {a.target_qps}")
-    if a.duration is not None and a.duration <= 0:
-        raise UserError(f"--duration must be positive, got {a.duration}")
+    _check_run_machine(a)
     con = _console()
     report = run(cfg, log=lambda m: con.print(f"[dim]{m}[/dim]"))
     print_report(con, report)
@@ -343,13 +448,13 @@ def cmd_accuracy(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="visionperf", description="MLPerf Inference vision benchmarks on the real LoadGen, across many devices.")
+    p = _Parser(prog="visionperf", description="MLPerf Inference vision benchmarks on the real LoadGen, across many devices.")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sample-data", help="write a synthetic dataset in a real on-disk layout")
     s.add_argument("kind", help="imagenet or coco")
     s.add_argument("--out", required=True)
-    s.add_argument("--count", type=int, default=256)
+    s.add_argument("--count", type=positive_int, default=256)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample_data)
 
@@ -357,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("workload")
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--width", type=float, default=1.0,
+    s.add_argument("--width", type=_float_range(0.0, 4.0), default=1.0,
                    help="channel multiplier; < 1 gives a thinner test-sized variant (default 1)")
     s.set_defaults(func=cmd_build_model)
 
@@ -368,11 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=("float32", "int8", "uint8"))
     s.add_argument("--layout", choices=("NCHW", "NHWC"))
     s.add_argument("--model", help="take dtype, scale and zero point from this (quantised) model")
-    s.add_argument("--scale", type=float)
+    s.add_argument("--scale", type=finite_positive_float)
     s.add_argument("--zero-point", type=int)
-    s.add_argument("--workers", type=int, help="processes (default: one per CPU)")
-    s.add_argument("--count", type=int, help="only the first COUNT images")
-    s.add_argument("--chunk-size", type=int, help="images per resumable work unit (default: by dataset size, at most 64)")
+    s.add_argument("--workers", type=_int_range(1, MAX_DEVICES), help="processes (default: one per CPU)")
+    s.add_argument("--count", type=positive_int, help="only the first COUNT images")
+    s.add_argument("--chunk-size", type=positive_int, help="images per resumable work unit (default: by dataset size, at most 64)")
     s.add_argument("--skip-bad", action="store_true",
                    help="leave corrupt images out (listed in skipped.txt) instead of stopping")
     s.set_defaults(func=cmd_preprocess)
@@ -382,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="the float32 model")
     s.add_argument("--dataset", required=True, help="where the calibration images are")
     s.add_argument("--calibration-list", help="MLPerf calibration list: one file name per line")
-    s.add_argument("--calibration-count", type=int, default=100)
+    s.add_argument("--calibration-count", type=positive_int, default=100)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_quantize)
 
@@ -396,16 +501,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_topology)
 
     s = sub.add_parser("plan", help="placement plan for N cards: cores, replicas, bandwidth")
-    s.add_argument("--devices", type=int, required=True)
+    s.add_argument("--devices", type=device_count, required=True)
     s.add_argument("--sysfs-root", default="/")
     s.add_argument("--json", action="store_true")
     s.add_argument("--replicas", default="device", help="device (default), node or one")
     s.add_argument("--workload", help="check memory bandwidth at this workload's card rate")
-    s.add_argument("--card-rate", type=float, help="samples/s per card (default: the paper's Table II)")
-    s.add_argument("--bytes-per-sample", type=int, help="default: the int8 input row")
-    s.add_argument("--node-bandwidth-gbs", type=float, default=25.6,
+    s.add_argument("--card-rate", type=finite_positive_float, help="samples/s per card (default: the paper's Table II)")
+    s.add_argument("--bytes-per-sample", type=positive_int, help="default: the int8 input row")
+    s.add_argument("--node-bandwidth-gbs", type=finite_positive_float, default=25.6,
                    help="memory bandwidth assumed per NUMA node (default: one DDR4-3200 channel)")
-    s.add_argument("--host-us-per-sample", type=float,
+    s.add_argument("--host-us-per-sample", type=finite_positive_float,
                    help="host CPU time per sample measured by run or scale (run.json): check that "
                    "each card's cores can feed it at the workload's rate")
     s.set_defaults(func=cmd_plan)
@@ -417,28 +522,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--dataset", required=True)
     s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), simulated (cards at a set rate), null (completes at once, no gather: the harness alone), null-gather (the same plus the batch gather), or plugin:PATH (a device built against visionperf/device.h; see `visionperf include-dir`)")
-    s.add_argument("--devices", type=int, default=1)
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--target-qps", type=float, help="written into the user.conf used")
-    s.add_argument("--duration", type=float, help="seconds; written into the user.conf used")
+    s.add_argument("--devices", type=device_count, default=1)
+    s.add_argument("--batch-size", type=_int_range(1, 65536))
+    s.add_argument("--target-qps", type=finite_positive_float, help="written into the user.conf used")
+    s.add_argument("--duration", type=duration_s, help="seconds; written into the user.conf used")
     s.add_argument("--user-conf")
-    s.add_argument("--batch-timeout-ms", type=float,
+    s.add_argument("--batch-timeout-ms", type=_float_range(0.0, MAX_BATCH_TIMEOUT_MS, lo_open=False),
                    help="Server: how long a partial batch may wait for more samples. Default: from "
                    "the p99 bound LoadGen will judge (its mlperf.conf, then --user-conf: e.g. "
                    "resnet50 15 ms, or a user.conf's target_latency) and the warm-up's batch time: "
                    "min(0.2 x bound, 0.8 x bound - 2 x batch time), since a sample waits at most the "
                    "timeout, one batch ahead and its own batch; 0 only when two batch times already "
                    "fill 0.8 x bound. The run prints the timeout it used")
-    s.add_argument("--count", type=int, help="use only the first COUNT images")
-    s.add_argument("--post-threads", type=int,
+    s.add_argument("--count", type=positive_int, help="use only the first COUNT images")
+    s.add_argument("--post-threads", type=_int_range(0, 256),
                    help="post-processing threads (default: one per device for detection, 0 = inline)")
     s.add_argument("--skip-postprocess", action="store_true",
                    help="complete with empty responses (to measure what NMS costs; not a result)")
     s.add_argument("--replicas", help="sample buffer per device, node or one "
                    "(default: device for cards, one for CPU devices)")
-    s.add_argument("--card-rate", type=float,
+    s.add_argument("--card-rate", type=finite_positive_float,
                    help="simulated: samples/s per card (default: the paper's Table II rate)")
-    s.add_argument("--in-flight", type=int, default=2, help="simulated: batches a card holds at once")
+    s.add_argument("--in-flight", type=_int_range(1, 64), default=2, help="simulated: batches a card holds at once")
     s.add_argument("--backend-option", default="",
                    help="plugin: options passed to the device, 'key=value;key=value'")
     s.add_argument("--compliance", choices=("TEST01", "TEST04"),
@@ -450,15 +555,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scale", help="throughput against device count (the paper's Figure 1)")
     s.add_argument("workload")
     s.add_argument("--backend", default="simulated")
-    s.add_argument("--devices", default="1,2,4,8", help="comma-separated device counts")
+    s.add_argument("--devices", type=device_list, default="1,2,4,8", help="comma-separated device counts")
     s.add_argument("--scenario", default="Offline", help="Offline, or Server (also runs Offline per point)")
     s.add_argument("--model", required=True)
     s.add_argument("--dataset", required=True)
-    s.add_argument("--duration", type=float, default=10.0, help="seconds per run")
-    s.add_argument("--card-rate", type=float)
+    s.add_argument("--duration", type=duration_s, default=10.0, help="seconds per run")
+    s.add_argument("--card-rate", type=finite_positive_float)
     s.add_argument("--replicas")
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--steps", type=int, default=5, help="Server: bisection steps per point")
+    s.add_argument("--batch-size", type=_int_range(1, 65536))
+    s.add_argument("--steps", type=positive_int, default=5, help="Server: bisection steps per point")
     s.add_argument("--cache")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_scale)

@@ -24,6 +24,7 @@ from .backends import is_card, make_devices
 from .cache import ensure_cache
 from .datasets import open_dataset
 from .errors import UserError
+from .locks import Busy, DirLock
 from .models import check_model
 from .placement import Partition, card_plan, cpu_partitions, describe_plan, replica_plan
 from .postprocess import make_postprocess
@@ -123,8 +124,13 @@ def _partial_dir(cfg: RunConfig) -> Path:
 
 
 def run(cfg: RunConfig, log=print) -> RunReport:
-    """One run; a run that fails or is interrupted anywhere leaves no partial results behind."""
+    """One run; a run that fails or is interrupted anywhere leaves no partial results behind.
+
+    The scenario directory (OUT/<benchmark>/<Scenario>, where partial results are renamed into
+    place) is locked for the whole run, so a second run into it is refused, not clobbered."""
+    lock = None
     try:
+        lock = _lock_results(cfg)
         return _run(cfg, log)
     except BaseException:
         try:
@@ -132,6 +138,24 @@ def run(cfg: RunConfig, log=print) -> RunReport:
         except UserError:  # an unknown workload or scenario: nothing was written
             pass
         raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_results(cfg: RunConfig, wait: float | None = None) -> DirLock | None:
+    """Lock OUT/<benchmark>/<Scenario> (None when --out is a file: _run says so)."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        return None
+    scenario_dir = out / get_workload(cfg.workload).name / check_scenario(cfg.scenario)
+    try:
+        return DirLock(scenario_dir, busy="{dir} is in use by another visionperf run (pid {pid}: {cmd}): "
+                                          "wait for it to finish, or pass another --out").acquire(wait)
+    except Busy:
+        raise
+    except OSError as e:
+        raise UserError(f"cannot write the results in {scenario_dir}: {e.strerror}") from None
 
 
 def _run(cfg: RunConfig, log=print) -> RunReport:
@@ -145,6 +169,11 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise UserError(f"--out {cfg.out} is a file: pass a directory for the results")
     model = check_model(cfg.model, w)
+    fixed = model.fixed_batch if cfg.backend == "onnxruntime" else None  # ORT runs the model's batch
+    if fixed and cfg.batch_size is not None and cfg.batch_size != fixed:
+        raise UserError(f"--batch-size {cfg.batch_size}: {model.path.name} only takes batches of {fixed} "
+                        f"(a fixed batch dimension): pass --batch-size {fixed}, or export the model with a "
+                        "dynamic batch dimension")
     dataset = open_dataset(w, cfg.dataset, cfg.count)
     base_conf = read_user_conf(cfg.user_conf)
     notes: list[str] = []
@@ -166,7 +195,7 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
     rp = replica_plan(topology, plan, cfg.replicas or ("device" if card else "one"))
     if cfg.in_flight < 1:
         raise UserError(f"--in-flight must be at least 1, got {cfg.in_flight}")
-    batch_size = cfg.batch_size or w.default_batch_size
+    batch_size = cfg.batch_size or fixed or w.default_batch_size
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     fmt = None
