@@ -33,6 +33,7 @@ import numpy as np
 
 from .datasets import ImageNetVal, preprocess_one
 from .errors import UserError
+from .locks import LOCK_NAME, Busy, DirLock
 from .workloads import Workload, get_workload
 
 FORMAT_VERSION = 2
@@ -224,8 +225,31 @@ def _progress():
 
 def build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest: dict,
                 workers: int | None = None, chunk: int | None = None, skip_bad: bool = False,
-                log=print) -> Cache:
-    """Preprocess every image of DATASET into PATH (resuming a build left there), then publish."""
+                log=print, lock_wait: float | None = None) -> Cache:
+    """Preprocess every image of DATASET into PATH (resuming a build left there), then publish.
+
+    PATH is locked for the build (locks.DirLock): a second builder, or a run that finds the
+    cache being built, is refused with the builder's pid (or waits up to LOCK_WAIT seconds)."""
+    lock = DirLock(path, busy="cache {dir} is being built by another visionperf (pid {pid}: {cmd}): "
+                              "wait for it to finish and rerun")
+    try:
+        lock.acquire(lock_wait)
+    except Busy:
+        raise
+    except OSError as e:
+        raise UserError(f"cannot write the cache {path}: {e.strerror}") from None
+    try:
+        if (path / "manifest.json").exists():  # another builder finished it while we waited
+            cache = open_cache(path, manifest)
+            log(f"cache: using {cache.describe()}")
+            return cache
+        return _build_cache(path, workload, dataset, manifest, workers, chunk, skip_bad, log)
+    finally:
+        lock.release()
+
+
+def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest: dict,
+                 workers: int | None, chunk: int | None, skip_bad: bool, log) -> Cache:
     chunk = chunk or default_chunk(len(dataset))
     build = path / "build"
     done_dir = build / "done"
@@ -358,7 +382,7 @@ def preprocess_to(out: Path, workload: Workload, dataset: ImageNetVal, dtype: st
         cache = open_cache(out, wanted)
         log(f"cache already complete: {cache.describe()}")
         return cache
-    if out.exists() and any(p.name != "build" for p in out.iterdir()):
+    if out.exists() and any(p.name not in ("build", LOCK_NAME) for p in out.iterdir()):
         raise UserError(f"{out} exists and is not a visionperf cache: choose an empty or new --out")
     out.mkdir(parents=True, exist_ok=True)
     return build_cache(out, workload, dataset, wanted, log=log, **build_options)

@@ -39,6 +39,10 @@ def find(root: Path) -> list[RunRow]:
     for detail in sorted(root.rglob("mlperf_log_detail.txt")):
         d = detail.parent
         parts = d.relative_to(root).parts
+        # a run still being written (or one killed mid-way) lives in a .partial-PID directory;
+        # hidden entries (lock files, a submission's .closed-* staging) are not runs either
+        if any(".partial-" in p or p.startswith(".") for p in parts):
+            continue
         workload = next((p for p in parts if p in WORKLOADS), None)
         scenario = next((p for p in parts if p in METRIC), None)
         if not workload or not scenario:

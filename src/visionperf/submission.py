@@ -218,8 +218,21 @@ def _measurements(f: Found) -> dict:
     }
 
 
+def check_name(value: str, option: str) -> str:
+    """A name from the user that becomes one path component (closed/<submitter>/..., <system>.json):
+    refused unless it is a single safe component, so it can never point outside --out."""
+    bad = (not value or value in (".", "..") or any(c in value for c in "/\\\0") or value.startswith("-")
+           or value != value.strip())
+    if bad:
+        raise UserError(f"{option} {value!r} is not a usable name: it becomes a directory name, so use "
+                        "letters, digits, '.', '_' or '-' (no '/', '\\', '..', and not starting with '-')")
+    return value
+
+
 def assemble(runs: Path, out: Path, submitter: str, system: str, user_system: dict,
              allow_short: bool = False, log=print) -> tuple[Path, list[str]]:
+    check_name(submitter, "--submitter")
+    check_name(system, "--system")
     found = find_runs(runs)
     waived: list[str] = []
     for f in found:
