@@ -410,12 +410,13 @@ NB_MODULE(_engine, m) {
       .def("add_python_device", &PyEngine::add_python_device, "adapter"_a, "name"_a, "cpus"_a, "numa"_a, "replica"_a,
            "batch_size"_a, "fixed_batch"_a, "input"_a, "outputs"_a)
       .def("configure",
-           [](PyEngine& e, double timeout_s, bool throughput_only, int post_threads) {
+           [](PyEngine& e, double timeout_s, bool throughput_only, int post_threads, double watchdog_s) {
              e.engine_->set_batch_timeout(timeout_s);
              e.engine_->set_throughput_only(throughput_only);
              e.engine_->set_post_threads(post_threads);
+             e.engine_->set_watchdog(watchdog_s);  // 0: the default floor (engine.h)
            },
-           "batch_timeout_s"_a, "throughput_only"_a, "post_threads"_a)
+           "batch_timeout_s"_a, "throughput_only"_a, "post_threads"_a, "watchdog_s"_a = 0.0)
       .def("start", [](PyEngine& e) { e.engine_->start(); })
       .def("stop", [](PyEngine& e) { e.engine_->stop(); }, nb::call_guard<nb::gil_scoped_release>())
       .def("load", &PyEngine::load)

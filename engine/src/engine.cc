@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -68,6 +69,9 @@ void Engine::start() {
   if (lanes_.empty()) throw Error("no devices");
   stopping_ = false;
   aborting_ = false;
+  int live = 0;  // a device found stuck stays dead across restarts (the error is kept)
+  for (auto& l : lanes_) live += l->dead.load() ? 0 : 1;
+  live_lanes_ = live;
   // Blocking devices: a driver each. Asynchronous ones: grouped by the CPUs they are pinned
   // to, as many drivers per group as it has CPUs (never more threads than cores), devices
   // dealt round-robin.
@@ -105,6 +109,9 @@ void Engine::start() {
       d->min_batch = std::min(d->min_batch, l->dev->info.batch_size);
     }
     d->chunk = size_t(std::max(1, b));
+    bool all_dead = true;
+    for (Lane* l : d->lanes) all_dead = all_dead && l->dead.load();
+    d->dead = all_dead;
     d->responder.scratch = post_->scratch();
   }
   // Post-processing threads (detection): queue i serves drivers i, i+P, ...; thread j
@@ -125,14 +132,34 @@ void Engine::start() {
     Driver* dp = d.get();
     d->thread = std::thread([this, dp] { drive(*dp); });
   }
+  bool any_blocking = false;
+  for (auto& d : drivers_) any_blocking = any_blocking || d->blocking;
+  if (any_blocking) {
+    watchdog_stop_ = false;
+    watchdog_ = std::thread([this] { watchdog_loop(); });
+  }
   started_ = true;
 }
 
 void Engine::stop() {
   if (!started_) return;
   stopping_.store(true, std::memory_order_release);
+  if (watchdog_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lk(watchdog_mu_);
+      watchdog_stop_ = true;
+      watchdog_cv_.notify_all();
+    }
+    watchdog_.join();
+  }
   notify_all_drivers();
-  for (auto& d : drivers_) d->thread.join();
+  for (auto& d : drivers_) {
+    if (d->abandoned.load()) {  // stuck in a device's run: left (engine.h)
+      if (d->thread.joinable()) d->thread.detach();
+    } else {
+      d->thread.join();
+    }
+  }
   for (auto& q : post_queues_) {
     std::lock_guard<std::mutex> lk(q->mu);
     q->stop = true;
@@ -167,18 +194,42 @@ void Engine::IssueQuery(const std::vector<mlperf::QuerySample>& samples) {
     return;
   }
   // One sample (Server, SingleStream): a batch's worth in a row to one driver, then the next.
-  Driver& d = *drivers_[route_driver_];
-  if (++route_count_ >= d.chunk) {
+  size_t k = route_single();
+  if (k == drivers_.size()) {  // every device is dead
+    fail(&samples[0].id, 1, "");
+    return;
+  }
+  Driver& d = *drivers_[k];
+  int64_t t = now_ns();
+  {
+    std::lock_guard<std::mutex> lk(d.mu);
+    if (!d.dead.load()) {
+      d.singles.push_back({samples[0].id, samples[0].index, t});
+      if (d.singles.size() >= d.need) {
+        d.signal = true;
+        d.cv.notify_one();  // no system call unless the driver sleeps
+      }
+      return;
+    }
+  }
+  fail(&samples[0].id, 1, "");  // it died just now
+}
+
+size_t Engine::route_single() {
+  for (size_t tries = 0; tries < drivers_.size(); ++tries) {
+    Driver& d = *drivers_[route_driver_];
+    if (!d.dead.load(std::memory_order_relaxed)) {
+      size_t k = route_driver_;
+      if (++route_count_ >= d.chunk) {
+        route_count_ = 0;
+        route_driver_ = (route_driver_ + 1) % drivers_.size();
+      }
+      return k;
+    }
     route_count_ = 0;
     route_driver_ = (route_driver_ + 1) % drivers_.size();
   }
-  int64_t t = now_ns();
-  std::lock_guard<std::mutex> lk(d.mu);
-  d.singles.push_back({samples[0].id, samples[0].index, t});
-  if (d.singles.size() >= d.need) {
-    d.signal = true;
-    d.cv.notify_one();  // no system call unless the driver sleeps
-  }
+  return drivers_.size();
 }
 
 void Engine::add_bulk(const mlperf::QuerySample* s, size_t n) {
@@ -188,9 +239,94 @@ void Engine::add_bulk(const mlperf::QuerySample* s, size_t n) {
   r->n = n;
   {
     std::lock_guard<std::mutex> lk(bulk_mu_);
-    bulk_.push_back(std::move(r));
+    if (live_lanes_.load() > 0) r = (bulk_.push_back(std::move(r)), nullptr);
+  }
+  if (r) {  // every device is dead
+    std::vector<mlperf::ResponseId> ids(n);
+    for (size_t k = 0; k < n; ++k) ids[k] = s[k].id;
+    fail(ids.data(), int(n), "");
+    return;
   }
   notify_all_drivers();
+}
+
+void Engine::fail_bulk() {
+  std::vector<mlperf::ResponseId> ids;
+  {
+    std::lock_guard<std::mutex> lk(bulk_mu_);
+    for (auto& r : bulk_) {
+      size_t i = r->next.fetch_add(r->n, std::memory_order_relaxed);
+      for (size_t k = i; k < r->n; ++k) ids.push_back(r->s[k].id);
+    }
+    bulk_.clear();
+  }
+  if (!ids.empty()) fail(ids.data(), int(ids.size()), "");
+}
+
+// ---- the watchdog -------------------------------------------------------------------------
+
+int64_t Engine::watchdog_limit(int64_t expected_ns) const {
+  return std::max(watchdog_floor_ns_, int64_t(kWatchdogFactor) * std::max<int64_t>(0, expected_ns));
+}
+
+void Engine::stuck(Lane& lane, int64_t since_ns, int64_t expected_ns) {
+  char msg[160];
+  std::snprintf(msg, sizeof msg, "no batch completed for %.1f s (expected about %.1f ms per batch): the device is stuck",
+                1e-9 * double(since_ns), 1e-6 * double(std::max<int64_t>(0, expected_ns)));
+  record_error(lane.dev->info.name + ": " + msg);
+  if (lane.dead.exchange(true)) return;
+  if (live_lanes_.fetch_sub(1) == 1) fail_bulk();  // nobody is left to take shared work
+}
+
+void Engine::kill_lane(Driver& d, Lane& lane) {
+  for (Batch* b : lane.pending) {
+    fail(b->ids.data(), b->n, "");
+    release(lane, b);
+  }
+  lane.pending.clear();
+  bool all = true;
+  for (Lane* l : d.lanes) all = all && l->dead.load();
+  if (all) fail_routed(d, true);
+}
+
+void Engine::fail_routed(Driver& d, bool driver_thread) {
+  std::vector<mlperf::ResponseId> ids;
+  {
+    std::lock_guard<std::mutex> lk(d.mu);
+    d.dead = true;
+    for (auto& s : d.singles) ids.push_back(s.id);
+    d.singles.clear();
+  }
+  if (driver_thread) {  // FORMING is the driver thread's (and empty while a blocking run is stuck)
+    for (auto& s : d.forming) ids.push_back(s.id);
+    d.forming.clear();
+  }
+  if (!ids.empty()) fail(ids.data(), int(ids.size()), "");
+}
+
+void Engine::watchdog_loop() {
+  std::unique_lock<std::mutex> lk(watchdog_mu_);
+  while (!watchdog_stop_) {
+    watchdog_cv_.wait_for(lk, std::chrono::milliseconds(250));
+    if (watchdog_stop_) break;
+    int64_t now = now_ns();
+    for (auto& dp : drivers_) {
+      Driver& d = *dp;
+      if (!d.blocking) continue;
+      Lane& l = *d.lanes[0];
+      if (l.dead.load()) continue;
+      int64_t t = l.run_start.load(std::memory_order_acquire);
+      int64_t avg = l.batch_ns_shared.load(std::memory_order_relaxed);
+      if (t <= 0 || now - t <= watchdog_limit(avg)) continue;
+      Batch* b = l.running.load(std::memory_order_acquire);
+      if (!l.run_start.compare_exchange_strong(t, -1)) continue;  // it returned just now
+      d.abandoned = true;
+      threads_abandoned_ = true;
+      stuck(l, now - t, avg);
+      if (b) fail(b->ids.data(), b->n, "");
+      fail_routed(d, false);
+    }
+  }
 }
 
 void Engine::LoadSamplesToRam(const std::vector<mlperf::QuerySampleIndex>& samples) {
@@ -400,6 +536,15 @@ void Engine::drive(Driver& d) {
     int64_t now = now_ns();
     int64_t wake = kInf;
     bool room = false, fed = false, starved = false;
+    if (d.dead.load()) {  // every device of this driver is stuck: fail what is routed here
+      fail_routed(d, true);
+      if (stopping()) return;
+      std::unique_lock<std::mutex> lk(d.mu);
+      d.need = 1;
+      d.cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return d.signal; });
+      d.signal = false;
+      continue;
+    }
     if (aborting()) fail_all_queued();
     if (order.size() > 1)  // most urgent first: idle devices, then the one whose newest batch ends soonest
       std::sort(order.begin(), order.end(), [](Lane* a, Lane* b) {
@@ -409,6 +554,7 @@ void Engine::drive(Driver& d) {
       });
     for (size_t li = 0; li < order.size(); ++li) {
       Lane& l = *order[li];
+      if (l.dead.load(std::memory_order_relaxed)) continue;
       Device& dev = *l.dev;
       auto& p = l.pending;
       int64_t poll_at = 0;
@@ -417,17 +563,30 @@ void Engine::drive(Driver& d) {
         if (b->ready && now < b->ready) break;
         int s = dev.collect(b->ticket, b->outputs.data(), 0);
         if (s == VP_NOT_READY) {
+          // The watchdog: overdue past its announced time, or (none announced) running for
+          // far longer than the device's batches take.
+          int64_t since = std::max(b->start, l.last_done);
+          int64_t expected = b->ready ? b->ready - b->start : l.batch_ns;
+          if ((b->ready ? now - b->ready : now - since) > watchdog_limit(expected)) {
+            stuck(l, now - since, expected);
+            kill_lane(d, l);
+            break;
+          }
           poll_at = now + kPollNs;
           break;
         }
         p.pop_front();
         int64_t done = b->ready ? b->ready : now;
         l.stats.busy_s += 1e-9 * double(std::max<int64_t>(0, done - b->start));
+        int64_t took = std::max<int64_t>(0, done - std::max(b->start, l.last_done));
+        l.batch_ns = l.batch_ns ? l.batch_ns + (took - l.batch_ns) / 8 : took;
+        l.last_done = done;
         deliver(d, l, b, s);
         now = now_ns();
       }
+      if (l.dead.load(std::memory_order_relaxed)) continue;
       const int cap = dev.info.max_in_flight;
-      while (int(p.size()) < cap && !aborting()) {
+      while (int(p.size()) < cap && !aborting() && !l.dead.load(std::memory_order_relaxed)) {
         Batch* b = acquire(l);
         if (!b) {
           starved = true;
@@ -442,10 +601,20 @@ void Engine::drive(Driver& d) {
         int rows = dev.info.fixed_batch ? dev.info.batch_size : b->n;
         if (dev.blocking()) {
           int64_t t1 = now_ns();
+          l.running.store(b, std::memory_order_relaxed);
+          l.run_start.store(std::max<int64_t>(1, t1), std::memory_order_release);
           int s = dev.run(l.staging, rows, b->idx.data(), b->outputs.data());
+          if (l.run_start.exchange(0) < 0) {  // the watchdog failed it and this device meanwhile
+            l.running.store(nullptr);
+            release(l, b);
+            continue;
+          }
+          l.running.store(nullptr);
           now = now_ns();
           l.stats.host_s += 1e-9 * double(t1 - t0);
           l.stats.busy_s += 1e-9 * double(now - t1);
+          int64_t avg = l.batch_ns_shared.load(std::memory_order_relaxed);
+          l.batch_ns_shared.store(avg ? avg + (now - t1 - avg) / 8 : now - t1, std::memory_order_relaxed);
           deliver(d, l, b, s);
           fed = true;
           continue;

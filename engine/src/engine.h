@@ -26,6 +26,22 @@
 //
 // Failure. Any device or post-processing error fails the samples it holds to LoadGen (a
 // response of size 0) and is kept for the caller; a run never waits on a lost sample.
+//
+// Watchdog. A device that stops completing batches is failed, not waited on: when its oldest
+// batch has gone without completing for longer than the limit, max(the floor, 10 s unless
+// set_watchdog says otherwise, and kWatchdogFactor x the batch's expected time: its announced
+// run time, or for a device that announces none a moving average of its observed batches),
+// the device is dead: the error `<device>: no batch completed for X s (expected about Y ms
+// per batch): the device is stuck` is recorded, every batch it holds is failed, it is given
+// no more work (its driver's other devices, or other drivers, take it; with none left alive,
+// whatever is routed to it is failed at once). An asynchronous device is checked by its
+// driver, only when a collect finds its oldest batch still not ready (never per sample). A
+// blocking device cannot be interrupted: a watchdog thread (one per engine, when it has
+// blocking devices, waking 4 times a second) fails the batch in run (an atomic claim decides
+// who completes its samples, so they complete once) and what is queued to its driver; the
+// stuck thread is left running, stop() does not join it, and loadgen_abandoned() then says
+// so: the engine is never destroyed and the process ends with _exit, as after an abandoned
+// LoadGen test.
 #pragma once
 
 #include <atomic>
@@ -83,6 +99,11 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
   void set_batch_timeout(double seconds) { batch_timeout_ns_ = int64_t(seconds * 1e9); }
   void set_throughput_only(bool on) { throughput_only_ = on; }  // Offline: complete in bursts
   void set_post_threads(int n) { post_threads_ = n; }
+  // The watchdog's floor (see above); 0 or less keeps the default.
+  void set_watchdog(double seconds) {
+    if (seconds > 0) watchdog_floor_ns_ = int64_t(seconds * 1e9);
+  }
+  static constexpr int kWatchdogFactor = 50;
 
   void start();
   void stop();  // drains what is in flight, joins every thread
@@ -108,7 +129,7 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
   // destroyed with its thread running). Returns false if it was interrupted.
   bool run_test(const TestConfig& config, const std::function<bool()>& interrupted);
   void abort();
-  bool loadgen_abandoned() const { return loadgen_abandoned_.load(); }
+  bool loadgen_abandoned() const { return loadgen_abandoned_.load() || threads_abandoned_.load(); }
 
   // Warm-up, outside LoadGen, on the loaded samples: completions (time ns, samples) while
   // the queue is kept fed for SECONDS; and the seconds per query of SAMPLES, one at a time.
@@ -148,6 +169,13 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
   void notify_all_drivers();
   void drive(Driver& d);
   void post_loop(PostQueue& q);
+  void watchdog_loop();
+  int64_t watchdog_limit(int64_t expected_ns) const;
+  void stuck(Lane& lane, int64_t since_ns, int64_t expected_ns);  // records the error, marks it dead
+  void kill_lane(Driver& d, Lane& lane);  // driver thread: fails its pending batches
+  void fail_routed(Driver& d, bool driver_thread);  // a driver without live devices
+  void fail_bulk();
+  size_t route_single();
 
   std::string name_ = "visionperf";
   std::unique_ptr<SampleStore> store_;
@@ -163,7 +191,13 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
   std::vector<std::unique_ptr<PostQueue>> post_queues_;
   std::vector<std::thread> post_threads_list_;
   bool started_ = false;
-  std::atomic<bool> stopping_{false}, aborting_{false}, loadgen_abandoned_{false};
+  std::atomic<bool> stopping_{false}, aborting_{false}, loadgen_abandoned_{false}, threads_abandoned_{false};
+  int64_t watchdog_floor_ns_ = 10000000000LL;
+  std::atomic<int> live_lanes_{0};
+  std::thread watchdog_;
+  std::mutex watchdog_mu_;
+  std::condition_variable watchdog_cv_;
+  bool watchdog_stop_ = false;
 
   // one-sample queries: which driver takes the next one (LoadGen's issue thread only)
   size_t route_driver_ = 0, route_count_ = 0;
@@ -204,6 +238,15 @@ struct Lane {
   LaneStats stats;
   vp_device_counters counters_base{};  // the device's own counters at the last reset_stats
   int64_t refill_ns = 0;  // moving average of one gather + submit (driver thread only)
+  int64_t batch_ns = 0;   // moving average of the device's batch times (the watchdog's guess)
+  int64_t last_done = 0;  // when its last batch completed (driver thread only)
+  std::atomic<bool> dead{false};  // stuck: given no more work
+  // A blocking device's batch in run, and since when (for the watchdog thread). RUN_START is
+  // also the claim on its samples: the driver takes it back with exchange(0) when run
+  // returns, the watchdog with a compare-exchange to -1; whoever wins completes them.
+  std::atomic<Batch*> running{nullptr};
+  std::atomic<int64_t> run_start{0};
+  std::atomic<int64_t> batch_ns_shared{0};  // a blocking device's moving average, for the watchdog thread
   ~Lane();
 };
 
@@ -228,6 +271,8 @@ struct Driver {
   std::vector<Lane*> lanes;
   std::vector<int> cpus;
   bool blocking = false;
+  std::atomic<bool> dead{false};  // every device dead: queued and routed samples fail (under mu to set)
+  std::atomic<bool> abandoned{false};  // stuck in a blocking run: never joined
   std::mutex mu;
   std::condition_variable cv;
   bool signal = false;  // work arrived or stop: re-check before sleeping (under mu)

@@ -13,6 +13,7 @@ LoadGen owns time, the store owns samples, the engine owns compute.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,7 +130,8 @@ class SystemUnderTest:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, batch_timeout_s: float = 0.0, throughput_only: bool = False) -> None:
         self.batch_timeout_s = batch_timeout_s
-        self._engine.configure(batch_timeout_s, throughput_only, self.post_threads)
+        watchdog_s = float(os.environ.get("VISIONPERF_WATCHDOG_S", "0") or 0)  # 0: the engine's default floor
+        self._engine.configure(batch_timeout_s, throughput_only, self.post_threads, watchdog_s)
         self._engine.start()
         self._started = True
 

@@ -18,6 +18,9 @@
  *   fail_collect_label=L  the same, in collect
  *   fail_open=1         open() refuses with a message
  *   announce=0          submit reports ready_ns = 0 (the engine polls collect)
+ *   hang_on=N           the Nth submit (1-based, per device) and every later one never finish:
+ *                       their ready time is announced as usual, but collect answers VP_NOT_READY
+ *                       for ever (after waiting out its timeout; a timeout of -1 waits 1 ms)
  *
  * Build variants (for the loader's error paths):
  *   -DVP_TEST_ABI=2       vp_device_plugin returns a table that says abi_version 2
@@ -39,13 +42,14 @@ typedef struct {
   uint64_t ticket;
   int32_t rows;
   int64_t ready;
+  int hang;
 } echo_batch;
 
 typedef struct {
   int32_t batch, max_in_flight, num_outputs;
   size_t in_row;
   int64_t delay_ns, stall_ns;
-  long fail_on, fail_collect_on, fail_label, fail_collect_label, submits, collects;
+  long hang_on, fail_on, fail_collect_on, fail_label, fail_collect_label, submits, collects;
   int announce;
   uint8_t *memory;     /* max_in_flight x batch x in_row: the device's own copy of its inputs */
   echo_batch *ring;    /* batches in flight, oldest at head */
@@ -127,6 +131,7 @@ static void *echo_open(vp_device_config *cfg, char *err, size_t err_len) {
   d->delay_ns = option(cfg->options, "delay_us", 0) * 1000;
   d->stall_ns = option(cfg->options, "stall_us", 0) * 1000;
   d->fail_on = option(cfg->options, "fail_on", 0);
+  d->hang_on = option(cfg->options, "hang_on", 0);
   d->fail_collect_on = option(cfg->options, "fail_collect_on", 0);
   d->fail_label = option(cfg->options, "fail_label", -1);
   d->fail_collect_label = option(cfg->options, "fail_collect_label", -1);
@@ -168,6 +173,7 @@ static int echo_submit(void *dev, const void *input, int32_t rows, uint64_t *tic
   echo_batch *b = &d->ring[slot];
   b->ticket = d->next_ticket++;
   b->rows = rows;
+  b->hang = d->hang_on && d->submits >= d->hang_on;
   b->ready = start + d->delay_ns + (b->ticket == 0 ? d->stall_ns : 0);
   d->free_at = b->ready;
   d->count++;
@@ -185,6 +191,10 @@ static int echo_collect(void *dev, uint64_t ticket, void *const *outputs, int64_
   }
   echo_batch *b = &d->ring[d->head];
   int64_t now = now_ns();
+  if (b->hang) { /* stuck for ever: batches finish in order, so every later one is too */
+    if (timeout_ns != 0) sleep_until(now + (timeout_ns < 0 ? 1000000 : timeout_ns));
+    return VP_NOT_READY;
+  }
   if (now < b->ready) {
     if (timeout_ns == 0) return VP_NOT_READY;
     sleep_until(timeout_ns < 0 || now + timeout_ns > b->ready ? b->ready : now + timeout_ns);
