@@ -28,6 +28,29 @@ def read_accuracy_log(path: str | Path) -> list[dict]:
     return records
 
 
+def _response(log_path, n: int, r: dict, size: int) -> tuple[int, bytes]:
+    """Record N's (qsl_idx, response bytes), checked: one UserError line naming the field."""
+    i = r["qsl_idx"]
+    whole = isinstance(i, int) or (isinstance(i, float) and i.is_integer())
+    if isinstance(i, bool) or not whole:
+        raise UserError(f"{log_path}: record {n} has qsl_idx {i!r}, not a whole number: "
+                        "the log is damaged; rerun in accuracy mode")
+    i = int(i)
+    if not 0 <= i < size:
+        raise UserError(f"{log_path}: qsl_idx {i} is outside the dataset ({size} images): "
+                        "wrong --dataset?")
+    data = r["data"]
+    try:
+        if not isinstance(data, str):
+            raise ValueError
+        raw = bytes.fromhex(data)
+    except ValueError:
+        shown = data if not isinstance(data, str) or len(data) <= 20 else data[:20] + "..."
+        raise UserError(f"{log_path}: record {n} (qsl_idx {i}) has data {shown!r}, not an even-length "
+                        "hex string: the log is damaged; rerun in accuracy mode") from None
+    return i, raw
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -60,18 +83,18 @@ def top1(log_path: str | Path, labels: np.ndarray) -> Top1:
     records = read_accuracy_log(log_path)
     seen: set[int] = set()
     good = 0
-    for r in records:
-        i = int(r["qsl_idx"])
+    for n, r in enumerate(records):
+        i, raw = _response(log_path, n, r, len(labels))
         if i in seen:
             continue
-        if not 0 <= i < len(labels):
-            raise UserError(f"{log_path}: qsl_idx {i} is outside the dataset ({len(labels)} images): "
-                            "wrong --dataset?")
         seen.add(i)
-        raw = bytes.fromhex(r["data"])
         if len(raw) < 4:
             continue  # an empty response counts as wrong
-        pred = int(np.frombuffer(raw[:4], dtype=np.float32)[0])
+        value = float(np.frombuffer(raw[:4], dtype=np.float32)[0])
+        if not np.isfinite(value):
+            raise UserError(f"{log_path}: the response for qsl_idx {i} decodes to {value}, not a label "
+                            "(one float32 class index): is this a classification log?")
+        pred = int(value)
         good += pred == int(labels[i])
     if not seen:
         raise UserError(f"{log_path} holds no responses: was the run in accuracy mode?")
@@ -116,19 +139,26 @@ def coco_map(log_path: str | Path, dataset, use_label_map: bool) -> CocoMap:
     records = read_accuracy_log(log_path)
     inv_map = [0, *dataset.category_ids]
     dets, seen = [], set()
-    for r in records:
-        i = int(r["qsl_idx"])
-        if not 0 <= i < len(dataset):
-            raise UserError(f"{log_path}: qsl_idx {i} is outside the dataset ({len(dataset)} images): "
-                            "wrong --dataset?")
+    for n, r in enumerate(records):
+        i, raw = _response(log_path, n, r, len(dataset))
         if i in seen:
             continue
         seen.add(i)
-        raw = bytes.fromhex(r["data"])
         if len(raw) % 28:
             raise UserError(f"{log_path}: a response of {len(raw)} bytes is not whole detections "
                             "(7 float32 each): is this a detection log?")
         rows = np.frombuffer(raw, np.float32).reshape(-1, 7)
+        if not np.isfinite(rows).all():
+            raise UserError(f"{log_path}: the response for qsl_idx {i} holds NaN or infinite values "
+                            "(boxes, scores or classes): the model's output is broken; check the run")
+        cls = rows[:, 6]
+        top = len(inv_map) - 1 if use_label_map else 1_000_000
+        bad = (cls != np.round(cls)) | (cls < 0) | (cls > top)
+        if bad.any():
+            raise UserError(f"{log_path}: the response for qsl_idx {i} has class id {cls[bad][0]:g}, "
+                            f"not a whole number in 0..{top}"
+                            + (" (this workload's classes are contiguous 1..N)" if use_label_map else "")
+                            + ": wrong workload for this log?")
         h, w = dataset.sizes[i]
         for _, ymin, xmin, ymax, xmax, score, cls in rows.tolist():
             cat = inv_map[int(cls)] if use_label_map else int(cls)

@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -163,6 +164,9 @@ def open_cache(path: Path, wanted: dict | None = None) -> Cache:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{manifest_path} is unreadable ({e}): delete {path} and rerun to rebuild it") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{manifest_path} is not a JSON object (a visionperf cache manifest): "
+                        f"delete {path} and rerun to rebuild it")
     if wanted is not None:
         bad = _mismatches(manifest, wanted)
         if bad:
@@ -172,10 +176,15 @@ def open_cache(path: Path, wanted: dict | None = None) -> Cache:
         data = np.load(path / "data.npy", mmap_mode="r")
     except (OSError, ValueError) as e:
         raise UserError(f"{path / 'data.npy'} is unreadable ({e}): delete {path} and rerun") from None
-    skipped = {int(i) for i, _, _ in manifest.get("skipped", [])}
-    keep = np.array([i for i in range(manifest["count"]) if i not in skipped], np.intp)
-    shape = [len(keep), *manifest["shape"][1:]]
-    if list(data.shape) != shape or str(data.dtype) != manifest["dtype"]:
+    try:
+        skipped = {int(i) for i, _, _ in manifest.get("skipped", [])}
+        keep = np.array([i for i in range(manifest["count"]) if i not in skipped], np.intp)
+        shape = [len(keep), *manifest["shape"][1:]]
+        dtype_ok = str(data.dtype) == manifest["dtype"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{manifest_path} is not a complete visionperf cache manifest (bad or missing "
+                        f"field {e}): delete {path} and rerun to rebuild it") from None
+    if list(data.shape) != shape or not dtype_ok:
         raise UserError(f"{path / 'data.npy'} does not match its manifest: delete {path} and rerun")
     return Cache(path, manifest, data, keep)
 
@@ -185,8 +194,39 @@ def open_cache(path: Path, wanted: dict | None = None) -> Cache:
 _worker_out: np.ndarray | None = None
 
 
-def _worker_init(partial: str) -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent: int) -> None:
+    """Make this worker die with PARENT, the build's main process, however that dies (kill -9,
+    the OOM killer): the kernel sends SIGKILL on Linux (PR_SET_PDEATHSIG), and a watchdog
+    thread catches the rest (another OS, or a parent that died before the prctl)."""
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before the prctl took hold
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="visionperf-parent-watch", daemon=True).start()
+
+
+def _worker_init(partial: str, parent: int | None = None) -> None:
     global _worker_out
+    if parent is not None:
+        _die_with(parent)
     import cv2
 
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
@@ -248,6 +288,23 @@ def build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest: 
         lock.release()
 
 
+# Plan fields that describe the inputs rather than the settings: a change there restarts an
+# unfinished build instead of refusing it.
+_INPUTS = frozenset({"source_hash", "count", "shape"})
+
+
+def _plan_changes(old, plan: dict) -> set[str]:
+    """The manifest fields (and "chunk") in which plan OLD differs from PLAN; empty when OLD is
+    unreadable or of another form."""
+    if not isinstance(old, dict) or not isinstance(old.get("manifest"), dict):
+        return set()
+    a, b = old["manifest"], plan["manifest"]
+    changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+    if old.get("chunk") != plan["chunk"]:
+        changed.add("chunk")
+    return changed
+
+
 def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest: dict,
                  workers: int | None, chunk: int | None, skip_bad: bool, log) -> Cache:
     chunk = chunk or default_chunk(len(dataset))
@@ -255,15 +312,24 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
     done_dir = build / "done"
     partial = build / "data.npy.partial"
     plan = {"manifest": {k: v for k, v in manifest.items() if k != "skipped"}, "chunk": chunk}
+    restart = None
     if (build / "build.json").exists():
         try:
             old = json.loads((build / "build.json").read_text())
         except ValueError:
             old = None
         if old != plan:
-            raise UserError(f"{build} holds an unfinished build with other settings: delete it "
-                            "(or pass another --out) to start this one")
-    else:
+            changed = _plan_changes(old, plan)
+            if changed and not changed <= _INPUTS:
+                raise UserError(f"{build} holds an unfinished build with other settings "
+                                f"({', '.join(sorted(changed))}): delete it (or pass another --out) "
+                                "to start this one")
+            # Same settings, other inputs (an image fixed as the error said, images added), or
+            # an unreadable plan: nothing in it can be trusted to match, so start over.
+            restart = ("the source images changed since" if changed else "could not read the plan of")
+    if restart or not (build / "build.json").exists():
+        if restart:
+            log(f"restarting the build from scratch: {restart} the unfinished build in {build}")
         if build.exists():
             shutil.rmtree(build)
         done_dir.mkdir(parents=True)
@@ -275,7 +341,15 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
 
     n = len(dataset)
     starts = list(range(0, n, chunk))
-    finished = {int(p.stem.split("-")[1]) for p in done_dir.glob("chunk-*.json")}
+    finished = set()
+    for p in done_dir.glob("chunk-*.json"):
+        try:
+            if not json.loads(p.read_text())["bad"]:
+                finished.add(int(p.stem.split("-")[1]))
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: do the chunk again
+    # A chunk that skipped bad images (--skip-bad) is done again: they may have been fixed since
+    # (a fix of the same size leaves the source hash as it was).
     todo = [c for c in range(len(starts)) if c not in finished]
     quant = manifest["quantization"]
     jobs = [(c, starts[c], workload.name, str(dataset.root), dataset.files[starts[c]: starts[c] + chunk],
@@ -287,11 +361,15 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
     t0 = time.perf_counter()
     fresh = 0
     if jobs:
-        # forkserver, not fork: this process has threads (the progress bar's, ONNX Runtime's),
-        # and a child forked while one of them holds a lock can hang forever.
-        ctx = multiprocessing.get_context("forkserver")
+        # spawn, not fork: this process has threads (the progress bar's, ONNX Runtime's), and a
+        # child forked while one of them holds a lock can hang forever (a forked child would
+        # also keep the cache's lock). Not forkserver either: the workers' parent would be the
+        # forkserver, which outlives a main process killed by SIGKILL, and so would they. With
+        # spawn each worker is this process's child and dies with it (_die_with); the
+        # resource tracker then sees its last writer close and exits too.
+        ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(str(partial),)) as pool, _progress() as progress:
+                                 initargs=(str(partial), os.getpid())) as pool, _progress() as progress:
             task = progress.add_task(workload.name, total=n, completed=done_images, rate="")
             pending = {pool.submit(_preprocess_chunk, j) for j in jobs}
             try:

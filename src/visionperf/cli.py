@@ -181,7 +181,7 @@ def cmd_preprocess(a) -> int:
         raise UserError(f"--workers must be at least 1, got {a.workers}")
     dataset = open_dataset(w, a.dataset, a.count)
     preprocess_to(Path(a.out), w, dataset, dtype, layout, quant, workers=a.workers,
-                  chunk=a.chunk_size, skip_bad=a.skip_bad)
+                  chunk=a.chunk_size, skip_bad=a.skip_bad, lock_wait=a.wait)
     return 0
 
 
@@ -349,6 +349,7 @@ def cmd_run(a) -> int:
         batch_timeout_ms=a.batch_timeout_ms, count=a.count, post_threads=a.post_threads,
         skip_postprocess=a.skip_postprocess, replicas=a.replicas, card_rate=a.card_rate,
         in_flight=a.in_flight, compliance=a.compliance, backend_options=a.backend_option,
+        wait=a.wait,
     )
     _check_run_machine(a)
     con = _console()
@@ -480,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-size", type=positive_int, help="images per resumable work unit (default: by dataset size, at most 64)")
     s.add_argument("--skip-bad", action="store_true",
                    help="leave corrupt images out (listed in skipped.txt) instead of stopping")
+    s.add_argument("--wait", type=_float_range(0.0, lo_open=False), metavar="SECONDS",
+                   help="if another visionperf is building this cache, wait up to SECONDS for it "
+                   "(default: refuse at once)")
     s.set_defaults(func=cmd_preprocess)
 
     s = sub.add_parser("quantize", help="static int8 quantisation, input QuantizeLinear removed")
@@ -550,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a compliance test (audit.config) and verify it against the runs in --out")
     s.add_argument("--cache", help="preprocessed cache dir (default: per-user cache)")
     s.add_argument("--out", required=True)
+    s.add_argument("--wait", type=_float_range(0.0, lo_open=False), metavar="SECONDS",
+                   help="if another visionperf is writing these results or building the cache, "
+                   "wait up to SECONDS for it (default: refuse at once)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("scale", help="throughput against device count (the paper's Figure 1)")

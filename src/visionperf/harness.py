@@ -64,6 +64,7 @@ class RunConfig:
     compliance: str | None = None  # "TEST01" | "TEST04": an audit run, verified after
     backend_options: str = ""  # plugin:PATH devices: "key=value;..." handed to the device
     skip_postprocess: bool = False  # measurement only: empty responses
+    wait: float | None = None  # seconds to wait for another visionperf holding OUT or the cache
 
 
 @dataclass
@@ -130,7 +131,7 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     place) is locked for the whole run, so a second run into it is refused, not clobbered."""
     lock = None
     try:
-        lock = _lock_results(cfg)
+        lock = _lock_results(cfg, cfg.wait)
         return _run(cfg, log)
     except BaseException:
         try:
@@ -183,7 +184,7 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
         notes.append(f"dataset {dataset.root} is synthetic (made by sample-data): not a real accuracy figure")
 
     cache = ensure_cache(w, dataset, cfg.cache, dtype=model.input_dtype, layout=w.layout,
-                         quantization=model.quantization, log=log)
+                         quantization=model.quantization, log=log, lock_wait=cfg.wait)
     labels = dataset.labels[cache.dataset_index]  # rows of the cache: skipped images left out
     total = len(cache.data)
     if cache.skipped:

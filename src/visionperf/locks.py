@@ -7,7 +7,7 @@ last descriptor of its open file is closed, so a lock whose holder died (even by
 os._exit) is free by construction: there is no stale lock to detect or break, only a stale
 file, which the next holder simply locks. The descriptor is opened close-on-exec, so programs
 the holder starts do not keep it; a child made by a bare fork() would (visionperf's pools use
-forkserver).
+spawn).
 
 The holder unlinks the file before it lets go, so a finished run leaves no lock file behind.
 Because another process may have opened the old file just before the unlink, `acquire`
@@ -84,8 +84,10 @@ class DirLock:
                 if time.monotonic() >= deadline:
                     self._remove_created()
                     pid, cmd = holder(self.directory)
-                    raise Busy(self.busy.format(dir=self.directory, pid=pid if pid else "unknown",
-                                                cmd=cmd or "?"), pid, self.directory) from None
+                    msg = self.busy.format(dir=self.directory, pid=pid if pid else "unknown", cmd=cmd or "?")
+                    if wait:
+                        msg += f" (still held after waiting {wait:g} s)"
+                    raise Busy(msg, pid, self.directory) from None
                 time.sleep(0.1)
                 continue
             except BaseException:

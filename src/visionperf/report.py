@@ -53,8 +53,8 @@ def find(root: Path) -> list[RunRow]:
             rec = json.loads((d / "run.json").read_text())
             row.backend = rec["config"]["backend"]
             row.devices = rec["config"]["devices"]
-        except (OSError, ValueError, KeyError):
-            pass
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no run.json, or not a visionperf record (a list...): the row lacks those columns
         if kind == "accuracy":
             m = re.search(r"(?:accuracy|mAP)=([\d.]+)%", (d / "accuracy.txt").read_text()) \
                 if (d / "accuracy.txt").exists() else None

@@ -166,9 +166,13 @@ def check_run(f: Found) -> list[str]:
 
 def _run_json(d: Path) -> dict:
     try:
-        return json.loads((d / "run.json").read_text())
+        rec = json.loads((d / "run.json").read_text())
     except (OSError, ValueError):
         return {}
+    if not isinstance(rec, dict):
+        raise UserError(f"{d / 'run.json'} is not a JSON object (a visionperf run record): "
+                        "restore it or rerun that benchmark")
+    return rec
 
 
 def truncate_accuracy_log(src: Path, dst: Path, limit: int = MAX_ACCURACY_LOG) -> None:

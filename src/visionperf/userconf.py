@@ -31,9 +31,12 @@ def read_user_conf(path: str | Path | None) -> str:
         return ""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise UserError(f"cannot read user.conf {p}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{p} is not UTF-8 text (byte {e.start}): save it as plain text "
+                        "(LoadGen keys and numbers are ASCII)") from None
     for n, line in enumerate(text.splitlines(), 1):
         s = line.strip()
         if s.startswith("#"):

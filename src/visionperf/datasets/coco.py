@@ -9,6 +9,7 @@ SSD-ResNet34: RGB, straight resize to 1200x1200 with INTER_LINEAR, /255, mean/st
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def open_coco(root: str | Path, count: int | None = None) -> CocoVal:
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{ann} is not a COCO annotation file (needs images, annotations and "
                         "categories): check the file") from None
+    _check_annotations(ann, data, ids, cats)
     if count is not None:
         files, ids, sizes = files[:count], ids[:count], sizes[:count]
     if not files:
@@ -65,6 +67,48 @@ def open_coco(root: str | Path, count: int | None = None) -> CocoVal:
                             "or use the matching annotation file")
     return CocoVal(root, tuple(files), np.asarray(ids, np.int64), np.asarray(sizes, np.int64).reshape(-1, 2),
                    ann, tuple(cats))
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_annotations(ann: Path, data: dict, ids: list[int], cats: list[int]) -> None:
+    """What pycocotools would trip over with a traceback (or silently miscount), refused here
+    with the annotation and field named."""
+    if not cats:
+        raise UserError(f"{ann} lists no categories: mAP needs them; use the official "
+                        "instances_val2017.json (its 'categories' has the 80 COCO classes)")
+    seen: set[int] = set()
+    for k, i in enumerate(ids):
+        if i in seen:
+            raise UserError(f"{ann}: image id {i} appears twice in 'images' (entry {k}): "
+                            "each image must be listed once; remove the duplicate")
+        seen.add(i)
+    if not isinstance(data["annotations"], list):
+        raise UserError(f"{ann}: 'annotations' is not a list: check the file")
+    for k, a in enumerate(data["annotations"]):
+        where = f"{ann}: annotation {k}" + (f" (id {a.get('id')})" if isinstance(a, dict) and "id" in a else "")
+        if not isinstance(a, dict):
+            raise UserError(f"{where} is not an object: check the file")
+        for field in ("image_id", "category_id", "bbox", "area", "iscrowd"):
+            if field not in a:
+                raise UserError(f"{where} has no '{field}': every COCO annotation needs image_id, "
+                                "category_id, bbox, area and iscrowd; use the official annotation file")
+        bbox = a["bbox"]
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_number(v) for v in bbox):
+            raise UserError(f"{where} has bbox {bbox!r}, not [x, y, width, height] (4 numbers): "
+                            "fix or remove that annotation")
+        if not _number(a["area"]):
+            raise UserError(f"{where} has area {a['area']!r}, not a number: fix or remove that annotation")
+        if a["iscrowd"] not in (0, 1) or isinstance(a["iscrowd"], bool):
+            raise UserError(f"{where} has iscrowd {a['iscrowd']!r}, not 0 or 1: fix or remove that annotation")
+        if not isinstance(a["image_id"], int) or a["image_id"] not in seen:
+            raise UserError(f"{where} is for image_id {a['image_id']!r}, which 'images' does not list: "
+                            "remove that annotation or use the matching annotation file")
+        if not isinstance(a["category_id"], int) or a["category_id"] not in cats:
+            raise UserError(f"{where} has category_id {a['category_id']!r}, which 'categories' does not "
+                            "list: fix or remove that annotation")
 
 
 def preprocess_bgr(img_bgr: np.ndarray, workload: Workload, layout: str) -> np.ndarray:

@@ -69,6 +69,44 @@ def open_imagenet(root: str | Path, count: int | None = None) -> ImageNetVal:
     return ImageNetVal(root, tuple(files), np.asarray(labels, dtype=np.int32))
 
 
+MAX_PIXELS = 100_000_000  # 100 megapixels: far above any real dataset image (ImageNet, COCO)
+
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic...): not
+# DHT (C4), JPG (C8) or DAC (CC), which share the range.
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's SOF marker or a PNG's IHDR, reading only the header;
+    None for other formats or a header that cannot be walked."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers, no length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            return None
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in _SOF:
+            if i + 9 > n:
+                return None
+            h = int.from_bytes(data[i + 5:i + 7], "big")
+            w = int.from_bytes(data[i + 7:i + 9], "big")
+            return w, h
+        i += 2 + length
+    return None
+
+
 def decode_bgr(path: Path) -> np.ndarray:
     """Decode an image file to HxWx3 uint8 BGR, as `cv2.imread` does for the reference.
 
@@ -82,7 +120,18 @@ def decode_bgr(path: Path) -> np.ndarray:
         raise UserError(
             f"{path} is a truncated JPEG (no end-of-image marker): replace it with the original"
         )
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    size = header_size(data)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        w, h = size
+        raise UserError(
+            f"{path} is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels), over the limit of "
+            f"{MAX_PIXELS // 1_000_000} megapixels per image: replace it with the original "
+            "(or preprocess with --skip-bad to leave it out)"
+        )
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        img = None  # OpenCV refuses some headers (e.g. over its own pixel limit) by raising
     if img is None:
         raise UserError(f"{path} is not a readable image (corrupt?): replace it with the original")
     return img
