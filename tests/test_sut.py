@@ -364,3 +364,19 @@ def test_engine_refuses_devices_that_do_not_fit(echo_plugin):
         SystemUnderTest([wrong], data, [()], [0], LabelPost(), None, 4)
     with pytest.raises(EngineError, match=r"echo device 0 refuses to open \(fail_open=1\)"):
         SystemUnderTest([plugin_device(echo_plugin, "a", fail_open=1)], data, [()], [0], LabelPost(), None, 4)
+
+
+def test_devices_of_one_driver_with_different_batch_sizes_take_at_most_their_own(echo_plugin):
+    # One core group, one driver, batches of 8 and of 3: a Server batch formed while waiting
+    # for the bigger device goes to the smaller one 3 at a time, never more than it holds.
+    big = plugin_device(echo_plugin, "big", batch_size=8, in_flight=1, cpus=(0,))
+    small = plugin_device(echo_plugin, "small", batch_size=3, in_flight=1, cpus=(0,))
+    sut = make_sut([big, small], timeout=0.3)
+    for k in range(6):
+        sut.issue([k], [k])
+    got = labels(sut.wait_responses(6, 5))
+    stats = {s["name"]: s for s in sut.stats()}
+    sut.stop()
+    assert got == {k: float(10 * k) for k in range(6)}
+    s = stats["small"]
+    assert s["batches"] == 0 or s["samples"] <= 3 * s["batches"]

@@ -168,6 +168,7 @@ void Engine::stop() {
   for (auto& t : post_threads_list_) t.join();
   post_threads_list_.clear();
   post_queues_.clear();
+  fail_bulk();  // nothing left unanswered: any sample of a many-sample query not yet claimed
   if (!loadgen_abandoned()) drivers_.clear();  // else a late IssueQuery may still look at them
   started_ = false;
 }
@@ -378,13 +379,15 @@ bool Engine::take(Driver& d, Batch* b, int limit, int64_t now) {
   }
   if (!d.forming.empty()) {
     if (int(d.forming.size()) < limit && now < d.forming_deadline && !stopping() && !aborting()) return false;
-    int m = int(d.forming.size());
+    // At most this device's batch (devices of one driver may take different sizes); the
+    // rest stays, keeping the oldest sample's deadline.
+    int m = std::min(int(d.forming.size()), limit);
     for (int k = 0; k < m; ++k) {
       b->ids[k] = d.forming[k].id;
       b->idx[k] = d.forming[k].idx;
     }
     b->n = m;
-    d.forming.clear();
+    d.forming.erase(d.forming.begin(), d.forming.begin() + m);
     return true;
   }
   return take_bulk(d, b, limit);

@@ -106,7 +106,7 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
   static constexpr int kWatchdogFactor = 50;
 
   void start();
-  void stop();  // drains what is in flight, joins every thread
+  void stop();  // completes what is in flight, fails what is queued and unclaimed, joins every thread
 
   // LoadGen's side: the SUT ...
   const std::string& Name() override { return name_; }
@@ -146,10 +146,8 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
   SampleStore& store() { return *store_; }
   const std::vector<std::unique_ptr<Lane>>& lanes() const { return lanes_; }
   size_t capacity() const;  // batches all devices hold at once
-  int batch_size() const { return batch_size_; }
   std::string error();
   void reset_stats();
-  void fail_for_test(const std::string& e) { record_error(e); }
 
   // Used by the driver and post threads.
   void deliver(Driver& d, Lane& lane, Batch* b, int status);
@@ -159,7 +157,6 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
   bool take(Driver& d, Batch* b, int limit, int64_t now);
   bool aborting() const { return aborting_.load(std::memory_order_relaxed); }
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
-  bool throughput_only() const { return throughput_only_; }
 
  private:
   void complete(mlperf::QuerySampleResponse* r, size_t n);

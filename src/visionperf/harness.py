@@ -241,6 +241,7 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
             per_query = 1 if scenario == "SingleStream" else MULTISTREAM_SAMPLES
             query_s = sut.measure_latency(per_query)
         sut.unload()
+        sut.stop()  # restarted below with the run's batch timeout; its counters start at zero
         sut.reset_stats()
         for d in devices:
             if hasattr(d, "reset_stats"):  # a Python device's own counters: the test's alone
@@ -304,7 +305,6 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
         if scenario == "Server" and cfg.batch_timeout_ms is None and bound_ms and not timeout_s:
             notes.append(f"batch timeout 0: two batch times ({2 * batch_time * 1000:.3g} ms) already fill "
                          f"80% of the {bound_ms:g} ms bound, so partial batches go at once")
-        sut.stop()  # restarted with the run's batch timeout
         sut.start(timeout_s, throughput_only=scenario == "Offline")
         timeout_text = ""
         if scenario == "Server":
