@@ -317,7 +317,7 @@ void Engine::watchdog_loop() {
       Lane& l = *d.lanes[0];
       if (l.dead.load()) continue;
       int64_t t = l.run_start.load(std::memory_order_acquire);
-      int64_t avg = l.batch_ns_shared.load(std::memory_order_relaxed);
+      int64_t avg = l.batch_ns.load(std::memory_order_relaxed);
       if (t <= 0 || now - t <= watchdog_limit(avg)) continue;
       Batch* b = l.running.load(std::memory_order_acquire);
       if (!l.run_start.compare_exchange_strong(t, -1)) continue;  // it returned just now
@@ -569,7 +569,7 @@ void Engine::drive(Driver& d) {
           // The watchdog: overdue past its announced time, or (none announced) running for
           // far longer than the device's batches take.
           int64_t since = std::max(b->start, l.last_done);
-          int64_t expected = b->ready ? b->ready - b->start : l.batch_ns;
+          int64_t expected = b->ready ? b->ready - b->start : l.batch_ns.load(std::memory_order_relaxed);
           if ((b->ready ? now - b->ready : now - since) > watchdog_limit(expected)) {
             stuck(l, now - since, expected);
             kill_lane(d, l);
@@ -582,7 +582,8 @@ void Engine::drive(Driver& d) {
         int64_t done = b->ready ? b->ready : now;
         l.stats.busy_s += 1e-9 * double(std::max<int64_t>(0, done - b->start));
         int64_t took = std::max<int64_t>(0, done - std::max(b->start, l.last_done));
-        l.batch_ns = l.batch_ns ? l.batch_ns + (took - l.batch_ns) / 8 : took;
+        int64_t avg = l.batch_ns.load(std::memory_order_relaxed);
+        l.batch_ns.store(avg ? avg + (took - avg) / 8 : took, std::memory_order_relaxed);
         l.last_done = done;
         deliver(d, l, b, s);
         now = now_ns();
@@ -616,8 +617,8 @@ void Engine::drive(Driver& d) {
           now = now_ns();
           l.stats.host_s += 1e-9 * double(t1 - t0);
           l.stats.busy_s += 1e-9 * double(now - t1);
-          int64_t avg = l.batch_ns_shared.load(std::memory_order_relaxed);
-          l.batch_ns_shared.store(avg ? avg + (now - t1 - avg) / 8 : now - t1, std::memory_order_relaxed);
+          int64_t avg = l.batch_ns.load(std::memory_order_relaxed);
+          l.batch_ns.store(avg ? avg + (now - t1 - avg) / 8 : now - t1, std::memory_order_relaxed);
           deliver(d, l, b, s);
           fed = true;
           continue;

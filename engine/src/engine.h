@@ -235,7 +235,6 @@ struct Lane {
   LaneStats stats;
   vp_device_counters counters_base{};  // the device's own counters at the last reset_stats
   int64_t refill_ns = 0;  // moving average of one gather + submit (driver thread only)
-  int64_t batch_ns = 0;   // moving average of the device's batch times (the watchdog's guess)
   int64_t last_done = 0;  // when its last batch completed (driver thread only)
   std::atomic<bool> dead{false};  // stuck: given no more work
   // A blocking device's batch in run, and since when (for the watchdog thread). RUN_START is
@@ -243,7 +242,9 @@ struct Lane {
   // returns, the watchdog with a compare-exchange to -1; whoever wins completes them.
   std::atomic<Batch*> running{nullptr};
   std::atomic<int64_t> run_start{0};
-  std::atomic<int64_t> batch_ns_shared{0};  // a blocking device's moving average, for the watchdog thread
+  // Moving average of the device's batch times (the watchdog's guess); atomic because the
+  // watchdog thread reads it for blocking devices.
+  std::atomic<int64_t> batch_ns{0};
   ~Lane();
 };
 

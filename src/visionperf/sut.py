@@ -91,10 +91,8 @@ class SystemUnderTest:
 
     def __init__(self, devices: list, cache: np.ndarray, fill_cpus, replica_of_device, post,
                  workload, batch_size: int, post_threads: int = 0):
-        self.devices = devices
-        self.batch_size = batch_size
         self.batch_timeout_s = 0.0
-        self.row_bytes = int(np.prod(cache.shape[1:])) * cache.dtype.itemsize
+        row_bytes = int(np.prod(cache.shape[1:])) * cache.dtype.itemsize
         flat = cache.reshape(len(cache), -1).view(np.uint8) if len(cache) else np.zeros((0, 1), np.uint8)
         spec = post.engine_spec()
         outputs = [tensor(dt, shape[1:]) for shape, dt in post.output_shapes(batch_size, workload)]
@@ -104,8 +102,8 @@ class SystemUnderTest:
                 raise UserError("this model's post-processing runs in Python, beside Python devices only: "
                                 "use --backend onnxruntime, or a model cut before NMS")
             spec = ("prepacked", post.max_response_bytes)
-        self._engine = _engine.Engine(flat, self.row_bytes, [list(c) for c in fill_cpus], batch_size, spec)
-        native = [d for d in devices if isinstance(d, NativeDevice)]
+        self._engine = _engine.Engine(flat, row_bytes, [list(c) for c in fill_cpus], batch_size, spec)
+        native = {id(d): k for k, d in enumerate(d for d in devices if isinstance(d, NativeDevice))}
         for k, d in enumerate(devices):
             replica = replica_of_device[k] if k < len(replica_of_device) else 0
             # a Python device may name the CPUs of its calling thread apart (thread_cpus)
@@ -116,7 +114,7 @@ class SystemUnderTest:
                 ex = [np.ascontiguousarray(e).view(np.uint8).reshape(-1) for e in d.examples]
                 self._engine.add_device(d.kind, in_flight=d.max_in_flight, outputs=outputs, options=d.options,
                                         examples=ex, example_count=len(d.examples[0]) if d.examples else 0,
-                                        index=native.index(d), count=len(native), **common)
+                                        index=native[id(d)], count=len(native), **common)
             else:
                 if python_post:
                     bridge = _Bridge(d, post, post.max_response_bytes)
