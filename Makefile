@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DEMO   ?= demo-out
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test faults soak bench clean
 
 install: $(VENV)/.installed
 
@@ -54,6 +54,17 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The fault-injection suite alone (also part of `make test`): signals, full disks, damaged
+# caches, stuck and failing devices, two writers.
+faults: install
+	$(BIN)/python -m pytest -q -m fault
+
+# Ten-minute Server runs (null device, simulated cards) watched for memory growth and p99 drift;
+# not part of CI. SOAK_MINUTES=1 for a quick look.
+SOAK_MINUTES ?= 10
+soak: install
+	$(BIN)/python benchmarks/soak.py --minutes $(SOAK_MINUTES) --out soak.json
 
 bench: install
 	$(BIN)/python benchmarks/harness_ceiling.py

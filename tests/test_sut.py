@@ -195,6 +195,7 @@ def test_free_devices_take_the_work(device):
     assert a + b == 10 and a >= 3 and b >= 3
 
 
+@pytest.mark.fault
 def test_a_failing_device_still_answers_every_sample_and_reports(device):
     dev = device("a", fail_on=2)  # the second batch: samples 4..7
     sut = make_sut([dev])
@@ -207,6 +208,7 @@ def test_a_failing_device_still_answers_every_sample_and_reports(device):
                            else "a: echo device: submit 2 failed on purpose")
 
 
+@pytest.mark.fault
 def test_a_plugin_failing_in_collect_still_answers_every_sample(echo_plugin):
     sut = make_sut([plugin_device(echo_plugin, "card7", fail_collect_on=2, delay_us=100)])
     sut.issue(list(range(12)), list(range(12)))
@@ -284,6 +286,7 @@ def test_one_driver_thread_keeps_several_cards_on_one_core_fed(echo_plugin):
     sut.stop()
 
 
+@pytest.mark.fault
 def test_a_broken_postprocess_still_answers_every_sample():
     """An error between the device and LoadGen fails those samples (responses of size 0), never
     hangs: here prepacked responses (Python post-processing beside a Python device) that claim
@@ -323,6 +326,7 @@ class Shaped(EchoDevice):
         return self.outputs(batch)
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("outputs, message", [
     (lambda x: [x[:, 0, 0, 0].astype(np.int32)], "output 0 has elements of type 'i', expected int64"),
     (lambda x: [x[:, 0, 0, 0].astype(np.float64)], "output 0 has elements of type 'd', expected int64"),

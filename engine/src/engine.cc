@@ -1,5 +1,7 @@
 #include "engine.h"
 
+#include <cmath>
+
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -47,6 +49,7 @@ void Engine::add_device(std::unique_ptr<Device> device) {
     auto b = std::make_unique<Batch>();
     b->ids.resize(info.batch_size);
     b->idx.resize(info.batch_size);
+    b->issued.resize(info.batch_size);
     for (const vp_tensor& t : info.outputs) {
       lane->out_storage.emplace_back(size_t(info.batch_size) * tensor_bytes(t), uint8_t(0));
       b->outputs.push_back(lane->out_storage.back().data());
@@ -348,6 +351,7 @@ bool Engine::take_bulk(Driver& d, Batch* b, int limit) {
         for (int k = 0; k < m; ++k) {
           b->ids[k] = r.s[i + k].id;
           b->idx[k] = r.s[i + k].index;
+          b->issued[k] = 0;
         }
         b->n = m;
         return true;
@@ -385,6 +389,7 @@ bool Engine::take(Driver& d, Batch* b, int limit, int64_t now) {
     for (int k = 0; k < m; ++k) {
       b->ids[k] = d.forming[k].id;
       b->idx[k] = d.forming[k].idx;
+      b->issued[k] = d.forming[k].t;
     }
     b->n = m;
     d.forming.erase(d.forming.begin(), d.forming.begin() + m);
@@ -394,6 +399,35 @@ bool Engine::take(Driver& d, Batch* b, int limit, int64_t now) {
 }
 
 // ---- completing ---------------------------------------------------------------------------
+
+void LatencyLog::start(int64_t t0_ns) {
+  if (!counts_) counts_.reset(new std::atomic<uint32_t>[size_t(kMinutes) * kBins]);
+  for (size_t i = 0; i < size_t(kMinutes) * kBins; ++i) counts_[i].store(0, std::memory_order_relaxed);
+  t0_ = t0_ns;
+  on_.store(true, std::memory_order_release);
+}
+
+void LatencyLog::add(int64_t now_ns, int64_t latency_ns) {
+  int64_t minute = (now_ns - t0_) / 60'000'000'000LL;
+  if (minute < 0 || minute >= kMinutes) return;
+  double us = double(latency_ns) * 1e-3;
+  int b = us <= 1 ? 0 : std::min(kBins - 1, int(16 * std::log2(us)));
+  counts_[size_t(minute) * kBins + size_t(b)].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::vector<std::pair<int, std::vector<uint32_t>>> LatencyLog::minutes() const {
+  std::vector<std::pair<int, std::vector<uint32_t>>> out;
+  if (!counts_) return out;
+  for (int m = 0; m < kMinutes; ++m) {
+    std::vector<uint32_t> row(kBins);
+    bool any = false;
+    for (int b = 0; b < kBins; ++b) any |= (row[size_t(b)] = counts_[size_t(m) * kBins + size_t(b)].load()) != 0;
+    if (any) out.emplace_back(m, std::move(row));
+  }
+  return out;
+}
+
+double LatencyLog::bin_upper_s(int b) { return std::exp2(double(b + 1) / 16) * 1e-6; }
 
 void Engine::complete(mlperf::QuerySampleResponse* r, size_t n) {
   if (sink_.load(std::memory_order_relaxed)) {
@@ -456,7 +490,11 @@ void Engine::finish(Lane& lane, Batch* b, Responder& r) {
   const uintptr_t base = reinterpret_cast<uintptr_t>(r.data.data());
   for (size_t i = 0; i < n; ++i) r.qsr[i] = mlperf::QuerySampleResponse(b->ids[i], base + r.offset[i], r.size[i]);
   complete(r.qsr.data(), n);  // R's buffers are reused only after this returns
-  lane.stats.post_ns.fetch_add(now_ns() - t0, std::memory_order_relaxed);
+  int64_t t1 = now_ns();
+  if (latency_log.on())
+    for (size_t i = 0; i < n; ++i)
+      if (b->issued[i]) latency_log.add(t1, t1 - b->issued[i]);
+  lane.stats.post_ns.fetch_add(t1 - t0, std::memory_order_relaxed);
 }
 
 void Engine::deliver(Driver& d, Lane& lane, Batch* b, int status) {

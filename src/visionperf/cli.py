@@ -349,7 +349,7 @@ def cmd_run(a) -> int:
         batch_timeout_ms=a.batch_timeout_ms, count=a.count, post_threads=a.post_threads,
         skip_postprocess=a.skip_postprocess, replicas=a.replicas, card_rate=a.card_rate,
         in_flight=a.in_flight, compliance=a.compliance, backend_options=a.backend_option,
-        wait=a.wait,
+        wait=a.wait, latency_by_minute=a.latency_by_minute,
     )
     _check_run_machine(a)
     con = _console()
@@ -404,7 +404,8 @@ def print_report(con, r) -> None:
 
 
 def cmd_accuracy(a) -> int:
-    from .accuracy import top1, write_text_atomic
+    from .accuracy import top1
+    from .atomic import write_text as write_text_atomic
     from .datasets import open_dataset
     from .workloads import get_workload
 
@@ -421,7 +422,13 @@ def cmd_accuracy(a) -> int:
         try:
             record = json.loads(run_json.read_text())
         except ValueError:
-            record = {}
+            record = None
+        cache = record.get("cache", {}) if isinstance(record, dict) else None
+        skipped = cache.get("skipped_dataset_indices") or [] if isinstance(cache, dict) else None
+        if not isinstance(record, dict) or not isinstance(skipped, list) or not all(
+                isinstance(i, int) and 0 <= i < len(labels) for i in skipped):
+            raise UserError(f"{run_json} (beside the log) is not the run.json of a visionperf run: it tells "
+                            "which images the run left out, so restore it, or move the log elsewhere")
     skipped = record.get("cache", {}).get("skipped_dataset_indices") or []
     if w.task == "classification":
         if skipped:
@@ -557,6 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", type=_float_range(0.0, lo_open=False), metavar="SECONDS",
                    help="if another visionperf is writing these results or building the cache, "
                    "wait up to SECONDS for it (default: refuse at once)")
+    s.add_argument("--latency-by-minute", action="store_true",
+                   help="Server, SingleStream: keep p50/p99 latency per minute of the test in run.json "
+                   "(for long runs: is the last minute like the first?)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("scale", help="throughput against device count (the paper's Figure 1)")
@@ -599,24 +609,86 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where SIGINT would raise KeyboardInterrupt, so that every cleanup an
+    interrupt runs (a partial run removed, a cache build's finished chunks kept, locks freed,
+    worker pools stopped) also runs for `kill` or a job scheduler's stop; exit status 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+# What an interrupted command leaves, for the one line it prints.
+KEPT = {
+    "run": "nothing of this run was kept (no partial results)",
+    "scale": "runs that finished are kept under --out, scaling.json only when every point has run",
+    "preprocess": "finished chunks of the cache are kept: rerun the same command to resume",
+    "sample-data": "images written so far are kept, but the dataset is not usable until a rerun "
+                   "writes its list file",
+    "build-model": "no model was written",
+    "quantize": "no model was written",
+    "submission": "no tree was written",
+    "accuracy": "no accuracy.txt was written",
+    "report": "plots already written are complete; the others were not written",
+}
+
+
+def _os_error_line(e: OSError, out: str | None = None) -> str:
+    """One line for a file the machine would not let us write (or read): which file, why, the fix.
+    A failed write() names no file: then OUT, the command's --out, is where it was writing."""
+    import errno
+
+    where = e.filename or (f"writing under {out}" if out else "writing a file")
+    if e.filename2:
+        where = f"{e.filename} -> {e.filename2}"
+    why = e.strerror or str(e)
+    fix = {
+        errno.EACCES: "choose a location you can write (another --out) or fix its permissions",
+        errno.EPERM: "choose a location you can write (another --out) or fix its permissions",
+        errno.EROFS: "the file system is read-only: choose another --out",
+        errno.ENOSPC: "the disk is full: free space there or choose another --out",
+        errno.EDQUOT: "your disk quota is used up: free space there or choose another --out",
+        errno.EFBIG: "a file size limit (ulimit -f) was reached: raise it or write less",
+        errno.ENOTDIR: "a file stands where a directory is needed: remove it or choose another --out",
+        errno.EEXIST: "a file is in the way: remove it or choose another --out",
+        errno.EISDIR: "a directory stands where a file is needed: remove it or choose another path",
+        errno.ENOENT: "check the path",
+        errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
+    }.get(e.errno, "check the path and the disk")
+    return f"{where}: {why}: {fix}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except UserError as e:
         print(f"visionperf: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("visionperf: interrupted (an unfinished run keeps no results; finished preprocessing "
-              "chunks are kept: rerun to resume)", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        code, what = (143, "terminated") if isinstance(e, Terminated) else (130, "interrupted")
+        kept = KEPT.get(args.command, "")
+        print(f"visionperf: {what}" + (f": {kept}" if kept else ""), file=sys.stderr)
         engine = sys.modules.get("visionperf._engine")
         if engine is not None and engine.loadgen_abandoned():
             # LoadGen cannot end a Server or stream test early: its thread is still running,
             # and its static logger would abort the process on a normal exit.
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(130)
-        return 130
+            os._exit(code)
+        return code
+    except BrokenPipeError:
+        # stdout closed early (`visionperf report DIR | head`): nothing to say to anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:
+        print(f"visionperf: error: {_os_error_line(e, getattr(args, 'out', None))}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__, compliance
-from .accuracy import coco_map, top1, write_text_atomic
+from .accuracy import coco_map, top1
+from .atomic import write_text as write_text_atomic
 from .backends import is_card, make_devices
 from .cache import ensure_cache
 from .datasets import open_dataset
@@ -28,7 +29,7 @@ from .locks import Busy, DirLock
 from .models import check_model
 from .placement import Partition, card_plan, cpu_partitions, describe_plan, replica_plan
 from .postprocess import make_postprocess
-from .results import PerfResult, read_result
+from .results import PerfResult, check_logs_complete, read_result
 from .sut import EngineError, NativeDevice, SystemUnderTest
 from .topology import read_topology
 from .targets import LOADGEN_OFFLINE_SLACK, OFFLINE_MARGIN, offline_expected_qps, server_batch_timeout_s
@@ -65,6 +66,7 @@ class RunConfig:
     backend_options: str = ""  # plugin:PATH devices: "key=value;..." handed to the device
     skip_postprocess: bool = False  # measurement only: empty responses
     wait: float | None = None  # seconds to wait for another visionperf holding OUT or the cache
+    latency_by_minute: bool = False  # keep p50/p99 of one-sample queries per minute in run.json (soak)
 
 
 @dataclass
@@ -151,12 +153,23 @@ def _lock_results(cfg: RunConfig, wait: float | None = None) -> DirLock | None:
         return None
     scenario_dir = out / get_workload(cfg.workload).name / check_scenario(cfg.scenario)
     try:
-        return DirLock(scenario_dir, busy="{dir} is in use by another visionperf run (pid {pid}: {cmd}): "
+        lock = DirLock(scenario_dir, busy="{dir} is in use by another visionperf run (pid {pid}: {cmd}): "
                                           "wait for it to finish, or pass another --out").acquire(wait)
     except Busy:
         raise
     except OSError as e:
-        raise UserError(f"cannot write the results in {scenario_dir}: {e.strerror}") from None
+        raise UserError(f"cannot write the results in {scenario_dir}: {e.strerror}: choose a location "
+                        "you can write (another --out)") from None
+    _remove_dead_partials(scenario_dir)
+    return lock
+
+
+def _remove_dead_partials(scenario_dir: Path) -> None:
+    """A run killed outright (SIGKILL, power loss) leaves its `run_1.partial-PID`; every run into
+    SCENARIO_DIR holds its lock, so with the lock held, any partial directory there is dead."""
+    for d in scenario_dir.glob("**/*.partial-*"):  # performance/run_1.partial-PID, accuracy.partial-PID, TEST01/...
+        if d.is_dir() and d.name.rsplit("-", 1)[-1] != str(os.getpid()):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _run(cfg: RunConfig, log=print) -> RunReport:
@@ -316,6 +329,8 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
             f"batch {batch_size}" + timeout_text)
         # An audit.config in the working directory would silently change the run.
         t_test, cpu0, py0 = time.perf_counter(), os.times(), time.thread_time()
+        if cfg.latency_by_minute:
+            sut.latency_log_start()
         try:
             sut.run_test(user_conf, w.name, scenario, cfg.mode, partial, partial / "audit.config", total, psc)
         except EngineError as e:
@@ -328,6 +343,8 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
         raise UserError(f"the run failed: {sut.error()} (every sample it held was failed to LoadGen; "
                         "no results kept)")
     stats = sut.stats()
+    by_minute = sut.latency_by_minute() if cfg.latency_by_minute else None
+    check_logs_complete(partial, cfg.mode)
 
     result = read_result(partial, scenario) if cfg.mode == "performance" else None
     acc = None
@@ -361,6 +378,8 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
     record["cache"] = {"path": str(cache.path), "dtype": cache.manifest["dtype"],
                        "quantization": cache.manifest["quantization"],
                        "skipped_dataset_indices": [int(b[0]) for b in cache.skipped]}
+    if by_minute is not None:
+        record["latency_by_minute"] = by_minute
     write_text_atomic(partial / "run.json", json.dumps(record, indent=2) + "\n")
     if final.exists():
         log(f"replacing the previous results in {final}")

@@ -7,11 +7,11 @@ results directory, including one copied from another machine.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import replacing
 from .errors import UserError
 from .results import METRIC, read_result
 from .userconf import latency_bound_ms
@@ -89,10 +89,9 @@ def table(rows: list[RunRow]):
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    with replacing(path, ".png") as tmp:  # savefig picks the format from the extension
+        fig.savefig(tmp)
     return path
 
 

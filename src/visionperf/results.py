@@ -74,3 +74,34 @@ def read_result(log_dir: str | Path, scenario: str) -> PerfResult:
     lat = {p: detail.get(f"result_{p}_percentile_latency_ns") for p in PERCENTILES}
     return PerfResult(scenario, valid, key, float(metric) if metric is not None else None, unit,
                       reasons, {k: v for k, v in lat.items() if v is not None}, detail)
+
+
+def check_logs_complete(log_dir: str | Path, mode: str = "performance") -> None:
+    """Refuse a test whose logs LoadGen could not write in full.
+
+    LoadGen writes its logs through C++ streams and ignores a failed write, so a full disk or a
+    file size limit leaves a truncated `mlperf_log_detail.txt` and a test that seems to have
+    passed. What a whole log ends with is fixed (loadgen.cc, results.cc, logging.cc in LoadGen
+    6.0.17): the summary with its error count line; the detail log with a whole record, after
+    the `power_end` record every test logs as its queries finish and, in performance mode, the
+    `num_errors` record that closes the results."""
+    from .errors import UserError
+
+    log_dir = Path(log_dir)
+    fix = ("the disk is full or a file size limit (ulimit -f) was reached: free space (or raise "
+           "the limit) and run again")
+    summary, detail = log_dir / "mlperf_log_summary.txt", log_dir / "mlperf_log_detail.txt"
+    try:
+        s = summary.read_bytes()[-200:]
+        d = detail.read_bytes()[-65536:]
+    except OSError as e:
+        raise UserError(f"LoadGen wrote no {Path(e.filename).name} in {log_dir}: {fix}") from None
+    if not (s.endswith(b"encountered during test.\n") or s.endswith(b"See detailed log.\n")):
+        raise UserError(f"LoadGen could not write {summary} in full: {fix}")
+    last = d.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    try:
+        whole = d.endswith(b"\n") and isinstance(json.loads(last.partition(b":::MLLOG ")[2]), dict)
+    except ValueError:
+        whole = False
+    if not whole or b'"key": "power_end"' not in d or (mode == "performance" and b'"key": "num_errors"' not in d):
+        raise UserError(f"LoadGen could not write {detail} in full: {fix}")

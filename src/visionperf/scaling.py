@@ -10,12 +10,12 @@ nominal capacity, and are reported beside the Offline figure of the same point
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .atomic import replacing, write_text
 from .errors import UserError
 from .results import read_result
 
@@ -76,10 +76,8 @@ def study(workload: str, devices: list[int], scenario: str, out: Path, run_args:
         points.append(p)
         log(f"{n} device(s): {p.scenario} {p.metric:,.1f} samples/s ({p.linear_pct:.1f}% of linear)"
             + (f", Server/Offline {p.server_offline_pct:.1f}%" if p.server_offline_pct is not None else ""))
-    tmp = out / "scaling.json.tmp"
-    tmp.write_text(json.dumps({"workload": workload, "scenario": scenario, "run_args": run_args,
-                               "points": [asdict(p) for p in points]}, indent=2) + "\n")
-    os.replace(tmp, out / "scaling.json")
+    write_text(out / "scaling.json", json.dumps({"workload": workload, "scenario": scenario, "run_args": run_args,
+                                                 "points": [asdict(p) for p in points]}, indent=2) + "\n")
     plot(points, workload, scenario, out / "scaling.png")
     return points
 
@@ -106,8 +104,7 @@ def plot(points: list[Point], workload: str, scenario: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
+    with replacing(path, ".png") as tmp:  # savefig picks the format from the extension
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -248,37 +248,41 @@ def assemble(runs: Path, out: Path, submitter: str, system: str, user_system: di
     desc = system_description(submitter, system, user_system, machine_facts())
     final = out / "closed" / submitter
     tmp = out / f".closed-{submitter}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "systems").mkdir(parents=True)
-    (tmp / "systems" / f"{system}.json").write_text(json.dumps(desc, indent=2) + "\n")
-    for f in found:
-        base = tmp / "results" / system / f.workload / f.scenario
-        if f.performance:
-            dst = base / "performance/run_1"
-            dst.mkdir(parents=True)
-            for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
-                shutil.copyfile(f.performance / name, dst / name)
-            shutil.copyfile(f.performance / "user.conf", base / "user.conf")
-        if f.accuracy:
-            dst = base / "accuracy"
-            dst.mkdir(parents=True)
-            for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
-                shutil.copyfile(f.accuracy / name, dst / name)
-            full = f.accuracy / "mlperf_log_accuracy.json"
-            first = (f.accuracy / "accuracy.txt").read_text().splitlines()[0]
-            (dst / "accuracy.txt").write_text(f"{first}\nhash={file_sha256(full)}\n")
-            truncate_accuracy_log(full, dst / "mlperf_log_accuracy.json")
-        (base / "measurements.json").write_text(json.dumps(_measurements(f), indent=2) + "\n")
-        (base / "README.md").write_text(_readme(f, system, waived))
-        for test, d in f.compliance.items():
-            cdst = tmp / "compliance" / system / f.workload / f.scenario / test
-            shutil.copytree(d, cdst, ignore=shutil.ignore_patterns("mlperf_log_trace.json", "run.json"))
-            acc = cdst / "accuracy/mlperf_log_accuracy.json"
-            if acc.exists():
-                full = d / "accuracy/mlperf_log_accuracy.json"
-                truncate_accuracy_log(full, acc)
-    (tmp / "README.md").write_text(_top_readme(submitter, system, found, waived))
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        (tmp / "systems").mkdir(parents=True)
+        (tmp / "systems" / f"{system}.json").write_text(json.dumps(desc, indent=2) + "\n")
+        for f in found:
+            base = tmp / "results" / system / f.workload / f.scenario
+            if f.performance:
+                dst = base / "performance/run_1"
+                dst.mkdir(parents=True)
+                for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
+                    shutil.copyfile(f.performance / name, dst / name)
+                shutil.copyfile(f.performance / "user.conf", base / "user.conf")
+            if f.accuracy:
+                dst = base / "accuracy"
+                dst.mkdir(parents=True)
+                for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
+                    shutil.copyfile(f.accuracy / name, dst / name)
+                full = f.accuracy / "mlperf_log_accuracy.json"
+                first = (f.accuracy / "accuracy.txt").read_text().splitlines()[0]
+                (dst / "accuracy.txt").write_text(f"{first}\nhash={file_sha256(full)}\n")
+                truncate_accuracy_log(full, dst / "mlperf_log_accuracy.json")
+            (base / "measurements.json").write_text(json.dumps(_measurements(f), indent=2) + "\n")
+            (base / "README.md").write_text(_readme(f, system, waived))
+            for test, d in f.compliance.items():
+                cdst = tmp / "compliance" / system / f.workload / f.scenario / test
+                shutil.copytree(d, cdst, ignore=shutil.ignore_patterns("mlperf_log_trace.json", "run.json"))
+                acc = cdst / "accuracy/mlperf_log_accuracy.json"
+                if acc.exists():
+                    full = d / "accuracy/mlperf_log_accuracy.json"
+                    truncate_accuracy_log(full, acc)
+        (tmp / "README.md").write_text(_top_readme(submitter, system, found, waived))
+    except BaseException:  # a tree is published whole or not at all
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         shutil.rmtree(final)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -158,6 +158,26 @@ class SystemUnderTest:
     def stats(self) -> list[dict]:
         return self._engine.stats()
 
+    def latency_log_start(self) -> None:
+        """Keep per-minute latency histograms of one-sample queries from now (engine.h LatencyLog)."""
+        self._engine.latency_log_start()
+
+    def latency_by_minute(self) -> list[dict]:
+        """[{minute, samples, p50_ms, p99_ms, max_ms}] from the engine's histograms: each figure is
+        the upper edge of its histogram bin (bins are 4.4% wide), so never below the truth."""
+        edges = np.array([_engine.Engine.latency_bin_upper_s(b) for b in range(_engine.Engine.latency_bins)])
+        out = []
+        for minute, counts in self._engine.latency_minutes():
+            c = np.cumsum(np.asarray(counts, np.int64))
+            n = int(c[-1])
+
+            def q(p):
+                return round(float(edges[int(np.searchsorted(c, p * n))]) * 1e3, 4)
+
+            out.append({"minute": int(minute), "samples": n, "p50_ms": q(0.5), "p99_ms": q(0.99),
+                        "max_ms": round(float(edges[int(np.nonzero(counts)[0][-1])]) * 1e3, 4)})
+        return out
+
     def reset_stats(self) -> None:
         self._engine.reset_stats()
         self._engine.load_cpu_s = 0.0

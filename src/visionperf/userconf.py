@@ -44,8 +44,50 @@ def read_user_conf(path: str | Path | None) -> str:
         if s and not re.fullmatch(r"[\w*.-]+\.[\w*]+\.\w+\s+=\s+\S+", s):
             raise UserError(f"{p}:{n}: expected 'model.scenario.key = value' (spaces around '=', "
                             f"as LoadGen reads it), got {line.strip()!r}")
-    parse_conf(text, str(p))  # what LoadGen itself would refuse, refused now, with its line
+    kv = parse_conf(text, str(p))  # what LoadGen itself would refuse, refused now, with its line
+    for key in kv:
+        problem = unread_key(key)
+        if problem:
+            n = next(i for i, line in enumerate(text.splitlines(), 1) if line.split()[:1] == [key])
+            raise UserError(f"{p}:{n}: {problem}")
     return text
+
+
+# The keys LoadGen 6.0.17's TestSettings::FromConfig reads (test_settings_internal.cc): any
+# scenario, or only the scenarios named. LoadGen skips every other key without a word, so a
+# typo ('target_qsp', 'Sever') would silently leave the default in force: refused here instead.
+SCENARIO_NAMES = ("SingleStream", "MultiStream", "Server", "Offline")
+ANY_SCENARIO_KEYS = frozenset("""
+    accuracy_log_probability accuracy_log_rng_seed accuracy_log_sampling_target
+    accuracy_sample_count_override infer_token_latencies max_duration max_query_count min_duration
+    min_query_count mode performance_issue_same performance_issue_same_index performance_issue_unique
+    performance_sample_count_override print_timestamps qsl_rng_seed sample_concatenate_permutation
+    sample_index_rng_seed schedule_rng_seed test05 test05_qsl_rng_seed test05_sample_index_rng_seed
+    test05_schedule_rng_seed token_latency_scaling_factor use_token_latencies""".split())
+SCENARIO_KEYS = {
+    "target_qps": ("Server", "Offline"),
+    "target_latency": ("SingleStream", "MultiStream", "Server"),
+    "target_latency_percentile": ("SingleStream", "MultiStream", "Server"),
+    "samples_per_query": ("MultiStream",),
+    "coalesce_queries": ("Server",), "max_async_queries": ("Server",),
+    "ttft_latency": ("Server",), "tpot_latency": ("Server",),
+}
+
+
+def unread_key(key: str) -> str | None:
+    """Why LoadGen would ignore KEY ('model.scenario.name'), or None if it reads it."""
+    model, scenario, name = key.rsplit(".", 2) if key.count(".") >= 2 else ("", "", key)
+    if scenario != "*" and scenario not in SCENARIO_NAMES:
+        return (f"{key}: unknown scenario {scenario!r} (LoadGen would ignore the line): use "
+                f"{', '.join(SCENARIO_NAMES)} or *")
+    if name in ANY_SCENARIO_KEYS:
+        return None
+    if name not in SCENARIO_KEYS:
+        return f"{key}: LoadGen has no setting {name!r} and would ignore the line: check its spelling"
+    if scenario != "*" and scenario not in SCENARIO_KEYS[name]:
+        return (f"{key}: LoadGen reads {name} only for {', '.join(SCENARIO_KEYS[name])}, so it would "
+                "ignore the line")
+    return None
 
 
 _INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|[0-9]+)")

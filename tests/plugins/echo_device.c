@@ -18,6 +18,9 @@
  *   fail_collect_label=L  the same, in collect
  *   fail_open=1         open() refuses with a message
  *   announce=0          submit reports ready_ns = 0 (the engine polls collect)
+ *   jitter_us=N         batches run side by side, each for a random 0..N us (seeded per device):
+ *                       later batches often finish before earlier ones, and ready times announced
+ *                       at submit are not in submission order
  *   hang_on=N           the Nth submit (1-based, per device) and every later one never finish:
  *                       their ready time is announced as usual, but collect answers VP_NOT_READY
  *                       for ever (after waiting out its timeout; a timeout of -1 waits 1 ms)
@@ -51,6 +54,8 @@ typedef struct {
   int64_t delay_ns, stall_ns;
   long hang_on, fail_on, fail_collect_on, fail_label, fail_collect_label, submits, collects;
   int announce;
+  int64_t jitter_ns;
+  uint64_t rng;
   uint8_t *memory;     /* max_in_flight x batch x in_row: the device's own copy of its inputs */
   echo_batch *ring;    /* batches in flight, oldest at head */
   int32_t head, count; /* ring position of the oldest, batches held */
@@ -136,6 +141,8 @@ static void *echo_open(vp_device_config *cfg, char *err, size_t err_len) {
   d->fail_label = option(cfg->options, "fail_label", -1);
   d->fail_collect_label = option(cfg->options, "fail_collect_label", -1);
   d->announce = (int)option(cfg->options, "announce", 1);
+  d->jitter_ns = option(cfg->options, "jitter_us", 0) * 1000;
+  d->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(cfg->index + 1);
   d->memory = malloc((size_t)d->max_in_flight * (size_t)d->batch * d->in_row);
   d->ring = calloc((size_t)d->max_in_flight, sizeof(echo_batch));
   if (!d->memory || !d->ring) {
@@ -175,7 +182,12 @@ static int echo_submit(void *dev, const void *input, int32_t rows, uint64_t *tic
   b->rows = rows;
   b->hang = d->hang_on && d->submits >= d->hang_on;
   b->ready = start + d->delay_ns + (b->ticket == 0 ? d->stall_ns : 0);
-  d->free_at = b->ready;
+  if (d->jitter_ns) { /* no shared engine: each batch on its own, for a random time */
+    d->rng ^= d->rng << 13, d->rng ^= d->rng >> 7, d->rng ^= d->rng << 17;
+    b->ready = now + d->delay_ns + (int64_t)(d->rng % (uint64_t)d->jitter_ns);
+  } else {
+    d->free_at = b->ready;
+  }
   d->count++;
   *ticket = b->ticket;
   *ready_ns = d->announce ? b->ready : 0;

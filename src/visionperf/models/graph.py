@@ -6,12 +6,13 @@ seeded He-normal weights: real shapes and FLOPs, synthetic values.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from ..atomic import replacing
 
 
 class GraphBuilder:
@@ -68,7 +69,6 @@ def save_atomic(model: onnx.ModelProto, out: str | Path) -> Path:
     onnx.checker.check_model(model)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    onnx.save(model, tmp)
-    os.replace(tmp, out)
+    with replacing(out) as tmp:
+        onnx.save(model, tmp)
     return out

@@ -10,13 +10,14 @@ point stay in the graph, on the DequantizeLinear that now reads the input, which
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 
+from ..atomic import replacing
 from ..datasets import ImageNetVal, preprocess_one
 from ..errors import UserError
 from ..workloads import Workload
@@ -85,22 +86,29 @@ def quantize(fp32: str | Path, out: str | Path, workload: Workload, dataset: Ima
         raise UserError(f"{fp32} is already quantised: pass the float32 model")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    # The intermediate model goes beside OUT (on the disk the user chose), and is removed after.
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         qdq = Path(tmp) / "qdq.onnx"
         log(f"calibrating on {len(calibration)} images (MinMax), quantising weights per channel")
-        quantize_static(
-            str(fp32), str(qdq), _Reader(workload, dataset, calibration, info.input_name),
-            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-        )
-        model = remove_input_quantize(onnx.load(str(qdq)), info.input_name)
+        try:
+            quantize_static(
+                str(fp32), str(qdq), _Reader(workload, dataset, calibration, info.input_name),
+                quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+            )
+            qdq_model = onnx.load(str(qdq))
+        except DecodeError:
+            # ONNX Runtime writes its intermediate models from C++ and ignores a failed write, so a
+            # full disk shows up only as a model cut short when it is read back.
+            raise UserError(f"the quantised model could not be written in full beside {out}: the disk is full or "
+                            "a file size limit (ulimit -f) was reached: free space and run again") from None
+        model = remove_input_quantize(qdq_model, info.input_name)
     src = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
     props = {**src, "visionperf.quantization": "static QDQ, per-channel int8 weights, uint8 activations, "
              "input QuantizeLinear removed", "visionperf.calibration_images": str(len(calibration))}
     onnx.helper.set_model_props(model, props)
-    tmp_out = out.with_name(out.name + ".tmp")
-    onnx.save(model, tmp_out)
-    os.replace(tmp_out, out)
+    with replacing(out) as tmp_out:
+        onnx.save(model, tmp_out)
     return out
 
 

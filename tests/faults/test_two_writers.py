@@ -17,6 +17,8 @@ from visionperf.locks import LOCK_NAME, Busy, DirLock
 from visionperf.report import find
 from visionperf.workloads import get_workload
 
+pytestmark = pytest.mark.fault  # `make faults` runs every test so marked
+
 RESNET50 = get_workload("resnet50")
 
 

@@ -2,6 +2,7 @@
 build stopped by a fixed bad image restarts or resumes; a second builder can --wait."""
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,8 @@ import pytest
 
 from conftest import visionperf
 from visionperf.datasets.synthetic import make_imagenet
+
+pytestmark = pytest.mark.fault  # `make faults` runs every test so marked
 
 
 @pytest.fixture(scope="module")
@@ -50,35 +53,49 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_sigkill_of_preprocess_leaves_no_process_behind_and_resumes_exactly(slow_dataset, tmp_path):
+@pytest.mark.parametrize("sig, seed", [(signal.SIGKILL, 1), (signal.SIGINT, 2), (signal.SIGTERM, 3), (signal.SIGKILL, 4)],
+                         ids=["KILL-1", "INT-2", "TERM-3", "KILL-4"])
+def test_a_stopped_preprocess_leaves_no_process_behind_and_resumes_exactly(slow_dataset, tmp_path, sig, seed):
+    """Stopped after a random number of chunks (seeded: the id names the seed). SIGINT and
+    SIGTERM: one line, 130 or 143 within 2 s. Any signal: no worker survives, and a rerun
+    resumes to a cache byte-identical to a clean build."""
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "visionperf", "preprocess", "resnet50", "--dataset", str(slow_dataset),
            "--out", str(out), "--chunk-size", "4", "--workers", "2"]
-    # Its own session, so that nothing but the process tree could keep it alive, but kill the
+    after = random.Random(seed).randint(1, 12)  # chunks done when the signal comes
+    # Its own session, so that nothing but the process tree could keep it alive, but signal the
     # main process alone (not the group): that is what an OOM killer or `kill -9 PID` does.
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 30
-        while time.time() < deadline and len(list((out / "build/done").glob("chunk-*.json"))) < 4:
+        while time.time() < deadline and len(list((out / "build/done").glob("chunk-*.json"))) < after:
             time.sleep(0.02)
         kids = _children(p.pid)
         assert len(kids) >= 2, "the pool's workers should be running"
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
+        t = time.monotonic()
+        os.kill(p.pid, sig)
+        _, stderr = p.communicate(timeout=30)
+        took = time.monotonic() - t
         deadline = time.time() + 5
         while time.time() < deadline and any(_alive(k) for k in kids):
             time.sleep(0.05)
         left = [k for k in kids if _alive(k)]
-        assert not left, f"processes outlived the killed preprocess: {left}"
+        assert not left, f"processes outlived the stopped preprocess: {left}"
     finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
         try:
             os.killpg(p.pid, signal.SIGKILL)  # whatever survived (on failure)
         except ProcessLookupError:
             pass
+    if sig != signal.SIGKILL:
+        assert p.returncode == 128 + sig, (p.returncode, stderr)
+        assert took < 2.0, took
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in stderr, stderr
+        assert lines[0].startswith("visionperf: interrupted" if sig == signal.SIGINT else "visionperf: terminated")
+        assert "finished chunks of the cache are kept" in lines[0]
+    assert not (out / "manifest.json").exists() and not (out / "data.npy").exists()
     done_before = len(list((out / "build/done").glob("chunk-*.json")))
-    assert 4 <= done_before < 40, "killed part way through"
+    assert after <= done_before < 40, "stopped part way through"
     rerun = visionperf(*cmd[3:])
     assert f"resuming: {done_before} of 40 chunks already done" in rerun.stdout
     clean = tmp_path / "clean"

@@ -12,6 +12,8 @@ from conftest import visionperf
 from visionperf.cli import main
 from visionperf.datasets.synthetic import make_coco
 
+pytestmark = pytest.mark.fault  # `make faults` runs every test so marked
+
 
 def run_cli(capsys, *args) -> str:
     """The CLI in this process: exit 2 and one `visionperf: error:` line, no traceback."""

@@ -14,6 +14,8 @@ import pytest
 from test_plugin import cache, no_results, one_error_line, run_args  # noqa: F401 (fixtures)
 from test_sut import N, EchoDevice, labels, make_sut, plugin_device
 
+pytestmark = pytest.mark.fault  # `make faults` runs every test so marked
+
 STUCK = re.compile(r"^(\S+): no batch completed for [0-9.]+ s \(expected about [0-9.]+ ms per batch\): "
                    r"the device is stuck$")
 

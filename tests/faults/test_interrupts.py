@@ -1,0 +1,93 @@
+"""Issue 12: SIGINT, SIGTERM and SIGKILL at random points of `visionperf run`, in every
+scenario and with every backend.
+
+SIGINT/SIGTERM: the run ends within 2 s with exit 130/143 and one line, keeps no results, and
+leaves no process, partial directory, temporary file or lock behind. SIGKILL cannot be
+handled: the test then checks that no process survives, that `report` lists nothing, and that
+the next run into the same --out cleans what the killed one left and succeeds.
+
+A point is either early (a random time after the start: loading the model, planning, the
+warm-up) or in the test (a random time after LoadGen opened its logs). Random times are
+seeded, and the seed is in the test's id."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+
+import pytest
+
+from conftest import visionperf
+from injection import EXIT, FIRST_WORD, finish, half_written, no_survivors, one_line, start
+from test_plugin import cache, run_args  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.fault  # `make faults` runs every test so marked
+
+SCENARIOS = ["Offline", "Server", "SingleStream", "MultiStream"]
+BACKENDS = ["null", "simulated", "onnxruntime", "plugin"]
+SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+
+
+def _cases():
+    cases = []
+    for i, (backend, scenario) in enumerate((b, s) for b in BACKENDS for s in SCENARIOS):
+        # the null device finishes an Offline test in milliseconds: only its start can be hit
+        point = "early" if i % 2 or (backend, scenario) == ("null", "Offline") else "test"
+        cases.append((backend, scenario, SIGNALS[i % 3], point, 100 + i))
+    for j, sig in enumerate(SIGNALS):  # the two scenarios LoadGen ends differently, every signal
+        for k, scenario in enumerate(["Offline", "Server"]):
+            cases.append(("plugin", scenario, sig, "test", 200 + 2 * j + k))
+    return [pytest.param(*c, id=f"{c[0]}-{c[1]}-{c[2].name}-{c[3]}-{c[4]}") for c in cases]
+
+
+def backend_args(backend: str, echo_plugin) -> list[str]:
+    return {"null": ["--backend", "null"],
+            "simulated": ["--backend", "simulated", "--card-rate", "2000"],
+            "onnxruntime": ["--backend", "onnxruntime", "--devices", "1"],
+            "plugin": ["--backend", f"plugin:{echo_plugin}", "--backend-option", "delay_us=200"]}[backend]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend, scenario, sig, point, seed", _cases())
+def test_a_signal_at_a_random_point_of_a_run(echo_plugin, run_args, tmp_path, backend, scenario, sig, point, seed):  # noqa: F811
+    rng = random.Random(seed)
+    out = tmp_path / "out"
+    qps = {"Offline": ["--target-qps", "2000"], "Server": ["--target-qps", "200"]}.get(scenario, [])
+    p, token = start(["run", "resnet50", "--scenario", scenario, *backend_args(backend, echo_plugin), *qps,
+                      "--duration", "600", *run_args, "--out", out])
+    try:
+        if point == "early":
+            time.sleep(rng.uniform(0.5, 2.0))
+        else:
+            deadline = time.monotonic() + 60
+            while not list(out.glob(f"resnet50/{scenario}/performance/run_1.partial-*/mlperf_log_detail.txt")):
+                assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.6))
+        assert p.poll() is None, p.communicate()
+        t = time.monotonic()
+        p.send_signal(sig)
+        stdout, stderr = finish(p)
+        took = time.monotonic() - t
+    finally:
+        finish(p, 0)
+    assert p.returncode == EXIT[sig], (p.returncode, stderr)
+    assert not no_survivors(token), "a process outlived the run"
+    if sig != signal.SIGKILL:
+        assert took < 2.0, took
+        line = one_line(stderr)
+        assert line.startswith(FIRST_WORD[sig]) and "nothing of this run was kept" in line, line
+        assert not half_written(tmp_path), half_written(tmp_path)
+        assert not (out / f"resnet50/{scenario}/performance/run_1").exists()
+        return
+    # SIGKILL: what it left is recognised and cleaned, never taken for a result
+    rep = visionperf("report", out, check=False)
+    if rep.returncode == 0:
+        assert ".partial-" not in rep.stdout
+    else:
+        assert one_line(rep.stderr).startswith("visionperf: error:")
+    visionperf("run", "resnet50", "--scenario", scenario, "--backend", "null", *qps, "--duration", "0.2",
+               *run_args, "--out", out)
+    assert (out / f"resnet50/{scenario}/performance/run_1/mlperf_log_summary.txt").exists()
+    assert not half_written(tmp_path), half_written(tmp_path)
