@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -30,6 +31,26 @@ def visionperf(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         raise AssertionError(f"visionperf {' '.join(map(str, args))} failed ({p.returncode}):\n"
                              f"{p.stdout}\n{p.stderr}")
     return p
+
+
+EDGE = ("SingleStream", "MultiStream", "Offline")  # a ResNet50 edge submission's scenarios (round v6.1)
+SYSTEM = {"cooling": "air", "host_memory_configuration": "2x 16GB DDR5 4800 MT/s"}  # what a machine cannot tell
+
+
+@pytest.fixture(scope="session")
+def practice_runs(imagenet_dir, slim_model, tmp_path_factory) -> Path:
+    """Every run a ResNet50 edge submission needs, short, on the null device (the harness alone)."""
+    out = tmp_path_factory.mktemp("practice")
+    common = ["--backend", "null", "--model", slim_model, "--dataset", imagenet_dir, "--cache", out / "cache",
+              "--out", out / "runs"]
+    for s in EDGE:
+        visionperf("run", "resnet50", "--scenario", s, "--duration", "0.3", *common)
+        visionperf("run", "resnet50", "--scenario", s, "--mode", "accuracy", *common)
+        for t in ("TEST01", "TEST04"):
+            visionperf("run", "resnet50", "--scenario", s, "--duration", "0.3", "--compliance", t, *common)
+    (out / "system.json").write_text(json.dumps(SYSTEM))
+    return out
+
 
 
 PLUGIN_SOURCES = Path(__file__).parent / "plugins"

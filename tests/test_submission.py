@@ -1,13 +1,10 @@
-"""Compliance tests, the submission tree, and the report, from real runs."""
+"""Compliance tests (TEST01, TEST04) and the report, from real runs (the submission tree: test_round.py)."""
 
-import hashlib
-import json
 import re
 
 import pytest
 
 from conftest import visionperf
-from visionperf.submission import REQUIRED, SYSTEM_FIELDS, truncate_accuracy_log
 
 
 @pytest.fixture(scope="module")
@@ -47,65 +44,6 @@ def test_test04_issues_one_sample_repeatedly_and_compares(runs):
     perf = (d / "verify_performance.txt").read_text()
     assert "at most 10% faster" in perf or "more than 10% faster" in perf
     assert "TEST04 performance" in stdout
-
-
-def test_submission_refuses_short_runs_and_names_why(runs, tmp_path):
-    results = runs[0]
-    p = visionperf("submission", "--submitter", "Acme", "--system", "box", "--runs", results,
-                   "--out", tmp_path, check=False)
-    assert p.returncode == 2 and "cannot be submitted" in p.stderr and "600 s" in p.stderr
-    assert "synthetic weights" in p.stderr and not (tmp_path / "closed").exists()
-
-
-def test_practice_submission_tree_round_trip(runs, tmp_path):
-    results = runs[0]
-    sysjson = tmp_path / "sys.json"
-    sysjson.write_text(json.dumps({"host_storage_type": "NVMe SSD", "host_storage_capacity": "1 TB",
-                                   "cooling": "air"}))
-    p = visionperf("submission", "--submitter", "Acme", "--system", "box", "--runs", results, "--out", tmp_path,
-                   "--system-json", sysjson, "--allow-short")
-    assert "waived (--allow-short)" in p.stdout and "NOT a valid submission" in p.stdout
-    root = tmp_path / "closed/Acme"
-    desc = json.loads((root / "systems/box.json").read_text())
-    assert set(SYSTEM_FIELDS) <= set(desc) and all(str(desc[k]).strip() for k in REQUIRED)
-    assert desc["host_storage_type"] == "NVMe SSD" and desc["division"] == "closed"
-    base = root / "results/box/resnet50/Offline"
-    for f in ("performance/run_1/mlperf_log_summary.txt", "performance/run_1/mlperf_log_detail.txt",
-              "accuracy/mlperf_log_summary.txt", "accuracy/mlperf_log_detail.txt", "accuracy/accuracy.txt",
-              "accuracy/mlperf_log_accuracy.json", "measurements.json", "user.conf", "README.md"):
-        assert (base / f).is_file(), f
-    full = results / "resnet50/Offline/accuracy/mlperf_log_accuracy.json"
-    acc = (base / "accuracy/accuracy.txt").read_text().splitlines()
-    assert acc[0].startswith("accuracy=") and acc[1] == f"hash={hashlib.sha256(full.read_bytes()).hexdigest()}"
-    trunc = base / "accuracy/mlperf_log_accuracy.json"
-    assert trunc.stat().st_size <= 10 * 1024 and isinstance(json.loads(trunc.read_text()), list)
-    m = json.loads((base / "measurements.json").read_text())
-    assert {"input_data_types", "retraining", "starting_weights_filename", "weight_data_types",
-            "weight_transformations"} <= set(m)
-    comp = root / "compliance/box/resnet50/Offline"
-    assert (comp / "TEST01/verify_accuracy.txt").is_file() and (comp / "TEST04/verify_performance.txt").is_file()
-    assert (comp / "TEST01/accuracy/mlperf_log_accuracy.json").stat().st_size <= 10 * 1024
-    readme = (root / "README.md").read_text()
-    assert "NOT A VALID SUBMISSION" in readme and "600 s" in readme and "synthetic weights" in readme
-
-
-def test_empty_required_system_field_is_named(runs, tmp_path):
-    sysjson = tmp_path / "sys.json"
-    sysjson.write_text(json.dumps({"host_storage_capacity": "1 TB"}))
-    p = visionperf("submission", "--submitter", "Acme", "--system", "box", "--runs", runs[0],
-                   "--out", tmp_path, "--system-json", sysjson, "--allow-short", check=False)
-    assert p.returncode == 2 and "'host_storage_type' is empty" in p.stderr
-
-
-def test_truncated_log_keeps_both_ends_as_valid_json(tmp_path):
-    recs = [{"seq_id": i, "qsl_idx": i, "data": "AB" * 20} for i in range(2000)]
-    src = tmp_path / "full.json"
-    src.write_text(json.dumps(recs))
-    dst = tmp_path / "cut.json"
-    truncate_accuracy_log(src, dst)
-    cut = json.loads(dst.read_text())
-    assert dst.stat().st_size <= 10 * 1024 and cut[0]["seq_id"] == 0 and cut[-1]["seq_id"] == 1999
-    assert [r["seq_id"] for r in cut] == sorted(r["seq_id"] for r in cut)
 
 
 def test_report_shows_every_run_and_draws_plots(runs, tmp_path):

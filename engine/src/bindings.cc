@@ -179,6 +179,12 @@ NmsParams nms_params(const nb::tuple& spec) {
   p.clip = nb::cast<int>(d["clip"]);
   p.uint8_scale = nb::cast<double>(d["uint8_scale"]);
   p.uint8_zero_point = nb::cast<float>(d["uint8_zero_point"]);
+  if (d.contains("retinanet")) {  // RetinaNet's extra parameters (nms.h)
+    p.retinanet = nb::cast<int>(d["retinanet"]);
+    p.level_anchors = nb::cast<std::vector<int>>(d["level_anchors"]);
+    p.box_exp_clip = nb::cast<float>(d["box_exp_clip"]);
+    p.image_size = nb::cast<float>(d["image_size"]);
+  }
   auto a = nb::cast<nb::ndarray<const float, nb::c_contig, nb::device::cpu>>(d["anchors"]);
   p.anchors.assign(a.data(), a.data() + a.size());
   if (p.anchors.size() != size_t(p.num_anchors) * 4) throw Error("anchors must be [num_anchors, 4]");

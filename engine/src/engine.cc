@@ -570,6 +570,7 @@ void Engine::drive(Driver& d) {
     Batch tmp;
     tmp.ids.resize(size_t(batch_size_) * 64);
     tmp.idx.resize(tmp.ids.size());
+    tmp.issued.resize(tmp.ids.size());
     while (take(d, &tmp, int(tmp.ids.size()), kInf)) fail(tmp.ids.data(), tmp.n, "");
   };
 

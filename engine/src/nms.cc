@@ -42,6 +42,19 @@
 //   IoU > threshold where these kernels (and the PyTorch reference) suppress at IoU >= threshold;
 //   the two differ only when a float32 IoU equals 0.6 exactly, as does its unstable std::sort on
 //   tied scores (ties here: by anchor index). Neither is changed.
+// * RetinaNet (torchvision RetinaNet.postprocess_detections) clips to the image ([0, 800] pixels)
+//   and keeps boxes the clip leaves without area (it has no remove_small_boxes step).
+//
+// RetinaNet (retinanet_image; postprocess/retinanet.py states the algorithm and holds the NumPy
+// reference): logits [A, C] are scanned flat per level against the logit threshold (only
+// survivors ever get a sigmoid: in float64, once, for the rows written); each level keeps its
+// best max_candidates (logit descending, flat index anchor * C + class ascending) in a bounded
+// buffer: when it fills, nth_element keeps the best and the scan's threshold rises to the worst
+// of them, so a level with many survivors costs a scan and little more. fp16 logits are
+// compared as raw bits mapped to an order-preserving signed key (x ^ ((x >> 15) & 0x7fff):
+// negative values too, as logits mostly are). Then all levels' candidates in one lazily sorted
+// order, greedy NMS against the kept boxes of the candidate's class (IoU > threshold, 16 kept
+// boxes at a time), stopping at max_per_image kept: the rows come out best first.
 // * SSD-ResNet34 (the MLPerf PyTorch reference, Encoder.decode_batch / scale_back_batch) never
 //   clips, and neither do these kernels for it. (The MLPerf repository's PyTorch port of
 //   SSD-MobileNet, python/models/utils.py decode_boxes, does not clip either: it is a port, and
@@ -104,13 +117,26 @@ struct U8 {
   static bool pass(Raw x, Raw t) { return x > t; }
 };
 
+// fp16 logits (RetinaNet): raw bits mapped to a signed key that orders like the values, negative
+// ones included; NaN patterns never pass (positive ones map above +inf, negative ones below -inf).
+struct F16L {
+  using Raw = int16_t;
+  using Acc = int16_t;
+  static constexpr int dtype = VP_FLOAT16;
+  static Raw ord(Raw x) { return Raw(x ^ ((x >> 15) & 0x7fff)); }
+  static bool block_pass(Raw x, Raw t) { return ord(x) > t; }
+  static bool pass(Raw x, Raw t) { return (ord(x) > t) & (ord(x) <= F16_INF); }
+};
+
 // What make_nms derives from the parameters once; shared (read-only) by the Post and its scratches.
 struct Tables {
   NmsParams p;
   int A = 0, C = 0;
   float thr_f32 = 0;
   int16_t thr_f16 = 0;
+  int16_t thr_f16_ord = 0;           // RetinaNet fp16 logits: F16L::ord of the largest fp16 not above thr
   uint8_t thr_u8 = 255;
+  std::vector<uint32_t> level_end;   // RetinaNet: end anchor of each level
   float lut[256] = {};               // uint8: byte -> score
   std::vector<uint8_t> pattern;      // box-major: one chunk's per-class raw thresholds (class 0 never)
 
@@ -138,6 +164,11 @@ Buf<T> buf(size_t n) {
   return Buf<T>(new T[std::max<size_t>(n, 1)]);
 }
 
+// RetinaNet: logits scanned between two looks at a level's candidate buffer, and that buffer's
+// fill level that triggers compaction to the best max_candidates.
+constexpr size_t RETINA_CHUNK = 8192;
+inline size_t retina_cap(const NmsParams& p) { return std::max<size_t>(4 * size_t(p.max_candidates), 4096); }
+
 struct NmsScratch : PostScratch {
   std::shared_ptr<const Tables> t;
   Buf<uint32_t> hits;     // class-major: one class row's hits; box-major: one chunk's
@@ -150,10 +181,25 @@ struct NmsScratch : PostScratch {
   Buf<float> all_score, all_box;  // the image's kept detections, (class, rank) order
   Buf<uint16_t> all_cls;
   Buf<uint64_t> all_keys;
+  // RetinaNet: one level's candidate keys (bounded: compacted when full), all levels' candidates,
+  // and per class its kept boxes (structure of arrays, [C, kept_stride]) and their count.
+  Buf<uint64_t> level_keys, cand;
+  std::vector<float> cy0, cx0, cy1, cx1, carea;
+  Buf<uint32_t> class_kept;
+  size_t kept_stride = 0;
 
   explicit NmsScratch(std::shared_ptr<const Tables> tables) : t(std::move(tables)) {
     const NmsParams& p = t->p;
     size_t A = size_t(t->A), C = size_t(t->C);
+    if (p.retinanet) {
+      hits = buf<uint32_t>(RETINA_CHUNK);
+      level_keys = buf<uint64_t>(retina_cap(p) + RETINA_CHUNK);
+      cand = buf<uint64_t>(p.level_anchors.size() * size_t(p.max_candidates));
+      kept_stride = (size_t(p.max_per_image) + LANES - 1) / LANES * LANES + LANES;
+      for (auto* v : {&cy0, &cx0, &cy1, &cx1, &carea}) v->assign(C * kept_stride, 0.0f);
+      class_kept = buf<uint32_t>(C);
+      return;
+    }
     keys = buf<uint64_t>(A);
     if (p.class_major) {
       hits = buf<uint32_t>(A);
@@ -253,6 +299,8 @@ class NmsPost : public Post {
 // Whether a kept box (of NK, structure of arrays padded to LANES) has IoU >= THR with box B
 // (ymin, xmin, ymax, xmax, area): the reference's IoU, disjoint boxes clamped to 0, union > 0 checked.
 // LANES at a time branch-free (this vectorises), stopping at the first group that suppresses.
+// STRICT: suppress at IoU > THR (torchvision's nms, RetinaNet) instead of >=.
+template <bool STRICT = false>
 bool suppressed(const float* __restrict ky0, const float* __restrict kx0, const float* __restrict ky1,
                 const float* __restrict kx1, const float* __restrict ka, int nk, const float* b, float thr) {
   const float y0 = b[0], x0 = b[1], y1 = b[2], x1 = b[3], area = b[4];
@@ -264,7 +312,7 @@ bool suppressed(const float* __restrict ky0, const float* __restrict kx0, const 
       float inter = ih * iw;
       float uni = ka[t] + area - inter;
       float iou = (ih > 0.0f) & (iw > 0.0f) & (uni > 0.0f) ? inter / uni : 0.0f;
-      any |= (iou >= thr) & (t < nk);
+      any |= (STRICT ? iou > thr : iou >= thr) & (t < nk);
     }
     if (any) return true;
   }
@@ -418,8 +466,104 @@ int box_major_image(const Tables& T, const float* enc, const typename F::Raw* sc
   return finish(s, count, T.p.max_per_image, qsl_idx, out);
 }
 
+// RetinaNet's box: torchvision BoxCoder.decode_single (weights via inv_scales, dw and dh clamped
+// at box_exp_clip), clipped to [0, image_size] (clip_boxes_to_image); OUT (ymin, xmin, ymax, xmax, area).
+inline void decode_retina(const NmsParams& p, const float* e, uint32_t a, float* out) {
+  const float* an = &p.anchors[size_t(a) * 4];
+  float cy = e[p.perm[0]] * p.inv_scales[0] * an[2] + an[0];
+  float cx = e[p.perm[1]] * p.inv_scales[1] * an[3] + an[1];
+  float h = std::exp(std::min(e[p.perm[2]] * p.inv_scales[2], p.box_exp_clip)) * an[2];
+  float w = std::exp(std::min(e[p.perm[3]] * p.inv_scales[3], p.box_exp_clip)) * an[3];
+  out[0] = cy - 0.5f * h;
+  out[1] = cx - 0.5f * w;
+  out[2] = cy + 0.5f * h;
+  out[3] = cx + 0.5f * w;
+  for (int k = 0; k < 4; ++k) out[k] = std::min(std::max(out[k], 0.0f), p.image_size);
+  out[4] = (out[2] - out[0]) * (out[3] - out[1]);
+}
+
+template <class F>
+typename F::Raw raw_threshold(const Tables& T) {
+  if constexpr (F::dtype == VP_FLOAT16) return T.thr_f16_ord;
+  else return T.thr_f32;
+}
+
+// The scan's raw threshold that lets through only what beats value X (same format as the scores).
+template <class F>
+typename F::Raw raw_of(typename F::Raw x) {
+  if constexpr (F::dtype == VP_FLOAT16) return F::ord(x);
+  else return x;
+}
+
+template <class F>
+int retinanet_image(const Tables& T, const float* reg, const typename F::Raw* logits, float qsl_idx, float* out,
+                    NmsScratch& s) {
+  using Raw = typename F::Raw;
+  const NmsParams& p = T.p;
+  const size_t C = size_t(T.C), K = size_t(p.max_candidates), cap = retina_cap(p);
+  uint32_t* hits = s.hits.get();
+  uint64_t* cand = s.cand.get();
+  size_t nc = 0, a0 = 0;
+  for (uint32_t a1 : T.level_end) {
+    Raw thr = raw_threshold<F>(T);
+    uint64_t* keys = s.level_keys.get();
+    size_t nk = 0;
+    const size_t first = a0 * C, n = (size_t(a1) - a0) * C;
+    for (size_t off = 0; off < n; off += RETINA_CHUNK) {
+      const size_t base = first + off;
+      size_t h = scan<F, false>(logits + base, std::min(RETINA_CHUNK, n - off), &thr, hits);
+      for (size_t k = 0; k < h; ++k) {
+        size_t i = base + hits[k];
+        keys[nk++] = (uint64_t(descending(T.value(logits, i))) << 32) | i;
+      }
+      if (nk > cap) {  // keep the best K; later logits must beat the worst of them (ties lose: later index)
+        std::nth_element(keys, keys + (K - 1), keys + nk);
+        nk = K;
+        thr = raw_of<F>(logits[uint32_t(keys[K - 1])]);
+      }
+    }
+    if (nk > K) {
+      std::nth_element(keys, keys + K, keys + nk);
+      nk = K;
+    }
+    std::memcpy(cand + nc, keys, nk * sizeof(uint64_t));
+    nc += nk;
+    a0 = a1;
+  }
+  uint32_t* nkept = s.class_kept.get();
+  std::fill(nkept, nkept + C, 0u);
+  LazyOrder order(cand, nc);
+  int m = 0;
+  for (size_t r = 0; r < nc && m < p.max_per_image; ++r) {
+    const uint32_t i = uint32_t(order[r]), a = i / uint32_t(C), c = i - a * uint32_t(C);
+    float b[5];
+    decode_retina(p, reg + size_t(a) * 4, a, b);
+    const size_t o = size_t(c) * s.kept_stride;
+    const int nk = int(nkept[c]);
+    if (suppressed<true>(&s.cy0[o], &s.cx0[o], &s.cy1[o], &s.cx1[o], &s.carea[o], nk, b, p.iou_threshold)) continue;
+    s.cy0[o + nk] = b[0];
+    s.cx0[o + nk] = b[1];
+    s.cy1[o + nk] = b[2];
+    s.cx1[o + nk] = b[3];
+    s.carea[o + nk] = b[4];
+    nkept[c] = uint32_t(nk + 1);
+    float* row = out + size_t(m) * 7;
+    row[0] = qsl_idx;
+    for (int k = 0; k < 4; ++k) row[1 + k] = b[k] / p.image_size;
+    row[5] = float(1.0 / (1.0 + std::exp(-double(T.value(logits, i)))));
+    row[6] = float(c);
+    ++m;
+  }
+  return m;
+}
+
 int image(const Tables& T, const void* boxes, const void* scores, float qsl_idx, float* out, NmsScratch& s) {
   const auto* b = static_cast<const float*>(boxes);
+  if (T.p.retinanet) {
+    if (T.p.score_dtype == VP_FLOAT16)
+      return retinanet_image<F16L>(T, b, static_cast<const int16_t*>(scores), qsl_idx, out, s);
+    return retinanet_image<F32>(T, b, static_cast<const float*>(scores), qsl_idx, out, s);
+  }
   if (T.p.class_major) {
     switch (T.p.score_dtype) {
       case VP_FLOAT16: return class_major_image<F16>(T, b, static_cast<const int16_t*>(scores), qsl_idx, out, s);
@@ -464,7 +608,8 @@ bool NmsPost::run(const void* const* outputs, int n, const size_t* qsl_idx, uint
 
 std::shared_ptr<const Tables> make_tables(const NmsParams& p) {
   if (p.class_major != 0 && p.class_major != 1) throw Error("NMS: class_major must be 0 or 1");
-  if (p.num_anchors <= 0 || p.num_classes < 2) throw Error("NMS: needs anchors and at least 2 classes");
+  if (p.num_anchors <= 0 || p.num_classes < (p.retinanet ? 1 : 2))
+    throw Error("NMS: needs anchors and at least 2 classes (1 without background)");
   if (p.num_classes > 65535) throw Error("NMS: too many classes");
   if (p.box_dtype != VP_FLOAT32) throw Error("NMS: boxes must be float32");
   if (p.max_candidates <= 0 || p.max_per_class <= 0 || p.max_per_image <= 0)
@@ -476,6 +621,36 @@ std::shared_ptr<const Tables> make_tables(const NmsParams& p) {
   t->p = p;
   t->A = p.num_anchors;
   t->C = p.num_classes;
+  if (p.retinanet) {
+    if (p.class_major) throw Error("NMS: RetinaNet logits are [A, C] (class_major 0)");
+    if (double(p.num_anchors) * p.num_classes >= 4294967296.0) throw Error("NMS: A x C must fit 32 bits");
+    if (p.score_dtype != VP_FLOAT32 && p.score_dtype != VP_FLOAT16)
+      throw Error("NMS: RetinaNet logits must be float32 or float16");
+    if (!(p.image_size > 0)) throw Error("NMS: RetinaNet needs a positive image size");
+    uint64_t end = 0;
+    for (int n : p.level_anchors) {
+      if (n <= 0) throw Error("NMS: RetinaNet levels must have anchors");
+      end += uint64_t(n);
+      t->level_end.push_back(uint32_t(end));
+    }
+    if (end != uint64_t(p.num_anchors)) throw Error("NMS: RetinaNet level_anchors must add up to num_anchors");
+    t->thr_f32 = float(p.score_threshold);
+    // fp16: "logit > thr" is "ord(bits) > ord(bits of the largest fp16 not above thr)" (any sign)
+    int best = -1;
+    float best_v = 0;
+    for (int b = 0; b < 65536; ++b) {
+      uint16_t u = uint16_t(b);
+      if ((u & 0x7c00u) == 0x7c00u && (u & 0x3ffu)) continue;  // NaN
+      float v = half_to_float(u);
+      if (double(v) <= p.score_threshold &&
+          (best < 0 || v > best_v || (v == best_v && F16L::ord(int16_t(u)) > F16L::ord(int16_t(best))))) {
+        best = b;
+        best_v = v;
+      }
+    }
+    t->thr_f16_ord = best < 0 ? std::numeric_limits<int16_t>::min() : F16L::ord(int16_t(uint16_t(best)));
+    return t;
+  }
   const float thr = float(p.score_threshold);  // float32 scores compare to float32(thr), as numpy does
   t->thr_f32 = thr;
   switch (p.score_dtype) {
@@ -536,7 +711,8 @@ int nms_image(const NmsParams& p, const void* boxes, const void* scores, float q
     own = std::make_unique<NmsScratch>(make_tables(p));
     s = own.get();
   } else if (s->t->p.num_anchors != p.num_anchors || s->t->p.num_classes != p.num_classes ||
-             s->t->p.class_major != p.class_major || s->t->p.score_dtype != p.score_dtype) {
+             s->t->p.class_major != p.class_major || s->t->p.score_dtype != p.score_dtype ||
+             s->t->p.retinanet != p.retinanet) {
     throw Error("NMS: scratch made for other parameters");
   }
   return image(*s->t, boxes, scores, qsl_idx, out, *s);

@@ -1,5 +1,5 @@
-// Decode + NMS on the host for SSD-style heads cut before NMS (the paper's section II-F),
-// one kernel per output layout, as a Post.
+// Decode + NMS on the host for detection heads cut before NMS (the paper's section II-F),
+// one kernel per output layout (SSD class-major, SSD box-major, RetinaNet), as a Post.
 #pragma once
 
 #include <memory>
@@ -23,6 +23,15 @@ struct NmsParams {
   double uint8_scale = 1;     // double: the uint8 table is float32((q - zero_point) * scale), computed in double as numpy does
   float uint8_zero_point = 0;
   std::vector<float> anchors;     // [A, 4]: (cy, cx, h, w)
+  // RetinaNet (torchvision's postprocess_detections): scores are logits [A, C] and every class is
+  // real (no background); score_threshold is then the logit threshold; max_candidates is per level
+  // (LEVEL_ANCHORS, in head order); log-size offsets are clamped at box_exp_clip; boxes are
+  // clipped to [0, image_size] pixels, kept even without area, and normalised by image_size;
+  // NMS suppresses at IoU > iou_threshold; max_per_class is unused (max_per_image bounds a class).
+  int retinanet = 0;
+  std::vector<int> level_anchors;
+  float box_exp_clip = 0;
+  float image_size = 1;
 };
 
 std::unique_ptr<Post> make_nms(const NmsParams& p);

@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_text
+from .children import die_with
 from .datasets import ImageNetVal, preprocess_one
 from .errors import UserError
 from .locks import LOCK_NAME, Busy, DirLock
@@ -216,39 +216,10 @@ def open_cache(path: Path, wanted: dict | None = None) -> Cache:
 _worker_out: np.ndarray | None = None
 
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _die_with(parent: int) -> None:
-    """Make this worker die with PARENT, the build's main process, however that dies (kill -9,
-    the OOM killer): the kernel sends SIGKILL on Linux (PR_SET_PDEATHSIG), and a watchdog
-    thread catches the rest (another OS, or a parent that died before the prctl)."""
-    import signal
-    import threading
-
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # it died before the prctl took hold
-        os._exit(1)
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.25)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="visionperf-parent-watch", daemon=True).start()
-
-
 def _worker_init(partial: str, parent: int | None = None) -> None:
     global _worker_out
     if parent is not None:
-        _die_with(parent)
+        die_with(parent)
     import cv2
 
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
@@ -387,7 +358,7 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
         # child forked while one of them holds a lock can hang forever (a forked child would
         # also keep the cache's lock). Not forkserver either: the workers' parent would be the
         # forkserver, which outlives a main process killed by SIGKILL, and so would they. With
-        # spawn each worker is this process's child and dies with it (_die_with); the
+        # spawn each worker is this process's child and dies with it (children.die_with); the
         # resource tracker then sees its last writer close and exits too.
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,

@@ -122,7 +122,7 @@ def _console(width: int | None = None):
 
 
 def cmd_sample_data(a) -> int:
-    from .datasets.synthetic import make_coco, make_imagenet
+    from .datasets.synthetic import make_coco, make_imagenet, make_openimages
 
     if a.kind == "imagenet":
         out = make_imagenet(a.out, a.count, a.seed)
@@ -132,8 +132,12 @@ def cmd_sample_data(a) -> int:
         out = make_coco(a.out, a.count, a.seed)
         print(f"wrote {a.count} synthetic COCO-layout JPEGs and annotations/instances_val2017.json to "
               f"{out} (synthetic: drawn rectangles, their exact boxes annotated)")
+    elif a.kind == "openimages":
+        out = make_openimages(a.out, a.count, a.seed)
+        print(f"wrote {a.count} synthetic OpenImages-MLPerf-layout JPEGs and annotations/openimages-mlperf.json "
+              f"to {out} (synthetic: drawn rectangles, their exact boxes annotated)")
     else:
-        raise UserError(f"unknown sample dataset {a.kind!r}: choose imagenet or coco")
+        raise UserError(f"unknown sample dataset {a.kind!r}: choose imagenet, coco or openimages")
     return 0
 
 
@@ -320,22 +324,20 @@ def cmd_report(a) -> int:
 
 
 def cmd_submission(a) -> int:
+    from .rounds import DEFAULT_ROUND
     from .submission import assemble
+    from .systems import load_user_json
 
-    user = {}
-    if a.system_json:
-        try:
-            user = json.loads(Path(a.system_json).read_text())
-        except OSError as e:
-            raise UserError(f"cannot read {a.system_json}: {e.strerror}") from None
-        except ValueError:
-            raise UserError(f"{a.system_json} is not valid JSON") from None
-        if not isinstance(user, dict):
-            raise UserError(f"{a.system_json} must hold one JSON object of system fields")
-    final, waived = assemble(Path(a.runs), Path(a.out), a.submitter, a.system, user, a.allow_short)
+    user = load_user_json(a.system_json)
+    if a.round is None:
+        print(f"round {DEFAULT_ROUND}: the round whose seeds the LoadGen visionperf runs (6.0.17) carries "
+              "(--round to choose)")
+    final, waived, rnd = assemble(Path(a.runs), Path(a.out), a.submitter, a.system, user, a.allow_short,
+                                  a.round, a.system_json)
     for w in waived:
         print(f"waived (--allow-short): {w}")
-    print(f"wrote {final}" + (" (practice tree: NOT a valid submission)" if waived else ""))
+    print(f"wrote {final} (round {rnd.version})" + (" (practice tree: NOT a valid submission; the waived rules are "
+                                                    "listed in its documentation/README.md)" if waived else ""))
     return 0
 
 
@@ -460,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sample-data", help="write a synthetic dataset in a real on-disk layout")
-    s.add_argument("kind", help="imagenet or coco")
+    s.add_argument("kind", help="imagenet, coco or openimages")
     s.add_argument("--out", required=True)
     s.add_argument("--count", type=positive_int, default=256)
     s.add_argument("--seed", type=int, default=0)
@@ -597,7 +599,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--system-json", help="system description fields the machine cannot tell")
     s.add_argument("--allow-short", action="store_true",
-                   help="practice mode: assemble from short/invalid/synthetic runs, listing every waived rule")
+                   help="practice mode: waive only what a short run on synthetic data must break (duration, "
+                   "sample and query counts, early stopping, accuracy coverage and target, synthetic data or "
+                   "weights, simulated devices), listing every waived rule in the tree")
+    s.add_argument("--round", help="the MLPerf Inference round whose layout and rules to follow (default: v6.1, "
+                   "the round of the LoadGen visionperf runs)")
     s.set_defaults(func=cmd_submission)
 
     s = sub.add_parser("accuracy", help="accuracy from any mlperf_log_accuracy.json")

@@ -358,6 +358,7 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
     report = RunReport(cfg, final, result, acc, plan, stats, batch_size,
                        sut.batch_timeout_s * 1000, notes, time.time() - t_start, run_s)
     record = _run_record(report, model, w)
+    record["dataset"] = {"path": str(dataset.root), "synthetic": bool(dataset.synthetic), "images": len(labels)}
     samples = sum(st["samples"] for st in stats)
     # Host CPU per sample: every thread of this process during the test (LoadGen's, the SUT's,
     # post-processing), less two costs reported separately: what simulated cards spent on the

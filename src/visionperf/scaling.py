@@ -10,12 +10,12 @@ nominal capacity, and are reported beside the Offline figure of the same point
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .atomic import replacing, write_text
+from .children import run_child
 from .errors import UserError
 from .results import read_result
 
@@ -35,7 +35,7 @@ class Point:
 def _run(base: list[str], devices: int, scenario: str, out: Path, extra: list[str]) -> tuple:
     cmd = [sys.executable, "-m", "visionperf", "run", *base, "--scenario", scenario,
            "--devices", str(devices), "--out", str(out), *extra]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = run_child(cmd)  # bound to this process: it ends if `scale` is stopped
     if p.returncode != 0:
         raise UserError(f"the run for {devices} device(s) failed: {(p.stderr or p.stdout).strip().splitlines()[-1]}")
     workload = base[0]

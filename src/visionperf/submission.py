@@ -1,22 +1,29 @@
-"""Runs -> a closed-division submission tree (FACTS.md section 4), checked before it is written.
+"""Runs -> a closed-division submission tree for one round, checked against that round's rules
+(rounds.py) before anything is written.
 
-    closed/<submitter>/systems/<system>.json
-    closed/<submitter>/results/<system>/<benchmark>/<scenario>/
-        performance/run_1/mlperf_log_{summary,detail}.txt
-        accuracy/{mlperf_log_summary.txt, mlperf_log_detail.txt, accuracy.txt,
-                  mlperf_log_accuracy.json (truncated to at most 10 KiB)}
-        measurements.json  user.conf  README.md
-    closed/<submitter>/compliance/<system>/<benchmark>/<scenario>/TEST01|TEST04/...
+    closed/<submitter>/
+        systems/<system>.json                      every field of the round (systems.py)
+        src/visionperf/README.md                   the code: where it is, which version
+        documentation/calibration.md               how the int8 model was calibrated (or that none was)
+        results/<system>/<benchmark>/<Scenario>/
+            README.md  user.conf  measurements.json
+            performance/run_1/mlperf_log_{summary,detail}.txt
+            accuracy/{mlperf_log_summary.txt, mlperf_log_detail.txt, accuracy.txt,
+                      mlperf_log_accuracy.json (truncated as the round's tool does)}
+            TEST01/{verify_accuracy.txt, verify_performance.txt, accuracy/, performance/run_1/}
+            TEST04/{verify_performance.txt, performance/run_1/}
 
-The tree is built in a temporary directory and renamed into place, so a refused or failed
-assembly leaves nothing that looks like a submission.
+Every rule the round's checker applies to the runs is checked, for every benchmark and
+scenario, and all problems are reported in one message. `--allow-short` waives only the rules
+a short practice run on synthetic data must break (duration, sample and query counts, early
+stopping, accuracy coverage, synthetic data or weights, simulated devices), and lists them in
+the tree's README files. The tree is built under a temporary name and renamed into place.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -25,143 +32,53 @@ from pathlib import Path
 from .accuracy import file_sha256
 from .errors import UserError
 from .results import read_detail
-from .workloads import WORKLOADS, get_workload
+from .rounds import Round, get_round, system_type_for
+from .workloads import SCENARIOS, WORKLOADS
 
-MAX_ACCURACY_LOG = 10 * 1024  # bytes: what the submission keeps of mlperf_log_accuracy.json
-MIN_DURATION_MS = 600_000
-# Seeds of the current mlperf.conf: a run with other seeds is not comparable.
-OFFICIAL_SEEDS = {"qsl_rng_seed": 2085463073848966840, "sample_index_rng_seed": 2747215439041700203,
-                  "schedule_rng_seed": 16159082839903944936}
-
-SYSTEM_FIELDS = (
-    "submitter", "division", "system_type", "status", "system_name", "number_of_nodes",
-    "host_processor_model_name", "host_processors_per_node", "host_processor_core_count",
-    "host_processor_frequency", "host_processor_caches", "host_processor_interconnect",
-    "host_memory_capacity", "host_storage_type", "host_storage_capacity", "host_networking",
-    "host_networking_topology", "host_memory_configuration", "accelerators_per_node",
-    "accelerator_model_name", "accelerator_frequency", "accelerator_host_interconnect",
-    "accelerator_interconnect", "accelerator_interconnect_topology", "accelerator_memory_capacity",
-    "accelerator_memory_configuration", "accelerator_on-chip_memories", "cooling", "hw_notes",
-    "framework", "operating_system", "other_software_stack", "sw_notes",
-)
-# Fields that must not be empty (the checker refuses the system description otherwise).
-REQUIRED = ("submitter", "division", "system_type", "status", "system_name", "number_of_nodes",
-            "host_processor_model_name", "host_processors_per_node", "host_processor_core_count",
-            "host_memory_capacity", "host_storage_type", "host_storage_capacity",
-            "accelerators_per_node", "accelerator_model_name", "framework", "operating_system")
-
-
-def machine_facts(sysfs_root: str = "/") -> dict:
-    """What this machine can tell about itself."""
-    from .topology import read_topology
-
-    t = read_topology(sysfs_root)
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        mem = f"{kb / 1024 ** 2:.0f} GB"
-    except (OSError, AttributeError):
-        pass
-    import onnxruntime
-
-    accs = t.accelerators
-    return {
-        "number_of_nodes": "1",
-        "host_processor_model_name": model,
-        "host_processors_per_node": str(len(t.sockets)),
-        "host_processor_core_count": str(len(t.cores) // max(1, len(t.sockets))),
-        "host_memory_capacity": mem,
-        "accelerators_per_node": str(len(accs)),
-        "accelerator_model_name": accs[0].name if accs else "N/A (CPU)",
-        "operating_system": f"{platform.system()} {platform.release()}",
-        "framework": f"visionperf, ONNX Runtime {onnxruntime.__version__}",
-    }
-
-
-def system_description(submitter: str, system: str, user: dict, facts: dict) -> dict:
-    desc = {k: "" for k in SYSTEM_FIELDS}
-    desc.update({"submitter": submitter, "system_name": system, "division": "closed",
-                 "status": "available", "system_type": "datacenter"})
-    desc.update({k: v for k, v in facts.items() if v})
-    desc.update({k: v for k, v in user.items() if k in SYSTEM_FIELDS})
-    unknown = sorted(set(user) - set(SYSTEM_FIELDS))
-    if unknown:
-        raise UserError(f"the system JSON has unknown field(s) {', '.join(unknown)}: check the names")
-    for k in REQUIRED:
-        if str(desc.get(k, "")).strip() == "":
-            raise UserError(f"system field {k!r} is empty: add it to the JSON given with --system-json")
-    return desc
+# LoadGen's INVALID reasons a short run produces by construction (results.CHECKS keys).
+SHORT_RUN_FAILURES = ("result_min_duration_met", "result_min_queries_met", "early_stopping_met")
 
 
 @dataclass
 class Found:
-    """One benchmark/scenario's runs in a results directory."""
+    """One benchmark/scenario's runs in a results directory (`visionperf run --out`)."""
 
     workload: str
     scenario: str
     performance: Path | None = None
     accuracy: Path | None = None
-    compliance: dict = field(default_factory=dict)  # test -> directory
+    compliance: dict = field(default_factory=dict)  # test -> directory (OUT/<w>/<s>/TESTxx)
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str  # "resnet50 Offline", "resnet50", "system"
+    text: str
+    waivable: bool  # a short practice run must break it: --allow-short waives it
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.text}"
 
 
 def find_runs(runs: Path) -> list[Found]:
     found = []
     for w in sorted(WORKLOADS):
         for sdir in sorted((runs / w).glob("*")) if (runs / w).is_dir() else []:
+            if sdir.name not in SCENARIOS:
+                continue
             f = Found(w, sdir.name)
             if (sdir / "performance/run_1/mlperf_log_detail.txt").exists():
                 f.performance = sdir / "performance/run_1"
             if (sdir / "accuracy/mlperf_log_accuracy.json").exists():
                 f.accuracy = sdir / "accuracy"
             for test in ("TEST01", "TEST04"):
-                if (sdir / test).is_dir():
+                if (sdir / test / "performance/run_1/mlperf_log_detail.txt").exists():
                     f.compliance[test] = sdir / test
             if f.performance or f.accuracy:
                 found.append(f)
     if not found:
         raise UserError(f"no runs found under {runs}: pass the --out directory of `visionperf run`")
     return found
-
-
-def check_run(f: Found) -> list[str]:
-    """Why this benchmark/scenario may not be submitted (empty: it may)."""
-    w = get_workload(f.workload)
-    why = []
-    if f.performance is None:
-        why.append("no performance run")
-    else:
-        d = read_detail(f.performance / "mlperf_log_detail.txt")
-        if d.get("result_validity") != "VALID":
-            why.append("the performance run is INVALID")
-        if (d.get("effective_min_duration_ms") or 0) < MIN_DURATION_MS:
-            why.append(f"shorter than the rules' 600 s (min_duration {d.get('effective_min_duration_ms')} ms)")
-        if (d.get("effective_performance_sample_count") or 0) < w.performance_sample_count:
-            why.append(f"performance sample count {d.get('effective_performance_sample_count')} is below "
-                       f"{w.performance_sample_count}")
-        for k, v in OFFICIAL_SEEDS.items():
-            if d.get(f"effective_{k}") != v:
-                why.append(f"non-default {k}")
-    if f.accuracy is None:
-        why.append("no accuracy run")
-    else:
-        text = (f.accuracy / "accuracy.txt").read_text() if (f.accuracy / "accuracy.txt").exists() else ""
-        m = re.search(r"(?:accuracy|mAP)=([\d.]+)%", text)
-        if not m:
-            why.append("no accuracy.txt")
-        elif float(m.group(1)) < w.accuracy_target:
-            why.append(f"accuracy {m.group(1)}% is below the target {w.accuracy_target}%")
-        rec = _run_json(f.accuracy)
-        if rec.get("model", {}).get("synthetic_weights"):
-            why.append("the model has synthetic weights")
-    return why
 
 
 def _run_json(d: Path) -> dict:
@@ -175,38 +92,158 @@ def _run_json(d: Path) -> dict:
     return rec
 
 
-def truncate_accuracy_log(src: Path, dst: Path, limit: int = MAX_ACCURACY_LOG) -> None:
-    """Keep the log whole if it fits; else its first and last records, as valid JSON.
+def check_performance(rnd: Round, w: str, scenario: str, run_dir: Path, what: str = "performance run") -> list[Problem]:
+    """The round's checks on one performance detail log (also applied to TEST01/TEST04's)."""
+    b = rnd.benchmarks[w]
+    where = f"{w} {scenario}"
+    d = read_detail(run_dir / "mlperf_log_detail.txt")
+    out = []
+    if d.get("result_validity") != "VALID":
+        from .results import CHECKS
 
-    MLCommons' truncation keeps the first and last 4 KiB as text (not valid JSON any more);
-    this keeps the same two ends but cuts at record boundaries, so the result still parses. The
-    hash of the full log goes into accuracy.txt either way.
-    """
-    if src.stat().st_size <= limit:
-        shutil.copyfile(src, dst)
-        return
-    records = json.loads(src.read_text())
-    head, tail = [], []
-    budget = limit - 64
-    i, j = 0, len(records) - 1
-    while i <= j:
-        for side in (0, 1):
-            if i > j:
-                break
-            rec = records[i] if side == 0 else records[j]
-            cost = len(json.dumps(rec)) + 3
-            if cost > budget:
-                i = j + 1
-                break
-            budget -= cost
-            if side == 0:
-                head.append(rec)
-                i += 1
-            else:
-                tail.insert(0, rec)
-                j -= 1
-    text = "[\n" + ",\n".join(json.dumps(r) for r in head + tail) + "\n]\n"
-    dst.write_text(text)
+        failed = [k for k in CHECKS if d.get(k) is False]
+        short = bool(failed) and all(k in SHORT_RUN_FAILURES for k in failed)
+        why = "; ".join(CHECKS[k] for k in failed) or "see its summary"
+        out.append(Problem(where, f"the {what} is INVALID ({why})", short))
+    if d["_errors"]:
+        out.append(Problem(where, f"the {what}'s LoadGen log has errors: {'; '.join(d['_errors'][:3])}", False))
+    ms = d.get("effective_min_duration_ms") or 0
+    if ms < rnd.min_duration_ms:
+        out.append(Problem(where, f"the {what}'s min_duration is {ms / 1000:g} s; the rules need "
+                                  f"{rnd.min_duration_ms / 1000:g} s", True))
+    psc = d.get("effective_performance_sample_count") or 0
+    if psc < b.min_performance_sample_count:
+        out.append(Problem(where, f"the {what}'s performance sample count is {psc}; the rules need at least "
+                                  f"{b.min_performance_sample_count} (a dataset of at least that many images)", True))
+    for k, v in rnd.seeds.items():
+        if d.get(f"effective_{k}") != v:
+            out.append(Problem(where, f"the {what} used {k} {d.get(f'effective_{k}')}, not the round's {v} "
+                                      f"(LoadGen {rnd.loadgen}'s mlperf.conf; do not override seeds)", False))
+    if scenario == "Offline":
+        spq = d.get("effective_samples_per_query") or 0
+        if spq < rnd.offline_min_samples_per_query:
+            out.append(Problem(where, f"the {what} issued {spq} samples in its query; the rules need at least "
+                                      f"{rnd.offline_min_samples_per_query} (a longer run, or a higher --target-qps)",
+                               True))
+    if scenario == "Server" and b.server_latency_ns:
+        lat = d.get("effective_target_latency_ns") or 0
+        if lat > b.server_latency_ns:
+            out.append(Problem(where, f"the {what}'s latency bound is {lat / 1e6:g} ms; the round allows at most "
+                                      f"{b.server_latency_ns / 1e6:g} ms (remove target_latency from user.conf)", False))
+    rec = _run_json(run_dir)
+    backend = (rec.get("config") or {}).get("backend", "")
+    if backend in ("simulated", "null", "null-gather"):
+        out.append(Problem(where, f"the {what} ran on the {backend} backend, not on real devices", True))
+    return out
+
+
+def check_accuracy(rnd: Round, w: str, scenario: str, acc_dir: Path) -> list[Problem]:
+    b = rnd.benchmarks[w]
+    where = f"{w} {scenario}"
+    out = []
+    d = read_detail(acc_dir / "mlperf_log_detail.txt") if (acc_dir / "mlperf_log_detail.txt").exists() else None
+    if d is None:
+        return [Problem(where, "the accuracy run has no mlperf_log_detail.txt: rerun it", False)]
+    if d["_errors"]:
+        out.append(Problem(where, f"the accuracy run's LoadGen log has errors: {'; '.join(d['_errors'][:3])}", False))
+    rec = _run_json(acc_dir)
+    synthetic_weights = bool((rec.get("model") or {}).get("synthetic_weights"))
+    synthetic_data = bool((rec.get("dataset") or {}).get("synthetic"))
+    if synthetic_weights:
+        out.append(Problem(where, "the model has synthetic weights (built by build-model): bring the official one",
+                           True))
+    if synthetic_data:
+        out.append(Problem(where, "the dataset is synthetic (made by sample-data): run on the real one", True))
+    count = d.get("effective_accuracy_sample_count") or d.get("qsl_reported_total_count") or 0
+    if count != b.dataset_size:
+        out.append(Problem(where, f"the accuracy run covers {count} samples; the rules need the whole dataset, "
+                                  f"{b.dataset_size}", True))
+    text = (acc_dir / "accuracy.txt").read_text() if (acc_dir / "accuracy.txt").exists() else ""
+    pattern = {"acc": r"^accuracy=([\d.]+)%", "mAP": r"^mAP=([\d.]+)%"}[b.accuracy_metric]
+    m = re.search(pattern, text, re.M)
+    if not m:
+        out.append(Problem(where, "the accuracy run has no accuracy.txt the checker can read: run "
+                                  "`visionperf accuracy` on its log", False))
+    elif float(m.group(1)) < b.accuracy_target:
+        out.append(Problem(where, f"accuracy {m.group(1)}% is below the round's target {b.accuracy_target:.4f}%",
+                           synthetic_weights or synthetic_data))
+    return out
+
+
+def check_compliance(rnd: Round, f: Found) -> list[Problem]:
+    where = f"{f.workload} {f.scenario}"
+    out = []
+    for test in rnd.benchmarks[f.workload].compliance_tests:
+        d = f.compliance.get(test)
+        if d is None:
+            out.append(Problem(where, f"no {test} run: `visionperf run {f.workload} --scenario {f.scenario} "
+                                      f"--compliance {test}` (after the performance and accuracy runs)", False))
+            continue
+        for name in [n for n in rnd.compliance_files[test] if n.startswith("verify_")]:
+            p = d / name
+            if not p.exists() or "TEST PASS" not in p.read_text():
+                # Comparing the throughput of runs shorter than the rules' minimum measures noise:
+                # a practice tree may waive that, never a failed accuracy comparison.
+                short = name == "verify_performance.txt" and any(
+                    (read_detail(r / "mlperf_log_detail.txt").get("effective_min_duration_ms") or 0) < rnd.min_duration_ms
+                    for r in (d / "performance/run_1", f.performance) if r is not None)
+                out.append(Problem(where, f"{test} {name.removeprefix('verify_').removesuffix('.txt')} check did "
+                                          f"not pass (see {p})", short))
+        out += check_performance(rnd, f.workload, f.scenario, d / "performance/run_1", f"{test} run")
+    return out
+
+
+def check_runs(rnd: Round, found: list[Found]) -> tuple[str, list[Problem]]:
+    """(system_type, every problem) for the runs found, under the round's rules."""
+    problems: list[Problem] = []
+    present: dict[str, set[str]] = {}
+    for f in found:
+        if f.workload not in rnd.benchmarks:
+            problems.append(Problem(f.workload, rnd.not_in_round.get(f.workload, f"not in round {rnd.version}"),
+                                    False))
+            continue
+        present.setdefault(f.workload, set()).add(f.scenario)
+    system_type = system_type_for(rnd, present) if present else rnd.system_types[0]
+    for w, scenarios in sorted(present.items()):
+        required = rnd.benchmarks[w].required_scenarios[system_type]
+        missing = [s for s in required if s not in scenarios]
+        if missing:
+            problems.append(Problem(w, f"a {system_type} system must submit {', '.join(required)}; missing "
+                                       f"{', '.join(missing)}", False))
+    for f in found:
+        if f.workload not in rnd.benchmarks:
+            continue
+        where = f"{f.workload} {f.scenario}"
+        if f.performance is None:
+            problems.append(Problem(where, "no performance run", False))
+        else:
+            problems += check_performance(rnd, f.workload, f.scenario, f.performance)
+        if f.accuracy is None:
+            problems.append(Problem(where, f"no accuracy run: `visionperf run {f.workload} --scenario {f.scenario} "
+                                           "--mode accuracy`", False))
+        else:
+            problems += check_accuracy(rnd, f.workload, f.scenario, f.accuracy)
+        problems += check_compliance(rnd, f)
+    # one line per distinct problem (TEST01's and the run's own short-duration notes are alike)
+    seen, unique = set(), []
+    for p in problems:
+        if str(p) not in seen:
+            seen.add(str(p))
+            unique.append(p)
+    return system_type, unique
+
+
+def truncate_accuracy_log(src: Path, dst: Path, keep: int = 4096) -> None:
+    """What MLCommons' truncate_accuracy_log.py leaves of a log: the whole log if it is under
+    KEEP bytes, else its first KEEP and last KEEP bytes with "\\n\\n...\\n\\n" between (no
+    longer valid JSON; the sha256 of the whole log goes into accuracy.txt as `hash=`)."""
+    data = src.read_bytes()
+    dst.write_bytes(data if len(data) < keep else data[:keep] + b"\n\n...\n\n" + data[-keep:])
+
+
+def _with_hash(text: str, full_log: Path) -> str:
+    """accuracy.txt as the round's truncation tool leaves it: the text, then `\\nhash=<sha256>\\n`."""
+    return text + f"\nhash={file_sha256(full_log)}\n"
 
 
 def _measurements(f: Found) -> dict:
@@ -216,100 +253,145 @@ def _measurements(f: Found) -> dict:
     return {
         "input_data_types": (rec.get("cache") or {}).get("dtype", "float32"),
         "retraining": "No",
-        "starting_weights_filename": Path(model.get("path", "")).name,
+        "starting_weights_filename": Path(model.get("path", "")).name or "unknown",
         "weight_data_types": "int8" if q else "fp32",
-        "weight_transformations": "static post-training quantisation (ONNX Runtime QDQ)" if q else "none",
+        "weight_transformations": "static post-training quantisation (ONNX Runtime QDQ, per-channel int8 weights)"
+        if q else "none",
     }
 
 
 def check_name(value: str, option: str) -> str:
     """A name from the user that becomes one path component (closed/<submitter>/..., <system>.json):
     refused unless it is a single safe component, so it can never point outside --out."""
-    bad = (not value or value in (".", "..") or any(c in value for c in "/\\\0") or value.startswith("-")
+    bad = (not value or value in (".", "..") or any(c in value for c in "/\\\0 ") or value.startswith(("-", "."))
            or value != value.strip())
     if bad:
         raise UserError(f"{option} {value!r} is not a usable name: it becomes a directory name, so use "
-                        "letters, digits, '.', '_' or '-' (no '/', '\\', '..', and not starting with '-')")
+                        "letters, digits, '.', '_' or '-' (no '/', '\\', spaces, '..', and not starting with '-' "
+                        "or '.')")
     return value
 
 
 def assemble(runs: Path, out: Path, submitter: str, system: str, user_system: dict,
-             allow_short: bool = False, log=print) -> tuple[Path, list[str]]:
+             allow_short: bool = False, round_version: str | None = None, user_file: str | None = None,
+             sysfs_root: str = "/") -> tuple[Path, list[Problem], Round]:
+    """Check everything, then write the tree. Returns (tree, waived problems, round)."""
+    from .rounds import DEFAULT_ROUND
+    from .systems import describe_system, machine_facts
+
+    rnd = get_round(round_version or DEFAULT_ROUND)
     check_name(submitter, "--submitter")
     check_name(system, "--system")
     found = find_runs(runs)
-    waived: list[str] = []
-    for f in found:
-        why = check_run(f)
-        if why and not allow_short:
-            raise UserError(f"{f.workload} {f.scenario} cannot be submitted: {'; '.join(why)} "
-                            "(--allow-short assembles a practice tree anyway)")
-        waived += [f"{f.workload} {f.scenario}: {w}" for w in why]
-    desc = system_description(submitter, system, user_system, machine_facts())
+    system_type, problems = check_runs(rnd, found)
+    backends = {(_run_json(f.performance or f.accuracy).get("config") or {}).get("backend", "") for f in found}
+    blocking = [p for p in problems if not (allow_short and p.waivable)]
+    try:
+        desc = describe_system(rnd, submitter, system, system_type, user_system, machine_facts(backends, sysfs_root),
+                               user_file)
+    except UserError as e:
+        blocking.append(Problem("system", str(e), False))
+    if blocking:
+        short = sum(p.waivable for p in blocking)
+        raise UserError(
+            f"cannot assemble a round {rnd.version} submission from {runs}: {len(blocking)} problem(s)"
+            + (f" ({short} of them waivable with --allow-short for a practice tree)" if short and not allow_short else "")
+            + ":\n" + "\n".join(f"  - {p}" for p in blocking))
+    waived = problems if allow_short else []
     final = out / "closed" / submitter
     tmp = out / f".closed-{submitter}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
     try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        (tmp / "systems").mkdir(parents=True)
-        (tmp / "systems" / f"{system}.json").write_text(json.dumps(desc, indent=2) + "\n")
-        for f in found:
-            base = tmp / "results" / system / f.workload / f.scenario
-            if f.performance:
-                dst = base / "performance/run_1"
-                dst.mkdir(parents=True)
-                for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
-                    shutil.copyfile(f.performance / name, dst / name)
-                shutil.copyfile(f.performance / "user.conf", base / "user.conf")
-            if f.accuracy:
-                dst = base / "accuracy"
-                dst.mkdir(parents=True)
-                for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
-                    shutil.copyfile(f.accuracy / name, dst / name)
-                full = f.accuracy / "mlperf_log_accuracy.json"
-                first = (f.accuracy / "accuracy.txt").read_text().splitlines()[0]
-                (dst / "accuracy.txt").write_text(f"{first}\nhash={file_sha256(full)}\n")
-                truncate_accuracy_log(full, dst / "mlperf_log_accuracy.json")
-            (base / "measurements.json").write_text(json.dumps(_measurements(f), indent=2) + "\n")
-            (base / "README.md").write_text(_readme(f, system, waived))
-            for test, d in f.compliance.items():
-                cdst = tmp / "compliance" / system / f.workload / f.scenario / test
-                shutil.copytree(d, cdst, ignore=shutil.ignore_patterns("mlperf_log_trace.json", "run.json"))
-                acc = cdst / "accuracy/mlperf_log_accuracy.json"
-                if acc.exists():
-                    full = d / "accuracy/mlperf_log_accuracy.json"
-                    truncate_accuracy_log(full, acc)
-        (tmp / "README.md").write_text(_top_readme(submitter, system, found, waived))
+        _write_tree(tmp, rnd, found, submitter, system, desc, waived)
+        if final.exists():
+            shutil.rmtree(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
     except BaseException:  # a tree is published whole or not at all
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if final.exists():
-        shutil.rmtree(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, final)
-    return final, waived
+    return final, waived, rnd
 
 
-def _readme(f: Found, system: str, waived: list[str]) -> str:
+def _write_tree(tmp: Path, rnd: Round, found: list[Found], submitter: str, system: str, desc: dict,
+                waived: list[Problem]) -> None:
+    from . import __version__
+
+    (tmp / "systems").mkdir(parents=True)
+    (tmp / "systems" / f"{system}.json").write_text(json.dumps(desc, indent=2) + "\n")
+    (tmp / "src/visionperf").mkdir(parents=True)
+    (tmp / "src/visionperf/README.md").write_text(
+        f"# visionperf {__version__}\n\nThe harness that produced these results: the visionperf Python package and "
+        "its compiled engine (engine/), with MLCommons LoadGen 6.0.17 built from its pinned source release.\n"
+        "Install with `make install` from its repository; each result's README.md gives the command it ran.\n")
+    (tmp / "documentation").mkdir()
+    (tmp / "documentation/calibration.md").write_text(_calibration(found))
+    if waived:
+        (tmp / "documentation/README.md").write_text(_practice_readme(rnd, waived))
+    for f in found:
+        base = tmp / "results" / system / f.workload / f.scenario
+        dst = base / "performance/run_1"
+        dst.mkdir(parents=True)
+        for name in rnd.performance_files:
+            shutil.copyfile(f.performance / name, dst / name)
+        shutil.copyfile(f.performance / "user.conf", base / "user.conf")
+        dst = base / "accuracy"
+        dst.mkdir(parents=True)
+        for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
+            shutil.copyfile(f.accuracy / name, dst / name)
+        full = f.accuracy / "mlperf_log_accuracy.json"
+        (dst / "accuracy.txt").write_text(_with_hash((f.accuracy / "accuracy.txt").read_text(), full))
+        truncate_accuracy_log(full, dst / "mlperf_log_accuracy.json", rnd.truncate_keep_bytes)
+        (base / "measurements.json").write_text(json.dumps(_measurements(f), indent=2) + "\n")
+        (base / "README.md").write_text(_readme(f, system, waived))
+        for test, d in f.compliance.items():
+            if test not in rnd.benchmarks[f.workload].compliance_tests:
+                continue
+            cdst = base / test
+            (cdst / "performance/run_1").mkdir(parents=True)
+            for name in rnd.performance_files:
+                shutil.copyfile(d / "performance/run_1" / name, cdst / "performance/run_1" / name)
+            for name in [n for n in rnd.compliance_files[test] if n.startswith("verify_")]:
+                shutil.copyfile(d / name, cdst / name)
+            if "accuracy" in rnd.compliance_files[test]:
+                (cdst / "accuracy").mkdir()
+                full = d / "accuracy/mlperf_log_accuracy.json"
+                (cdst / "accuracy/accuracy.txt").write_text(_with_hash("", full))
+                truncate_accuracy_log(full, cdst / "accuracy/mlperf_log_accuracy.json", rnd.truncate_keep_bytes)
+
+
+def _calibration(found: list[Found]) -> str:
+    lines = ["# Calibration", ""]
+    for f in found:
+        rec = _run_json(f.performance or f.accuracy)
+        q = (rec.get("cache") or {}).get("quantization")
+        model = Path((rec.get("model") or {}).get("path", "?")).name
+        lines.append(f"- {f.workload} {f.scenario} ({model}): " + (
+            f"int8 by ONNX Runtime static quantisation (QDQ, MinMax, per-channel weights), input {q}; calibrated "
+            "on the MLPerf calibration list (`visionperf quantize --calibration-list`)" if q else
+            "float32, no calibration"))
+    return "\n".join(lines) + "\n"
+
+
+def _readme(f: Found, system: str, waived: list[Problem]) -> str:
     rec = _run_json(f.performance or f.accuracy)
     cfg = rec.get("config", {})
     lines = [f"# {f.workload} {f.scenario} on {system}", "",
-             "Run with visionperf, through the MLCommons LoadGen:", "", "```",
+             "Run with visionperf through the MLCommons LoadGen:", "", "```",
              f"visionperf run {f.workload} --scenario {f.scenario} --backend {cfg.get('backend')} "
              f"--devices {cfg.get('devices')} --model MODEL --dataset DATASET --out OUT",
+             f"visionperf run {f.workload} --scenario {f.scenario} --mode accuracy ...",
+             *[f"visionperf run {f.workload} --scenario {f.scenario} --compliance {t} ..." for t in f.compliance],
              "```", ""]
-    mine = [w for w in waived if w.startswith(f"{f.workload} {f.scenario}:")]
+    mine = [p for p in waived if p.where in (f"{f.workload} {f.scenario}", f.workload)]
     if mine:
-        lines += ["**Practice tree: these rules were waived (--allow-short):**", ""] + [f"- {w}" for w in mine] + [""]
+        lines += ["**Practice tree, NOT a valid submission: these rules were waived (--allow-short):**", ""]
+        lines += [f"- {p.text}" for p in mine] + [""]
     return "\n".join(lines)
 
 
-def _top_readme(submitter: str, system: str, found: list[Found], waived: list[str]) -> str:
-    lines = [f"# {submitter}: {system}", "", "Assembled by `visionperf submission`.", "",
-             "| benchmark | scenario | performance | accuracy | compliance |", "| --- | --- | --- | --- | --- |"]
-    for f in found:
-        lines.append(f"| {f.workload} | {f.scenario} | {'yes' if f.performance else 'no'} | "
-                     f"{'yes' if f.accuracy else 'no'} | {', '.join(f.compliance) or '-'} |")
-    if waived:
-        lines += ["", "## NOT A VALID SUBMISSION: rules waived with --allow-short", ""] + [f"- {w}" for w in waived]
-    return "\n".join(lines) + "\n"
+def _practice_readme(rnd: Round, waived: list[Problem]) -> str:
+    lines = [f"# NOT A VALID SUBMISSION: a practice tree for round {rnd.version}", "",
+             "Assembled by `visionperf submission --allow-short`, which waived these rules:", ""]
+    return "\n".join(lines + [f"- {p}" for p in waived]) + "\n"

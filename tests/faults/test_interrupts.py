@@ -91,3 +91,62 @@ def test_a_signal_at_a_random_point_of_a_run(echo_plugin, run_args, tmp_path, ba
                *run_args, "--out", out)
     assert (out / f"resnet50/{scenario}/performance/run_1/mlperf_log_summary.txt").exists()
     assert not half_written(tmp_path), half_written(tmp_path)
+
+
+# ---- the other long commands -------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_scale_study_takes_its_runs_with_it(run_args, tmp_path, sig):  # noqa: F811
+    """`scale` runs each point as a child `visionperf run`: stopped, or killed outright, the
+    child ends too (SIGTERM from the kernel when its parent dies), and cleans up after itself."""
+    out = tmp_path / "scale"
+    p, token = start(["scale", "resnet50", "--backend", "simulated", "--card-rate", "500", "--devices", "1,2",
+                      "--duration", "600", *run_args, "--out", out])
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.glob("d1/offline/resnet50/Offline/performance/run_1.partial-*/mlperf_log_detail.txt")):
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.05)
+        t = time.monotonic()
+        p.send_signal(sig)
+        _, stderr = finish(p)
+        took = time.monotonic() - t
+    finally:
+        finish(p, 0)
+    assert p.returncode == EXIT[sig], (p.returncode, stderr)
+    assert not no_survivors(token), "a run outlived the scale study"
+    if sig != signal.SIGKILL:
+        assert took < 2.0, took
+        assert one_line(stderr).startswith("visionperf: terminated: runs that finished are kept")
+    assert not half_written(tmp_path), half_written(tmp_path)
+    assert not (out / "scaling.json").exists()
+
+
+@pytest.mark.parametrize("cmd", [["sample-data", "imagenet", "--count", "400"],
+                                 ["build-model", "resnet50"]], ids=["sample-data", "build-model"])
+@pytest.mark.parametrize("seed", [7, 8])
+def test_a_signal_while_writing_data_or_a_model(tmp_path, cmd, seed):
+    """Stopped at a random time: exit 130/143 with one line, and no half-written file under a
+    final name (a temporary one is removed; the dataset's list file, written last, is absent)."""
+    rng = random.Random(seed)
+    sig = [signal.SIGINT, signal.SIGTERM][seed % 2]
+    out = tmp_path / "out"
+    target = out / "resnet50.onnx" if cmd[0] == "build-model" else out
+    p, token = start([*cmd, "--out", target])
+    try:
+        time.sleep(rng.uniform(0.8, 2.5))
+        if p.poll() is not None:
+            pytest.skip(f"finished in under the random delay on this machine: {p.communicate()}")
+        t = time.monotonic()
+        p.send_signal(sig)
+        _, stderr = finish(p)
+        took = time.monotonic() - t
+    finally:
+        finish(p, 0)
+    assert p.returncode == EXIT[sig], (p.returncode, stderr)
+    assert took < 2.0, took
+    assert one_line(stderr).startswith(FIRST_WORD[sig])
+    assert not half_written(tmp_path), half_written(tmp_path)
+    assert not (out / "val_map.txt").exists() and not (out / "resnet50.onnx").exists()
+    assert not no_survivors(token)

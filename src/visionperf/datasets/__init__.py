@@ -1,4 +1,4 @@
-"""Dataset readers (real on-disk layouts) and the synthetic sample datasets."""
+"""Dataset readers (ImageNet, COCO, OpenImages-MLPerf: real on-disk layouts) and the synthetic sample datasets."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 from ..workloads import Workload
 from .coco import CocoVal, open_coco, preprocess_coco
 from .imagenet import ImageNetVal, open_imagenet, preprocess_imagenet
+from .openimages import open_openimages, preprocess_openimages
 
 Dataset = ImageNetVal | CocoVal
 
@@ -19,6 +20,8 @@ def open_dataset(workload: Workload, root: str | Path, count: int | None = None)
         return open_imagenet(root, count)
     if workload.dataset == "coco":
         return open_coco(root, count)
+    if workload.dataset == "openimages":
+        return open_openimages(root, count)
     raise NotImplementedError(f"dataset {workload.dataset!r}")
 
 
@@ -28,4 +31,6 @@ def preprocess_one(workload: Workload, path: Path, layout: str) -> np.ndarray:
         return preprocess_imagenet(path, workload, layout)
     if workload.preprocessing.method == "resize":
         return preprocess_coco(path, workload, layout)
+    if workload.preprocessing.method == "resize_float":
+        return preprocess_openimages(path, workload, layout)
     raise NotImplementedError(f"preprocessing {workload.preprocessing.method!r}")

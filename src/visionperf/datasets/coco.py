@@ -38,19 +38,27 @@ class CocoVal(ImageListing):
 
 
 def open_coco(root: str | Path, count: int | None = None) -> CocoVal:
+    return read_coco_layout(root, ANNOTATIONS, "val2017", count, "coco")
+
+
+def read_coco_layout(root: str | Path, annotations: str, image_dir: str, count: int | None,
+                     sample_kind: str) -> CocoVal:
+    """A COCO-format annotation file (ROOT/ANNOTATIONS) and the images it lists (ROOT/IMAGE_DIR),
+    validated: COCO 2017 and OpenImages-MLPerf (`sample-data SAMPLE_KIND` makes either)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"dataset directory {root} does not exist: pass --dataset DIR holding "
-                        f"{ANNOTATIONS} and val2017/ (`visionperf sample-data coco --out {root}` makes one)")
-    ann = root / ANNOTATIONS
+                        f"{annotations} and {image_dir}/ (`visionperf sample-data {sample_kind} --out {root}` "
+                        "makes one)")
+    ann = root / annotations
     if not ann.is_file():
-        raise UserError(f"{ann} is missing: a COCO directory needs {ANNOTATIONS} and val2017/")
+        raise UserError(f"{ann} is missing: a {sample_kind} directory needs {annotations} and {image_dir}/")
     try:
         data = json.loads(ann.read_text())
         images = data["images"]
         cats = sorted(int(c["id"]) for c in data["categories"])
         data["annotations"]  # noqa: B018 (must exist)
-        files = [f"val2017/{im['file_name']}" for im in images]
+        files = [f"{image_dir}/{im['file_name']}" for im in images]
         ids = [int(im["id"]) for im in images]
         sizes = [(int(im["height"]), int(im["width"])) for im in images]
     except (ValueError, KeyError, TypeError):
@@ -78,7 +86,7 @@ def _check_annotations(ann: Path, data: dict, ids: list[int], cats: list[int]) -
     with the annotation and field named."""
     if not cats:
         raise UserError(f"{ann} lists no categories: mAP needs them; use the official "
-                        "instances_val2017.json (its 'categories' has the 80 COCO classes)")
+                        "annotation file (its 'categories' lists every class)")
     seen: set[int] = set()
     for k, i in enumerate(ids):
         if i in seen:

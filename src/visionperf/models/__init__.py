@@ -2,8 +2,10 @@
 
 from .check import ModelInfo, check_model
 from .resnet50 import build_resnet50
+from .retinanet import build_retinanet
 from .ssd import build_ssd_mobilenet, build_ssd_resnet34
 
-BUILDERS = {"resnet50": build_resnet50, "ssd-mobilenet": build_ssd_mobilenet, "ssd-resnet34": build_ssd_resnet34}
+BUILDERS = {"resnet50": build_resnet50, "ssd-mobilenet": build_ssd_mobilenet, "ssd-resnet34": build_ssd_resnet34,
+            "retinanet": build_retinanet}
 
 __all__ = ["BUILDERS", "ModelInfo", "build_resnet50", "check_model"]

@@ -88,6 +88,7 @@ class DetectOfficial:
         self.spec = DETECTION[workload.name]
         self.outputs = self.spec.nms_outputs
         self.tf = workload.name == "ssd-mobilenet"
+        self.retinanet = self.spec.layout == "retinanet"
         self.max_response_bytes = self.spec.max_per_image * 28
 
     def engine_spec(self):
@@ -96,7 +97,9 @@ class DetectOfficial:
     def __call__(self, outputs, qsl_idx):
         n = len(qsl_idx)
         rows = []
-        if self.tf:  # num, boxes (ymin, xmin, ymax, xmax), scores, classes (COCO ids)
+        if self.retinanet:
+            rows = self._retinanet_rows(outputs, qsl_idx)
+        elif self.tf:  # num, boxes (ymin, xmin, ymax, xmax), scores, classes (COCO ids)
             num, boxes, scores, classes = outputs
             for k in range(n):
                 m = int(num[k])
@@ -112,7 +115,28 @@ class DetectOfficial:
         data = np.concatenate([r.astype(np.float32).reshape(-1) for r in rows]) if rows else np.zeros(0, np.float32)
         return np.ascontiguousarray(data), offsets, sizes
 
+    def _retinanet_rows(self, outputs, qsl_idx) -> list[np.ndarray]:
+        """boxes [n, 4] (x1, y1, x2, y2 pixels of the input), scores [n], labels [n] (0..263),
+        best first, per image (the official graph has batch 1 and no batch axis): as the reference's
+        PostProcessOpenImagesRetinanet, rows up to the first score below the threshold, boxes
+        normalised by the input size, y before x, labels as they are."""
+        boxes, scores, labels = outputs
+        if boxes.ndim == 2:  # the official export: one image, no batch axis
+            boxes, scores, labels = boxes[None], scores[None], labels[None]
+        size = np.float32(self.spec.image_size)
+        rows = []
+        for k in range(len(qsl_idx)):
+            s = scores[k].astype(np.float32)
+            low = np.flatnonzero(s < self.spec.score_threshold)
+            m = min(int(low[0]) if len(low) else len(s), self.spec.max_per_image)
+            b = boxes[k, :m].astype(np.float32) / size
+            rows.append(np.column_stack([np.full(m, qsl_idx[k], np.float32), b[:, 1], b[:, 0], b[:, 3], b[:, 2],
+                                         s[:m], labels[k, :m].astype(np.float32)]))
+        return rows
+
     def output_shapes(self, batch: int, workload: Workload):
+        if self.retinanet:
+            return [((0, 4), np.float32), ((0,), np.float32), ((0,), np.int64)]
         if self.tf:
             return [((batch,), np.float32), ((batch, 100, 4), np.float32), ((batch, 100), np.float32),
                     ((batch, 100), np.float32)]

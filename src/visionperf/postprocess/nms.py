@@ -1,5 +1,6 @@
 """NMS on the host (the paper's section II-F): the parameters of one workload and score format,
-and the engine's C++ kernels (engine/src/nms.cc) run on one image.
+and the engine's C++ kernels (engine/src/nms.cc) run on one image. (RetinaNet's kernel, fed
+logits and thresholding per level, is described with its NumPy reference in retinanet.py.)
 
 Hand-written because this is the part that must never limit a card: the paper's budgets are
 51.6 us per image for SSD-MobileNet and 2.3 ms for SSD-ResNet34. The kernels, one per output
@@ -96,6 +97,13 @@ class NMS:
                 "perm": [int(v) for v in self.perm], "inv_scales": [float(v) for v in self.inv_scales],
                 "clip": int(s.clip_boxes), "uint8_scale": float(fmt.scale),
                 "uint8_zero_point": float(fmt.zero_point), "anchors": self._anchors})
+            if s.layout == "retinanet":  # logits: the kernel thresholds them (postprocess/retinanet.py)
+                from .retinanet import logit_threshold
+
+                spec[1].update(retinanet=1, score_threshold=float(logit_threshold(s.score_threshold)),
+                               level_anchors=[int(n) for n in s.level_anchors],
+                               box_exp_clip=float(np.float32(s.box_exp_clip)), image_size=float(s.image_size),
+                               clip=0)
         return spec
 
     def __call__(self, boxes: np.ndarray, scores: np.ndarray, qsl_idx: int, out: np.ndarray) -> int:

@@ -89,6 +89,10 @@ def mobilenet_anchors() -> np.ndarray:
 
 
 def anchors_for(workload_name: str) -> np.ndarray:
+    """A detection workload's anchors as the engine's kernels take them: float32 (cy, cx, h, w)."""
+    if workload_name == "retinanet":
+        from .retinanet import retinanet_anchors
+        return retinanet_anchors()
     return resnet34_anchors() if workload_name == "ssd-resnet34" else mobilenet_anchors()
 
 

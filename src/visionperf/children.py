@@ -1,0 +1,63 @@
+"""Child processes never outlive visionperf.
+
+A preprocessing worker or a `scale` point's `visionperf run` must end when the process that
+started it ends, however that ends (Ctrl-C, SIGTERM, kill -9, the OOM killer). On Linux the
+kernel does it (PR_SET_PDEATHSIG: a signal to the child when its parent dies); elsewhere, or
+if the parent died before the child asked, a watcher thread in the child notices that its
+parent changed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _prctl_deathsig(sig: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
+def die_with(parent: int, sig: int = signal.SIGKILL) -> None:
+    """Called in a child: receive SIG when PARENT dies (and exit at once if it already has)."""
+    _prctl_deathsig(sig)
+    if os.getppid() != parent:  # it died before the prctl took hold
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=watch, name="visionperf-parent-watch", daemon=True).start()
+
+
+def run_child(cmd: list[str], grace_s: float = 10.0) -> subprocess.CompletedProcess:
+    """subprocess.run(CMD), capturing its output, with the child bound to this process: it gets
+    SIGTERM if this process dies, and if this process is interrupted (KeyboardInterrupt,
+    SIGTERM) the child is sent SIGTERM and given GRACE_S to clean up before it is killed."""
+    parent = os.getpid()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: _prctl_deathsig(signal.SIGTERM) if os.getppid() == parent else os._exit(1))
+    try:
+        out, err = p.communicate()
+    except BaseException:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.communicate(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
