@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,13 @@ import pytest
 
 from visionperf.datasets.synthetic import make_imagenet
 from visionperf.models import build_resnet50
+
+# A suite started from a background job (`make test &`, nohup, CI runners) inherits SIGINT
+# ignored, as POSIX shells set it, and every process it starts keeps it ignored through exec, as
+# visionperf rightly does too. The interrupt tests need Ctrl-C to mean Ctrl-C: a handler here
+# makes SIGINT default again in the processes the tests start (exec resets handled signals).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
