@@ -54,3 +54,23 @@ def test_a_directory_without_manifest_is_never_taken_as_complete(imagenet_dir, t
     (c.path / "data.npy").write_bytes(b"half")
     rebuilt = ensure_cache(RESNET50, ds, tmp_path)
     np.testing.assert_array_equal(rebuilt.data[3], preprocess_one(RESNET50, ds.path(3), "NCHW"))
+
+
+def test_preprocess_into_someone_elses_directory_is_refused_but_an_unfinished_publish_resumes(imagenet_dir, tmp_path):
+    """`preprocess --out DIR`: a directory holding files a build never makes is refused (judged
+    under the build lock); one holding what a publish killed half-way leaves (data.npy without a
+    manifest) is a build to finish."""
+    from visionperf.cache import preprocess_to
+
+    ds = open_dataset(RESNET50, imagenet_dir, 8)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious\n")
+    with pytest.raises(UserError, match="is not a visionperf cache .*thesis.tex"):
+        preprocess_to(mine, RESNET50, ds, "float32", "NCHW", None, log=lambda m: None)
+    assert (mine / "thesis.tex").read_text() == "precious\n" and sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "data.npy").write_bytes(b"cut short by a crash")
+    cache = preprocess_to(half, RESNET50, ds, "float32", "NCHW", None, log=lambda m: None)
+    assert len(cache.data) == 8 and (half / "manifest.json").exists()

@@ -258,11 +258,14 @@ def _progress():
 
 def build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest: dict,
                 workers: int | None = None, chunk: int | None = None, skip_bad: bool = False,
-                log=print, lock_wait: float | None = None) -> Cache:
+                log=print, lock_wait: float | None = None, refuse_foreign: bool = False) -> Cache:
     """Preprocess every image of DATASET into PATH (resuming a build left there), then publish.
 
     PATH is locked for the build (locks.DirLock): a second builder, or a run that finds the
-    cache being built, is refused with the builder's pid (or waits up to LOCK_WAIT seconds)."""
+    cache being built, is refused with the builder's pid (or waits up to LOCK_WAIT seconds).
+    REFUSE_FOREIGN (`preprocess --out`, a directory the user named): a directory holding anything
+    a build does not make is refused, judged under the lock, so that a build publishing at that
+    moment is never mistaken for someone else's files."""
     lock = DirLock(path, busy="cache {dir} is being built by another visionperf (pid {pid}: {cmd}): "
                               "wait for it to finish and rerun")
     try:
@@ -276,6 +279,9 @@ def build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest: 
             cache = open_cache(path, manifest)
             log(f"cache: using {cache.describe()}")
             return cache
+        if refuse_foreign and _foreign(path):
+            raise UserError(f"{path} exists and is not a visionperf cache (it holds {', '.join(_foreign(path)[:3])}): "
+                            "choose an empty or new --out")
         return _build_cache(path, workload, dataset, manifest, workers, chunk, skip_bad, log)
     finally:
         lock.release()
@@ -451,7 +457,14 @@ def preprocess_to(out: Path, workload: Workload, dataset: ImageNetVal, dtype: st
         cache = open_cache(out, wanted)
         log(f"cache already complete: {cache.describe()}")
         return cache
-    if out.exists() and any(p.name not in ("build", LOCK_NAME) for p in out.iterdir()):
-        raise UserError(f"{out} exists and is not a visionperf cache: choose an empty or new --out")
     out.mkdir(parents=True, exist_ok=True)
-    return build_cache(out, workload, dataset, wanted, log=log, **build_options)
+    return build_cache(out, workload, dataset, wanted, log=log, refuse_foreign=True, **build_options)
+
+
+# What a build leaves in its directory before the manifest is written: its work (build/), the
+# lock, and a publish under way (data.npy renamed in, skipped.txt, the manifest's temporary file).
+_BUILD_NAMES = ("build", LOCK_NAME, "data.npy", "skipped.txt")
+
+
+def _foreign(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.name not in _BUILD_NAMES and not p.name.startswith(".manifest.json.tmp-"))
