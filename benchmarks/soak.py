@@ -72,7 +72,8 @@ def soak(backend: str, minutes: float, work: Path, common: list) -> dict:
     cmd = [sys.executable, "-m", "visionperf", "run", "resnet50", "--scenario", "Server", *PLANS[backend],
            "--duration", str(minutes * 60), "--latency-by-minute", *map(str, common), "--out", str(out)]
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = work / f"run-{backend}.log"  # a file, not a pipe: a pipe nobody reads fills and stops the run
+    p = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True)
     series = []
     while p.poll() is None:
         r = rss_mb(p.pid)
@@ -82,7 +83,7 @@ def soak(backend: str, minutes: float, work: Path, common: list) -> dict:
             if p.poll() is not None:
                 break
             time.sleep(0.1)
-    text = p.stdout.read()
+    text = log.read_text()
     if p.returncode != 0:
         raise SystemExit(f"{backend}: the run failed ({p.returncode}):\n{text}")
     d = out / "resnet50/Server/performance/run_1"
@@ -114,10 +115,14 @@ def main() -> None:
     ap.add_argument("--backends", default="null,simulated")
     ap.add_argument("--out", default="soak.json")
     a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="vp-soak-") as tmp:
+        soak_in(Path(tmp), a)
+
+
+def soak_in(work: Path, a) -> None:
     from visionperf.datasets.synthetic import make_imagenet
     from visionperf.models import build_resnet50
 
-    work = Path(tempfile.mkdtemp(prefix="vp-soak-"))
     ds = make_imagenet(work / "imagenet", count=1024)
     fp32 = build_resnet50(work / "r50.onnx", width=0.125)  # neither backend runs it: it sets the input
     subprocess.run([sys.executable, "-m", "visionperf", "quantize", "resnet50", "--model", str(fp32), "--dataset",

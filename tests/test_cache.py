@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,21 +57,36 @@ def test_a_directory_without_manifest_is_never_taken_as_complete(imagenet_dir, t
     np.testing.assert_array_equal(rebuilt.data[3], preprocess_one(RESNET50, ds.path(3), "NCHW"))
 
 
-def test_preprocess_into_someone_elses_directory_is_refused_but_an_unfinished_publish_resumes(imagenet_dir, tmp_path):
-    """`preprocess --out DIR`: a directory holding files a build never makes is refused (judged
-    under the build lock); one holding what a publish killed half-way leaves (data.npy without a
-    manifest) is a build to finish."""
+def test_preprocess_into_someone_elses_directory_is_refused_but_an_unfinished_publish_resumes(imagenet_dir, tmp_path,
+                                                                                           monkeypatch):
+    """`preprocess --out DIR`: a directory holding files a build never makes (a data.npy of
+    someone else's too) is refused, judged under the build lock; a build killed while publishing
+    (its array renamed into place, the manifest not yet written) finishes on the rerun."""
+    from visionperf import cache as cache_mod
     from visionperf.cache import preprocess_to
 
     ds = open_dataset(RESNET50, imagenet_dir, 8)
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "thesis.tex").write_text("precious\n")
-    with pytest.raises(UserError, match="is not a visionperf cache .*thesis.tex"):
-        preprocess_to(mine, RESNET50, ds, "float32", "NCHW", None, log=lambda m: None)
-    assert (mine / "thesis.tex").read_text() == "precious\n" and sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    for name in ("thesis.tex", "data.npy"):
+        mine = tmp_path / f"mine-{name}"
+        mine.mkdir()
+        (mine / name).write_text("precious\n")
+        with pytest.raises(UserError, match=f"is not a visionperf cache .*{name}"):
+            preprocess_to(mine, RESNET50, ds, "float32", "NCHW", None, log=lambda m: None)
+        assert (mine / name).read_text() == "precious\n" and sorted(p.name for p in mine.iterdir()) == [name]
+
     half = tmp_path / "half"
-    half.mkdir()
-    (half / "data.npy").write_bytes(b"cut short by a crash")
+    real_write = cache_mod.write_text
+
+    def killed_at_the_manifest(path, text):
+        if Path(path).name == "manifest.json":
+            raise KeyboardInterrupt
+        real_write(path, text)
+
+    monkeypatch.setattr(cache_mod, "write_text", killed_at_the_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess_to(half, RESNET50, ds, "float32", "NCHW", None, log=lambda m: None)
+    assert (half / "data.npy").exists() and not (half / "manifest.json").exists()
+    monkeypatch.setattr(cache_mod, "write_text", real_write)
     cache = preprocess_to(half, RESNET50, ds, "float32", "NCHW", None, log=lambda m: None)
-    assert len(cache.data) == 8 and (half / "manifest.json").exists()
+    clean = preprocess_to(tmp_path / "clean", RESNET50, ds, "float32", "NCHW", None, log=lambda m: None)
+    assert np.array_equal(np.asarray(cache.data), np.asarray(clean.data)) and not (half / "build").exists()

@@ -45,3 +45,23 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 def write_text(path: str | Path, text: str) -> None:
     with replacing(path) as tmp:
         tmp.write_text(text)
+
+
+def replace_dir(src: str | Path, dst: str | Path) -> None:
+    """Put directory SRC where DST is, replacing what DST held: the old one is set aside under a
+    hidden name (`.DST.old-PID`) first and put back if the swap fails, so an interrupt never
+    leaves neither; it is deleted only once SRC is in place."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+    os.replace(dst, old)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        os.replace(old, dst)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

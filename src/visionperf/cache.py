@@ -326,6 +326,12 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
             # Same settings, other inputs (an image fixed as the error said, images added), or
             # an unreadable plan: nothing in it can be trusted to match, so start over.
             restart = ("the source images changed since" if changed else "could not read the plan of")
+    if not restart and (build / "build.json").exists() and not partial.exists():
+        if (path / "data.npy").exists():
+            # killed while publishing: the array was renamed into place, the manifest not written
+            os.replace(path / "data.npy", partial)
+        else:
+            restart = "found no array in"
     if restart or not (build / "build.json").exists():
         if restart:
             log(f"restarting the build from scratch: {restart} the unfinished build in {build}")
@@ -334,9 +340,7 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
         done_dir.mkdir(parents=True)
         np.lib.format.open_memmap(partial, mode="w+", dtype=np.dtype(manifest["dtype"]),
                                   shape=tuple(manifest["shape"]))  # sparse until written
-        tmp = build / "build.json.tmp"
-        tmp.write_text(json.dumps(plan, sort_keys=True))
-        os.replace(tmp, build / "build.json")
+        write_text(build / "build.json", json.dumps(plan, sort_keys=True))
 
     n = len(dataset)
     starts = list(range(0, n, chunk))
@@ -377,9 +381,7 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
                     for fut in finished_now:
                         c, count, bad = fut.result()  # a worker's UserError surfaces here
                         marker = done_dir / f"chunk-{c:06d}.json"
-                        tmp = marker.with_suffix(".tmp")
-                        tmp.write_text(json.dumps({"bad": bad}))
-                        os.replace(tmp, marker)
+                        write_text(marker, json.dumps({"bad": bad}))
                         fresh += count
                         rate = fresh / (time.perf_counter() - t0)
                         progress.update(task, advance=count, rate=f"{rate:,.0f} img/s")
@@ -461,10 +463,8 @@ def preprocess_to(out: Path, workload: Workload, dataset: ImageNetVal, dtype: st
     return build_cache(out, workload, dataset, wanted, log=log, refuse_foreign=True, **build_options)
 
 
-# What a build leaves in its directory before the manifest is written: its work (build/), the
-# lock, and a publish under way (data.npy renamed in, skipped.txt, the manifest's temporary file).
-_BUILD_NAMES = ("build", LOCK_NAME, "data.npy", "skipped.txt")
-
-
 def _foreign(path: Path) -> list[str]:
-    return sorted(p.name for p in path.iterdir() if p.name not in _BUILD_NAMES and not p.name.startswith(".manifest.json.tmp-"))
+    """What in PATH a build did not make: its work (build/) and lock, and, only beside a build's
+    plan, a publish under way (data.npy renamed in, skipped.txt, the manifest's temporary file)."""
+    ours = {"build", LOCK_NAME} | ({"data.npy", "skipped.txt"} if (path / "build/build.json").exists() else set())
+    return sorted(p.name for p in path.iterdir() if p.name not in ours and not p.name.startswith(".manifest.json.tmp-"))

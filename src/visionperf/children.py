@@ -15,17 +15,30 @@ import sys
 import threading
 import time
 
+from .errors import Terminated
+
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _prctl_deathsig(sig: int) -> None:
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+def _find_prctl():
+    """libc's prctl, looked up once, here: between fork and exec (subprocess's preexec_fn) only
+    the call itself is safe, not an import or a dlopen, which take locks another thread may hold."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
 
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _find_prctl()
+
+
+def _prctl_deathsig(sig: int) -> None:
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
 def die_with(parent: int, sig: int = signal.SIGKILL) -> None:
@@ -51,7 +64,14 @@ def run_child(cmd: list[str], grace_s: float = 10.0) -> subprocess.CompletedProc
                          preexec_fn=lambda: _prctl_deathsig(signal.SIGTERM) if os.getppid() == parent else os._exit(1))
     try:
         out, err = p.communicate()
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt) and not isinstance(e, Terminated):
+            # Ctrl-C at a terminal reaches the whole process group: the child has it already and
+            # is cleaning up; a second signal now would cut that short. Give it a moment first.
+            try:
+                p.communicate(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
             try:

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from .errors import Terminated, UserError
 from .workloads import SCENARIOS, WORKLOADS
 
 
@@ -447,7 +447,7 @@ def cmd_accuracy(a) -> int:
     out = Path(a.out) if a.out else Path(a.log).with_name("accuracy.txt")
     write_text_atomic(out, acc.text())
     print(acc.text().splitlines()[0])
-    if record.get("model", {}).get("synthetic_weights"):
+    if isinstance(record.get("model"), dict) and record["model"].get("synthetic_weights"):
         print("note: the model that wrote this log has synthetic weights: accuracy is meaningless")
     if skipped:
         print(f"note: {len(skipped)} bad image(s) were left out of that run")
@@ -615,13 +615,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where SIGINT would raise KeyboardInterrupt, so that every cleanup an
-    interrupt runs (a partial run removed, a cache build's finished chunks kept, locks freed,
-    worker pools stopped) also runs for `kill` or a job scheduler's stop; exit status 143."""
-
-
 def _on_sigterm(signum, frame):
+    import signal
+
+    # One stop request, one cleanup: a second SIGTERM (a scheduler repeating itself, a group
+    # signal plus `scale`'s own to its child) must not interrupt the cleanup the first started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
 
 
@@ -688,10 +687,15 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(code)
         return code
-    except BrokenPipeError:
-        # stdout closed early (`visionperf report DIR | head`): nothing to say to anyone
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    except BrokenPipeError as e:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # stdout closed early (`visionperf report DIR | head`): nothing to say to anyone
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        print(f"visionperf: error: {_os_error_line(e, getattr(args, 'out', None))}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"visionperf: error: {_os_error_line(e, getattr(args, 'out', None))}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from .accuracy import read_accuracy_log
+from .atomic import write_text
 from .errors import UserError
 from .results import read_result
 from .workloads import Workload
@@ -45,7 +46,7 @@ def audit_config(test: str, workload: Workload) -> str:
 
 
 def _write(path: Path, lines: list[str], passed: bool) -> bool:
-    path.write_text("\n".join(lines + ["TEST PASS" if passed else "TEST FAIL"]) + "\n")
+    write_text(path, "\n".join(lines + ["TEST PASS" if passed else "TEST FAIL"]) + "\n")
     return passed
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import __version__, compliance
 from .accuracy import coco_map, top1
+from .atomic import replace_dir
 from .atomic import write_text as write_text_atomic
 from .backends import is_card, make_devices
 from .cache import ensure_cache
@@ -167,7 +168,9 @@ def _lock_results(cfg: RunConfig, wait: float | None = None) -> DirLock | None:
 def _remove_dead_partials(scenario_dir: Path) -> None:
     """A run killed outright (SIGKILL, power loss) leaves its `run_1.partial-PID`; every run into
     SCENARIO_DIR holds its lock, so with the lock held, any partial directory there is dead."""
-    for d in scenario_dir.glob("**/*.partial-*"):  # performance/run_1.partial-PID, accuracy.partial-PID, TEST01/...
+    # performance/run_1.partial-PID, accuracy.partial-PID, TEST01/..., and a replaced run's
+    # .run_1.old-PID whose deletion was cut short
+    for d in [*scenario_dir.glob("**/*.partial-*"), *scenario_dir.glob("**/.*.old-*")]:
         if d.is_dir() and d.name.rsplit("-", 1)[-1] != str(os.getpid()):
             shutil.rmtree(d, ignore_errors=True)
 
@@ -180,6 +183,9 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
         raise UserError(f"unknown mode {cfg.mode!r}: choose performance or accuracy")
     if scenario == "Server" and not w.server_latency_bound_ms:
         raise UserError(f"{w.name} has no Server scenario (Edge only)")
+    if cfg.latency_by_minute and scenario not in ("Server", "SingleStream"):
+        raise UserError(f"--latency-by-minute times one-sample queries (Server, SingleStream); {scenario} issues "
+                        "many samples per query: drop the option")
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise UserError(f"--out {cfg.out} is a file: pass a directory for the results")
     model = check_model(cfg.model, w)
@@ -384,8 +390,7 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
     write_text_atomic(partial / "run.json", json.dumps(record, indent=2) + "\n")
     if final.exists():
         log(f"replacing the previous results in {final}")
-        shutil.rmtree(final)
-    os.replace(partial, final)
+    replace_dir(partial, final)
     if cfg.compliance:
         base = Path(cfg.out) / w.name / scenario
         out = base / cfg.compliance

@@ -21,7 +21,6 @@ from .errors import UserError
 class RoundBenchmark:
     """One benchmark in a round, named as visionperf and LoadGen name it (`resnet50`)."""
 
-    checker_name: str  # the checker's name for it ("resnet")
     accuracy_metric: str  # "acc" | "mAP": the checker's pattern for accuracy.txt
     accuracy_target: float  # percent; every matching line of accuracy.txt must reach it
     dataset_size: int  # an accuracy run must cover exactly this many samples
@@ -74,7 +73,8 @@ V6_1 = Round(
     benchmarks={
         # From v6.0 on, ResNet50 is an edge benchmark: no datacenter-only scenario list.
         "resnet50": RoundBenchmark(
-            checker_name="resnet", accuracy_metric="acc", accuracy_target=76.46 * 0.99, dataset_size=50_000,
+            # the checker's name for it: "resnet"
+            accuracy_metric="acc", accuracy_target=76.46 * 0.99, dataset_size=50_000,
             min_performance_sample_count=1024,
             required_scenarios={"edge": _EDGE, "datacenter,edge": _DATACENTER_EDGE},
             compliance_tests=("TEST01", "TEST04"), server_latency_ns=15_000_000),

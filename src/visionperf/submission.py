@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .accuracy import file_sha256
+from .atomic import replace_dir
 from .errors import UserError
 from .results import read_detail
 from .rounds import Round, get_round, system_type_for
@@ -304,10 +305,8 @@ def assemble(runs: Path, out: Path, submitter: str, system: str, user_system: di
         shutil.rmtree(tmp)
     try:
         _write_tree(tmp, rnd, found, submitter, system, desc, waived)
-        if final.exists():
-            shutil.rmtree(final)
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
+        replace_dir(tmp, final)  # a previous tree is kept until this one is in place
     except BaseException:  # a tree is published whole or not at all
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -338,12 +337,15 @@ def _write_tree(tmp: Path, rnd: Round, found: list[Found], submitter: str, syste
         shutil.copyfile(f.performance / "user.conf", base / "user.conf")
         dst = base / "accuracy"
         dst.mkdir(parents=True)
-        for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
-            shutil.copyfile(f.accuracy / name, dst / name)
+        for name in rnd.accuracy_files:  # LoadGen's logs as they are; the other two made below
+            if name not in ("accuracy.txt", "mlperf_log_accuracy.json"):
+                shutil.copyfile(f.accuracy / name, dst / name)
         full = f.accuracy / "mlperf_log_accuracy.json"
         (dst / "accuracy.txt").write_text(_with_hash((f.accuracy / "accuracy.txt").read_text(), full))
         truncate_accuracy_log(full, dst / "mlperf_log_accuracy.json", rnd.truncate_keep_bytes)
-        (base / "measurements.json").write_text(json.dumps(_measurements(f), indent=2) + "\n")
+        m = _measurements(f)
+        assert sorted(m) == sorted(rnd.measurements_fields), "measurements.json out of step with the round"
+        (base / "measurements.json").write_text(json.dumps(m, indent=2) + "\n")
         (base / "README.md").write_text(_readme(f, system, waived))
         for test, d in f.compliance.items():
             if test not in rnd.benchmarks[f.workload].compliance_tests:
@@ -393,5 +395,6 @@ def _readme(f: Found, system: str, waived: list[Problem]) -> str:
 
 def _practice_readme(rnd: Round, waived: list[Problem]) -> str:
     lines = [f"# NOT A VALID SUBMISSION: a practice tree for round {rnd.version}", "",
+             f"The round's rules, as visionperf applies them, were read from {rnd.source}.", "",
              "Assembled by `visionperf submission --allow-short`, which waived these rules:", ""]
     return "\n".join(lines + [f"- {p}" for p in waived]) + "\n"

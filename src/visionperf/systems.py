@@ -86,7 +86,9 @@ def _dimms(root: Path) -> str:
         size = struct.unpack_from("<H", raw, 0x0C)[0]
         if size in (0, 0xFFFF):
             continue  # empty slot, or unknown
-        if size == 0x7FFF and len(raw) >= 0x20:  # the size is in the Extended Size field, in MB
+        if size == 0x7FFF:  # the size is in the Extended Size field, in MB
+            if len(raw) < 0x20:
+                continue  # a record too short to hold it: unknown
             mb = struct.unpack_from("<I", raw, 0x1C)[0]
         else:  # bit 15 set: the size is in KB
             mb = (size & 0x7FFF) // 1024 if size & 0x8000 else size
@@ -107,6 +109,14 @@ def storage_facts(root: Path) -> dict:
         dev = line.split()[0] if line.split() else ""
         if dev.startswith("/dev/"):
             mounted.add(Path(dev).name)
+    # LVM, LUKS and md devices stand on disks: follow their slaves down to the disks
+    todo = [m for m in mounted if (root / "sys/block" / m / "slaves").is_dir()]
+    while todo:
+        for s in (root / "sys/block" / todo.pop() / "slaves").glob("*"):
+            if s.name not in mounted:
+                mounted.add(s.name)
+                if (root / "sys/block" / s.name / "slaves").is_dir():
+                    todo.append(s.name)
     kinds, total = set(), 0
     for blk in sorted((root / "sys/block").glob("*")):
         name = blk.name

@@ -68,10 +68,10 @@ def one_line(stderr: str) -> str:
 
 def half_written(root: Path) -> list[Path]:
     """Anything under ROOT a crash could have left looking like a result: partial run
-    directories, temporary files, lock files."""
+    directories, temporary files, replaced results not yet deleted, lock files."""
     bad = []
     for p in root.rglob("*"):
         n = p.name
-        if ".partial-" in n or ".tmp" in n or n == ".visionperf.lock":
+        if ".partial-" in n or ".tmp" in n or ".old-" in n or n == ".visionperf.lock":
             bad.append(p)
     return bad

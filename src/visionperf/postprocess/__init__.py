@@ -122,6 +122,9 @@ class DetectOfficial:
         normalised by the input size, y before x, labels as they are."""
         boxes, scores, labels = outputs
         if boxes.ndim == 2:  # the official export: one image, no batch axis
+            if len(qsl_idx) != 1:
+                raise ValueError(f"the official RetinaNet graph answers one image per run, got a batch of "
+                                 f"{len(qsl_idx)}: run it with --batch-size 1")
             boxes, scores, labels = boxes[None], scores[None], labels[None]
         size = np.float32(self.spec.image_size)
         rows = []
