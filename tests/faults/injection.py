@@ -75,3 +75,20 @@ def half_written(root: Path) -> list[Path]:
         if ".partial-" in n or ".tmp" in n or ".old-" in n or n == ".visionperf.lock":
             bad.append(p)
     return bad
+
+
+def wait_for_file(p: subprocess.Popen, root: Path, pattern: str, timeout: float = 60) -> None:
+    """Wait until a file matching PATTERN (a glob under ROOT) exists, P still running."""
+    deadline = time.monotonic() + timeout
+    while not list(root.glob(pattern)):
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.02)
+
+
+def stop(p: subprocess.Popen, sig: int) -> tuple[str, float]:
+    """Send SIG to the running P and wait: (its stderr, seconds from the signal to its exit)."""
+    assert p.poll() is None, p.communicate()
+    t = time.monotonic()
+    p.send_signal(sig)
+    _, stderr = finish(p)
+    return stderr, time.monotonic() - t

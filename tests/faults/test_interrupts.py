@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import visionperf
-from injection import EXIT, FIRST_WORD, finish, half_written, no_survivors, one_line, start
+from injection import EXIT, FIRST_WORD, finish, half_written, no_survivors, one_line, start, stop, wait_for_file
 from test_plugin import cache, run_args  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.fault  # `make faults` runs every test so marked
@@ -60,16 +60,9 @@ def test_a_signal_at_a_random_point_of_a_run(echo_plugin, run_args, tmp_path, ba
         if point == "early":
             time.sleep(rng.uniform(0.5, 2.0))
         else:
-            deadline = time.monotonic() + 60
-            while not list(out.glob(f"resnet50/{scenario}/performance/run_1.partial-*/mlperf_log_detail.txt")):
-                assert p.poll() is None and time.monotonic() < deadline, p.communicate()
-                time.sleep(0.02)
+            wait_for_file(p, out, f"resnet50/{scenario}/performance/run_1.partial-*/mlperf_log_detail.txt")
             time.sleep(rng.uniform(0.0, 0.6))
-        assert p.poll() is None, p.communicate()
-        t = time.monotonic()
-        p.send_signal(sig)
-        stdout, stderr = finish(p)
-        took = time.monotonic() - t
+        stderr, took = stop(p, sig)
     finally:
         finish(p, 0)
     assert p.returncode == EXIT[sig], (p.returncode, stderr)
@@ -104,14 +97,8 @@ def test_a_stopped_scale_study_takes_its_runs_with_it(run_args, tmp_path, sig): 
     p, token = start(["scale", "resnet50", "--backend", "simulated", "--card-rate", "500", "--devices", "1,2",
                       "--duration", "600", *run_args, "--out", out])
     try:
-        deadline = time.monotonic() + 60
-        while not list(out.glob("d1/offline/resnet50/Offline/performance/run_1.partial-*/mlperf_log_detail.txt")):
-            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
-            time.sleep(0.05)
-        t = time.monotonic()
-        p.send_signal(sig)
-        _, stderr = finish(p)
-        took = time.monotonic() - t
+        wait_for_file(p, out, "d1/offline/resnet50/Offline/performance/run_1.partial-*/mlperf_log_detail.txt")
+        stderr, took = stop(p, sig)
     finally:
         finish(p, 0)
     assert p.returncode == EXIT[sig], (p.returncode, stderr)
@@ -138,10 +125,7 @@ def test_a_signal_while_writing_data_or_a_model(tmp_path, cmd, seed):
         time.sleep(rng.uniform(0.8, 2.5))
         if p.poll() is not None:
             pytest.skip(f"finished in under the random delay on this machine: {p.communicate()}")
-        t = time.monotonic()
-        p.send_signal(sig)
-        _, stderr = finish(p)
-        took = time.monotonic() - t
+        stderr, took = stop(p, sig)
     finally:
         finish(p, 0)
     assert p.returncode == EXIT[sig], (p.returncode, stderr)
