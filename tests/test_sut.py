@@ -1,11 +1,14 @@
 """The engine's dispatch and batching, driven directly: queries issued without LoadGen and every
-response recorded (id, bytes). Each behaviour runs on both kinds of device the engine drives:
-a Python device (blocking `run`, through the bridge in bindings.cc) and an asynchronous plug-in
+response recorded (id, bytes). Each behaviour runs on every kind of device the engine drives:
+a Python device (blocking `run`, through the bridge in bindings.cc), an asynchronous Python
+device (submit/collect, like a GPU's streams) and an asynchronous plug-in
 (tests/plugins/echo_device.c, submit/collect through the C ABI)."""
 
 import os
 import re
+import threading
 import time
+from collections import deque
 
 import numpy as np
 import pytest
@@ -67,17 +70,77 @@ class EchoDevice:
         pass
 
 
+class AsyncEchoDevice(EchoDevice):
+    """EchoDevice driven like a GPU: submit copies the batch and returns at once, a worker
+    thread computes batches in order, collect waits (up to its timeout) for the oldest."""
+
+    class Ticket:
+        def __init__(self, ready_ns):
+            self.ready_ns = ready_ns
+            self.done = threading.Event()
+            self.outputs = self.error = None
+
+    def __init__(self, *args, in_flight=2, **kw):
+        super().__init__(*args, **kw)
+        self.max_in_flight = in_flight
+        self.indices = []
+        self._queue = deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._worker = threading.Thread(target=self._work, daemon=True)
+        self._worker.start()
+
+    def submit(self, batch, indices):
+        self.indices.append(list(indices))
+        t = self.Ticket(time.monotonic_ns() + int(self.delay * 1e9))
+        with self._cv:
+            assert len(self._queue) < self.max_in_flight, "more batches in flight than max_in_flight"
+            self._queue.append((t, None if batch is None else batch.copy()))
+            self._cv.notify()
+        return t
+
+    def _work(self):
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._queue or self._closed)
+                if self._closed:
+                    return
+                t, batch = self._queue[0]
+            try:
+                t.outputs = self.run(batch)
+            except Exception as e:
+                t.error = e
+            with self._cv:
+                self._queue.popleft()
+            t.done.set()
+
+    def collect(self, ticket, timeout_s):
+        if not ticket.done.wait(timeout_s):
+            return None
+        if ticket.error:
+            raise ticket.error
+        return ticket.outputs
+
+    def close(self):
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+
+
 def plugin_device(lib, name, batch_size=4, in_flight=2, cpus=(), **options):
     opts = ";".join(f"{k}={v}" for k, v in options.items())
     return NativeDevice(f"plugin:{lib}", name, tuple(cpus), 0, batch_size, in_flight, ROW, np.dtype(np.int32), opts)
 
 
-@pytest.fixture(params=["python", "plugin"])
+@pytest.fixture(params=["python", "python-async", "plugin"])
 def device(request):
     """device(name, delay=seconds, fail_on=N, stall=seconds, batch_size=B, in_flight=K)."""
     if request.param == "python":
         def make(name, delay=0.0, fail_on=None, stall=0.0, batch_size=4, in_flight=1, cpus=()):
             return EchoDevice(name, batch_size, delay, fail_on, stall, cpus=cpus)
+    elif request.param == "python-async":
+        def make(name, delay=0.0, fail_on=None, stall=0.0, batch_size=4, in_flight=2, cpus=()):
+            return AsyncEchoDevice(name, batch_size, delay, fail_on, stall, cpus=cpus, in_flight=in_flight)
     else:
         lib = request.getfixturevalue("echo_plugin")
 
@@ -128,7 +191,7 @@ def test_offline_query_is_cut_into_batches_and_every_sample_answered_once(device
     sut.stop()
     assert labels(got) == {1000 + k: float(10 * (5 + k)) for k in range(30)}
     assert sum(s["samples"] for s in stats) == 30 and sum(s["batches"] for s in stats) == 8  # 7 x 4 + 2
-    if device.kind == "python":
+    if device.kind.startswith("python"):
         assert sorted(devs[0].batches + devs[1].batches) == [2] + [4] * 7
     assert sut.error() == ""
 
@@ -136,9 +199,9 @@ def test_offline_query_is_cut_into_batches_and_every_sample_answered_once(device
 def test_label_offset_and_many_queries_in_a_row(device):
     """Several Offline queries queued at once are all served, each sample with its own row."""
     devs = [device("a")]
-    if device.kind == "python":
+    if device.kind.startswith("python"):
         devs[0].offset = 1
-    sut = make_sut(devs, post=LabelPost(offset=1 if device.kind == "python" else 0))
+    sut = make_sut(devs, post=LabelPost(offset=1 if device.kind.startswith("python") else 0))
     for q in range(5):
         sut.issue(range(100 * q, 100 * q + 13), [(7 * q + k) % N for k in range(13)])
     got = labels(sut.wait_responses(65, 10))
@@ -155,7 +218,7 @@ def test_server_samples_are_batched_within_the_timeout(device):
     assert batches(sut) == [1]
     sut.stop()
     assert got == {k: float(10 * k) for k in range(5)}
-    if device.kind == "python":
+    if device.kind.startswith("python"):
         assert dev.batches == [5]
 
 
@@ -204,7 +267,7 @@ def test_a_failing_device_still_answers_every_sample_and_reports(device):
     sut.stop()
     assert [got[i] for i in range(4, 8)] == [None] * 4  # empty responses, never garbage
     assert {i: got[i] for i in [*range(4), *range(8, 12)]} == {i: float(10 * i) for i in [*range(4), *range(8, 12)]}
-    assert sut.error() == ("a: RuntimeError: device fell over" if device.kind == "python"
+    assert sut.error() == ("a: RuntimeError: device fell over" if device.kind.startswith("python")
                            else "a: echo device: submit 2 failed on purpose")
 
 
@@ -384,3 +447,42 @@ def test_devices_of_one_driver_with_different_batch_sizes_take_at_most_their_own
     assert got == {k: float(10 * k) for k in range(6)}
     s = stats["small"]
     assert s["batches"] == 0 or s["samples"] <= 3 * s["batches"]
+
+
+def test_an_async_python_device_gets_the_indices_and_may_skip_the_input():
+    """A device that loads samples itself (a remote node) is given each batch's cache indices
+    and no gathered rows."""
+    dev = AsyncEchoDevice("a", 4, in_flight=3)
+    dev.reads_input = False
+    got_rows = []
+    dev.run = lambda batch: (got_rows.append(batch), [np.full(4, 7, np.int64)])[1]
+    sut = make_sut([dev])
+    sut.issue(list(range(6)), [3, 1, 4, 1, 5, 9])
+    got = labels(sut.wait_responses(6, 10))
+    sut.stop()
+    dev.close()
+    assert got == {k: 7.0 for k in range(6)}
+    assert sorted(sum(dev.indices, [])) == sorted([3, 1, 4, 1, 5, 9])
+    assert all(r is None for r in got_rows)
+
+
+def test_an_async_python_device_with_a_late_estimate_is_collected_when_done():
+    """ready_ns is only a hint: a batch that ends after it is polled for, and one that says
+    nothing (0) is polled too."""
+    dev = AsyncEchoDevice("a", 4, delay=0.05)
+    submit = dev.submit
+
+    def early(batch, indices):  # claims to be ready at once, takes 50 ms
+        t = submit(batch, indices)
+        t.ready_ns = 0 if len(dev.indices) % 2 else time.monotonic_ns()
+        return t
+
+    dev.submit = early
+    sut = make_sut([dev])
+    sut.issue(list(range(16)), list(range(16)))
+    got = labels(sut.wait_responses(16, 10))
+    busy = sut.stats()[0]["busy_s"]
+    sut.stop()
+    dev.close()
+    assert got == {k: float(10 * k) for k in range(16)}
+    assert busy >= 4 * 0.05 * 0.9  # the time it really took, not the estimate

@@ -9,6 +9,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <cctype>
+#include <deque>
 #include <cstring>
 
 #include "engine.h"
@@ -58,64 +59,97 @@ bool same_element_type(const Py_buffer& b, int32_t d) {
   return is_int && (d == VP_UINT8 ? f[0] == 'B' : (want_signed == bool(std::islower(f[0]))));
 }
 
-// A Python device (ONNX Runtime partition, a GPU runtime): ADAPTER.run(memoryview, rows)
-// returns the outputs, each a C-contiguous buffer of at least rows x one sample's bytes.
-// The GIL is taken once per batch; the device releases it while it computes.
+// One line from a Python exception: "RuntimeError: message" (what() starts with the
+// traceback's first line instead).
+std::string python_error_line(nb::python_error& e) {
+  std::string out;
+  try {
+    out = nb::cast<std::string>(nb::handle(e.type()).attr("__name__"));
+    std::string msg = nb::cast<std::string>(nb::str(e.value()));
+    if (!msg.empty()) out += ": " + msg;
+  } catch (...) {
+    out = e.what();
+  }
+  auto nl = out.find('\n');
+  return nl == std::string::npos ? out : out.substr(0, nl);
+}
+
+// A Python device (ONNX Runtime partition, a GPU runtime, a remote node). Two kinds:
+//  - blocking: ADAPTER.run(memoryview, rows, qsl_idx) computes one batch on the driver's
+//    thread and returns its outputs;
+//  - asynchronous (the adapter has submit and collect, like a card):
+//    ADAPTER.submit(memoryview, rows, qsl_idx) queues the batch and returns at once, with
+//    a ticket or (ticket, ready_ns): ready_ns (CLOCK_MONOTONIC) is when to look, an estimate;
+//    ADAPTER.collect(ticket, timeout_s) returns the outputs of the oldest batch, or None if it
+//    is not done within timeout_s (0: poll; None: wait).
+// Outputs are C-contiguous buffers of at least rows x one sample's bytes each; the memoryview
+// is the engine's again once the call returns (copy what is needed). The GIL is taken once
+// per call, never per sample; the device releases it while it computes or waits.
 class PyDevice : public Device {
  public:
-  PyDevice(DeviceInfo info, nb::object adapter) : Device(std::move(info)), adapter_(std::move(adapter)) {}
+  PyDevice(DeviceInfo info, nb::object adapter) : Device(std::move(info)), adapter_(std::move(adapter)) {
+    async_ = nb::hasattr(adapter_, "submit") && nb::hasattr(adapter_, "collect");
+    if (async_) this->info.exact_ready = false;
+  }
   ~PyDevice() override {
     nb::gil_scoped_acquire g;
     adapter_.reset();
   }
-  bool blocking() const override { return true; }
+  bool blocking() const override { return !async_; }
   int submit(const void*, int, uint64_t*, int64_t*) override {
-    error_ = "a Python device runs batches in place";
+    error_ = "a Python device is given its batch's indices";
     return VP_ERROR;
   }
-  int collect(uint64_t, void* const*, int64_t) override { return VP_ERROR; }
+  int submit_indexed(const void* input, int rows, const size_t* qsl_idx, int n, uint64_t* ticket,
+                     int64_t* ready_ns) override {
+    if (!async_) return Device::submit_indexed(input, rows, qsl_idx, n, ticket, ready_ns);
+    nb::gil_scoped_acquire g;
+    try {
+      nb::object r = adapter_.attr("submit")(view(input, rows), rows, indices(qsl_idx, n));
+      if (nb::isinstance<nb::tuple>(r)) {
+        nb::tuple t = nb::borrow<nb::tuple>(r);
+        if (t.size() != 2) throw Error("submit returned a tuple of " + std::to_string(t.size()) + ", expected (ticket, ready_ns)");
+        *ticket = nb::cast<uint64_t>(t[0]);
+        *ready_ns = nb::cast<int64_t>(t[1]);
+      } else {
+        *ticket = nb::cast<uint64_t>(r);
+        *ready_ns = 0;
+      }
+      rows_.push_back(rows);
+      return VP_OK;
+    } catch (nb::python_error& e) {
+      error_ = python_error_line(e);
+    } catch (const std::exception& e) {
+      error_ = e.what();
+    }
+    return VP_ERROR;
+  }
+  int collect(uint64_t ticket, void* const* outputs, int64_t timeout_ns) override {
+    if (!async_) return VP_ERROR;
+    nb::gil_scoped_acquire g;
+    bool done = false;  // after VP_OK or VP_ERROR the ticket is done: its rows leave the FIFO
+    try {
+      nb::object timeout = timeout_ns < 0 ? nb::none() : nb::cast(1e-9 * double(timeout_ns));
+      nb::object outs = adapter_.attr("collect")(ticket, timeout);
+      if (outs.is_none()) return VP_NOT_READY;
+      done = true;
+      copy_outputs(outs, next_rows(), outputs);
+      return VP_OK;
+    } catch (nb::python_error& e) {
+      error_ = python_error_line(e);
+    } catch (const std::exception& e) {
+      error_ = e.what();
+    }
+    if (!done) next_rows();
+    return VP_ERROR;
+  }
   int run(const void* input, int rows, const size_t* qsl_idx, void* const* outputs) override {
     nb::gil_scoped_acquire g;
     try {
-      size_t in_bytes = size_t(rows) * info.input_row_bytes();
-      PyObject* mv = PyMemoryView_FromMemory(static_cast<char*>(const_cast<void*>(input)), Py_ssize_t(in_bytes), PyBUF_READ);
-      if (!mv) throw nb::python_error();
-      nb::object view = nb::steal(mv);
-      nb::list idx;
-      for (int i = 0; i < rows; ++i) idx.append(qsl_idx[i]);
-      nb::object outs = adapter_.attr("run")(view, rows, idx);
-      size_t k = 0;
-      for (nb::handle o : outs) {
-        if (k >= info.outputs.size()) throw Error("returned more outputs than the " + std::to_string(info.outputs.size()) + " expected");
-        Py_buffer buf;
-        if (PyObject_GetBuffer(o.ptr(), &buf, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) throw nb::python_error();
-        size_t need = size_t(rows) * tensor_bytes(info.outputs[k]);
-        size_t got = size_t(buf.len);
-        bool same_type = same_element_type(buf, info.outputs[k].dtype);
-        if (got >= need && same_type) std::memcpy(outputs[k], buf.buf, need);
-        std::string format = buf.format ? buf.format : "B";
-        PyBuffer_Release(&buf);
-        if (!same_type)
-          throw Error("output " + std::to_string(k) + " has elements of type '" + format + "', expected " +
-                      dtype_name(info.outputs[k].dtype));
-        if (got < need)
-          throw Error("output " + std::to_string(k) + " has " + std::to_string(got) + " bytes for " + std::to_string(rows) +
-                      " rows, expected " + std::to_string(need) + ": wrong shape or type");
-        ++k;
-      }
-      if (k != info.outputs.size()) throw Error("returned " + std::to_string(k) + " outputs, expected " + std::to_string(info.outputs.size()));
+      copy_outputs(adapter_.attr("run")(view(input, rows), rows, indices(qsl_idx, rows)), rows, outputs);
       return VP_OK;
     } catch (nb::python_error& e) {
-      // "RuntimeError: message" (what() starts with the traceback's first line instead)
-      try {
-        error_ = nb::cast<std::string>(nb::handle(e.type()).attr("__name__"));
-        std::string msg = nb::cast<std::string>(nb::str(e.value()));
-        if (!msg.empty()) error_ += ": " + msg;
-      } catch (...) {
-        error_ = e.what();
-      }
-      auto nl = error_.find('\n');
-      if (nl != std::string::npos) error_ = error_.substr(0, nl);
+      error_ = python_error_line(e);
     } catch (const std::exception& e) {
       error_ = e.what();
     }
@@ -124,7 +158,51 @@ class PyDevice : public Device {
   std::string last_error() override { return error_; }
 
  private:
+  nb::object view(const void* input, int rows) {
+    size_t bytes = size_t(rows) * info.input_row_bytes();
+    PyObject* mv = PyMemoryView_FromMemory(static_cast<char*>(const_cast<void*>(input)), Py_ssize_t(bytes), PyBUF_READ);
+    if (!mv) throw nb::python_error();
+    return nb::steal(mv);
+  }
+  static nb::list indices(const size_t* qsl_idx, int n) {
+    nb::list idx;
+    for (int i = 0; i < n; ++i) idx.append(qsl_idx[i]);
+    return idx;
+  }
+  // The engine collects the oldest batch first, so the rows of the tickets are a FIFO.
+  int next_rows() {
+    if (rows_.empty()) return info.batch_size;
+    int r = rows_.front();
+    rows_.pop_front();
+    return r;
+  }
+
+  void copy_outputs(nb::handle outs, int rows, void* const* outputs) {
+    size_t k = 0;
+    for (nb::handle o : outs) {
+      if (k >= info.outputs.size()) throw Error("returned more outputs than the " + std::to_string(info.outputs.size()) + " expected");
+      Py_buffer buf;
+      if (PyObject_GetBuffer(o.ptr(), &buf, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) throw nb::python_error();
+      size_t got = size_t(buf.len);
+      size_t need = size_t(rows) * tensor_bytes(info.outputs[k]);
+      bool same_type = same_element_type(buf, info.outputs[k].dtype);
+      if (got >= need && same_type) std::memcpy(outputs[k], buf.buf, need);
+      std::string format = buf.format ? buf.format : "B";
+      PyBuffer_Release(&buf);
+      if (!same_type)
+        throw Error("output " + std::to_string(k) + " has elements of type '" + format + "', expected " +
+                    dtype_name(info.outputs[k].dtype));
+      if (got < need)
+        throw Error("output " + std::to_string(k) + " has " + std::to_string(got) + " bytes for " + std::to_string(rows) +
+                    " rows, expected " + std::to_string(need) + ": wrong shape or type");
+      ++k;
+    }
+    if (k != info.outputs.size()) throw Error("returned " + std::to_string(k) + " outputs, expected " + std::to_string(info.outputs.size()));
+  }
+
   nb::object adapter_;
+  bool async_ = false;
+  std::deque<int> rows_;  // rows of each submitted, uncollected batch, oldest first
   std::string error_;
 };
 
@@ -300,8 +378,11 @@ class PyEngine {
   }
 
   void add_python_device(nb::object adapter, const std::string& name, std::vector<int> cpus, int numa, int replica,
-                         int batch, bool fixed_batch, const Tensor& input, const std::vector<Tensor>& outputs) {
-    DeviceInfo d = info(name, std::move(cpus), numa, replica, batch, 1, input, outputs);
+                         int batch, bool fixed_batch, const Tensor& input, const std::vector<Tensor>& outputs,
+                         int in_flight, bool reads_input) {
+    // in_flight > 1 only for asynchronous adapters (submit/collect); a blocking one holds one.
+    DeviceInfo d = info(name, std::move(cpus), numa, replica, batch, std::max(1, in_flight), input, outputs);
+    d.reads_input = reads_input;
     d.fixed_batch = fixed_batch;
     engine_->add_device(std::make_unique<PyDevice>(std::move(d), std::move(adapter)));
   }
@@ -414,7 +495,8 @@ NB_MODULE(_engine, m) {
            "in_flight"_a, "input"_a, "outputs"_a, "options"_a = "", "examples"_a = std::vector<Bytes>(),
            "example_count"_a = 0, "index"_a = 0, "count"_a = 1)
       .def("add_python_device", &PyEngine::add_python_device, "adapter"_a, "name"_a, "cpus"_a, "numa"_a, "replica"_a,
-           "batch_size"_a, "fixed_batch"_a, "input"_a, "outputs"_a)
+           "batch_size"_a, "fixed_batch"_a, "input"_a, "outputs"_a,
+           "in_flight"_a = 1, "reads_input"_a = true)
       .def("configure",
            [](PyEngine& e, double timeout_s, bool throughput_only, int post_threads, double watchdog_s) {
              e.engine_->set_batch_timeout(timeout_s);

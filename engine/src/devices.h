@@ -20,6 +20,9 @@ struct DeviceInfo {
   int max_in_flight = 1;
   bool fixed_batch = false;
   bool reads_input = true;  // false for `null`: the gather is skipped
+  // submit()'s ready time is exact (a simulated card) or an estimate (a GPU, a remote node):
+  // an estimate is only when to look; the batch is done when collect() says so.
+  bool exact_ready = true;
   vp_tensor input{};
   std::vector<vp_tensor> outputs;
   size_t input_row_bytes() const { return tensor_bytes(input); }
@@ -33,6 +36,14 @@ class Device {
   // A blocking device computes on the driver's own thread (run); others are asynchronous.
   virtual bool blocking() const { return false; }
   virtual int submit(const void* input, int rows, uint64_t* ticket, int64_t* ready_ns) = 0;
+  // submit() with the batch's N cache indices (a device that loads samples itself, e.g. a
+  // remote node, reads these instead of INPUT). The engine calls this one.
+  virtual int submit_indexed(const void* input, int rows, const size_t* qsl_idx, int n, uint64_t* ticket,
+                             int64_t* ready_ns) {
+    (void)qsl_idx;
+    (void)n;
+    return submit(input, rows, ticket, ready_ns);
+  }
   virtual int collect(uint64_t ticket, void* const* outputs, int64_t timeout_ns) = 0;
   // Blocking devices: one batch, input to outputs.
   virtual int run(const void* input, int rows, const size_t* qsl_idx, void* const* outputs);

@@ -618,7 +618,7 @@ void Engine::drive(Driver& d) {
           break;
         }
         p.pop_front();
-        int64_t done = b->ready ? b->ready : now;
+        int64_t done = (b->ready && dev.info.exact_ready) ? b->ready : now;
         l.stats.busy_s += 1e-9 * double(std::max<int64_t>(0, done - b->start));
         int64_t took = std::max<int64_t>(0, done - std::max(b->start, l.last_done));
         int64_t avg = l.batch_ns.load(std::memory_order_relaxed);
@@ -664,7 +664,7 @@ void Engine::drive(Driver& d) {
         }
         uint64_t ticket = 0;
         int64_t ready = 0;
-        int s = dev.submit(l.staging, rows, &ticket, &ready);
+        int s = dev.submit_indexed(l.staging, rows, b->idx.data(), b->n, &ticket, &ready);
         now = now_ns();
         l.stats.host_s += 1e-9 * double(now - t0);
         l.refill_ns += (now - t0 - l.refill_ns) / 8;

@@ -85,6 +85,47 @@ class _Bridge:
         return [packed]
 
 
+class _AsyncBridge:
+    """How the engine drives a Python device that runs batches asynchronously (a GPU's
+    streams, a remote node): submit(view, rows, qsl_idx) hands the batch over and returns
+    (ticket, ready_ns) at once; collect(ticket, timeout_s) returns the outputs of the oldest
+    batch, or None while it runs. The GIL is taken for each call, never per sample, and the
+    device releases it while it waits (backends.AsyncDevice)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.shape = tuple(device.input_shape)
+        self.dtype = np.dtype(device.input_dtype)
+        self.reads_input = bool(getattr(device, "reads_input", True))
+        self._tickets: dict[int, object] = {}
+        self._next = 0
+
+    def submit(self, view, rows: int, qsl_idx: list[int]):
+        x = np.frombuffer(view, self.dtype).reshape(rows, *self.shape) if self.reads_input else None
+        ticket = self.device.submit(x, qsl_idx)
+        self._next += 1
+        self._tickets[self._next] = ticket
+        return self._next, int(getattr(ticket, "ready_ns", 0) or 0)
+
+    def collect(self, key: int, timeout_s: float | None):
+        ticket = self._tickets[key]
+        try:
+            outs = self.device.collect(ticket, timeout_s)
+        except BaseException:
+            del self._tickets[key]
+            raise
+        if outs is None:
+            return None
+        del self._tickets[key]
+        return [np.ascontiguousarray(o) for o in outs]
+
+
+def is_async(device) -> bool:
+    """A Python device driven like a card (backends.AsyncDevice)."""
+    return not isinstance(device, NativeDevice) and callable(getattr(device, "submit", None)) \
+        and callable(getattr(device, "collect", None))
+
+
 class SystemUnderTest:
     """The engine for one run. POST is a post-processor from postprocess/ (its `engine_spec`
     says what the engine runs; Python post-processing is packed beside Python devices)."""
@@ -119,9 +160,13 @@ class SystemUnderTest:
                 if python_post:
                     bridge = _Bridge(d, post, post.max_response_bytes)
                     outs = [tensor(np.uint8, (8 + post.max_response_bytes,))]
+                elif is_async(d):
+                    bridge, outs = _AsyncBridge(d), outputs
                 else:
                     bridge, outs = _Bridge(d), outputs
-                self._engine.add_python_device(bridge, fixed_batch=bool(d.fixed_batch), outputs=outs, **common)
+                extra = dict(in_flight=int(getattr(d, "max_in_flight", 1)), reads_input=bridge.reads_input) \
+                    if is_async(d) and not python_post else {}
+                self._engine.add_python_device(bridge, fixed_batch=bool(d.fixed_batch), outputs=outs, **common, **extra)
         self.post_threads = post_threads
         self._started = False
 

@@ -41,23 +41,25 @@ class Device(Protocol):
 
 
 class Ticket(Protocol):
-    start: float  # time.perf_counter() when the device starts on the batch
-    ready_at: float  # ... and when its outputs will be ready
+    ready_ns: int  # time.monotonic_ns() when its outputs are expected (an estimate; 0: unknown)
 
 
 class AsyncDevice(Device, Protocol):
-    """A device with its own engine, driven like a card: the SUT gives it one driver thread per
-    CPU partition (sut.py) instead of a blocking thread per batch in flight."""
+    """A device with its own engine (a GPU's streams, a remote node), driven like a card: the
+    engine's driver submits up to max_in_flight batches and collects the oldest first, taking
+    the GIL once per call (sut._AsyncBridge)."""
 
-    def submit(self, batch: np.ndarray) -> Ticket:
-        """Take the batch (its bytes are the device's once this returns: the caller reuses the
-        buffer) and queue it; returns at once. The caller holds at most max_in_flight tickets."""
+    max_in_flight: int
 
-    def collect(self, ticket: Ticket) -> list[np.ndarray]:
-        """The batch's outputs, as `run` returns them; waits (without the GIL) until ready_at.
+    def submit(self, batch: np.ndarray | None, indices: list[int]) -> Ticket:
+        """Queue BATCH (rows in the model's input layout; None when reads_input is False: the
+        device loads the samples at INDICES, the batch's cache indices, itself) and return at
+        once. BATCH's bytes are the engine's again when this returns: copy what is needed."""
 
-        Batches finish in the order they were submitted (ready_at never decreases), as on one
-        engine or one stream: the driver collects the oldest first."""
+    def collect(self, ticket: Ticket, timeout_s: float | None) -> list[np.ndarray] | None:
+        """The outputs of TICKET (always the oldest batch not yet collected), as `run` returns
+        them, or None if it is not done within TIMEOUT_S (0: just look; None: wait). Waits
+        without the GIL. Raising ends the ticket: its samples fail."""
 
 
 BACKENDS = ("onnxruntime", "simulated", "null", "null-gather", "plugin:PATH")
