@@ -8,17 +8,39 @@ DEMO   ?= demo-out
 
 install: $(VENV)/.installed
 
+# Optional extras, space- or comma-separated: `make install EXTRAS=cluster` (Ray, for --cluster),
+# EXTRAS=tensorrt (NVIDIA GPUs). `make test` and `make faults` add cluster, so that the
+# multi-node tests run (a local Ray cluster of node processes on this machine).
+EXTRAS ?=
+TEST_EXTRAS = cluster
+test faults: EXTRAS += $(TEST_EXTRAS)
+comma := ,
+empty :=
+space := $(empty) $(empty)
+PIP_EXTRAS = $(subst $(space),$(comma),$(sort test $(subst $(comma),$(space),$(EXTRAS))))
+
+# The extras installed are remembered: asking for one not installed yet reinstalls with it (and
+# keeps the others), asking for fewer does nothing.
+$(VENV)/.extras: FORCE
+	@mkdir -p $(VENV)
+	@have=$$(cat $@ 2>/dev/null); \
+	 all=$$(echo "$(PIP_EXTRAS),$$have" | tr ',' '\n' | grep -v '^$$' | sort -u | paste -sd, -); \
+	 [ "$$all" = "$$have" ] || echo "$$all" > $@
+
+.PHONY: FORCE
+FORCE:
+
 # The compiled engine (engine/) is built here, by scikit-build-core: cmake and ninja come from
 # the registry when the machine has none, LoadGen's source from its pinned release (pip).
 ENGINE_SOURCES = engine/CMakeLists.txt engine/fetch_loadgen.py $(wildcard engine/src/*) \
                  src/visionperf/include/visionperf/device.h
 
-$(VENV)/.installed: pyproject.toml $(ENGINE_SOURCES)
+$(VENV)/.installed: pyproject.toml $(ENGINE_SOURCES) $(VENV)/.extras
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "visionperf needs Python >= 3.11: set PYTHON=python3.11 (or newer)")'
 	@command -v $${CXX:-c++} >/dev/null 2>&1 || { echo "visionperf builds a compiled engine and needs a C++17 compiler: install one (Debian/Ubuntu: apt-get install g++; Fedora: dnf install gcc-c++; macOS: xcode-select --install), then run make again" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e ".[$$(cat $(VENV)/.extras)]"
 	@touch $@
 
 # Synthetic ImageNet sample set + architecture-faithful ResNet50 (synthetic weights): Offline

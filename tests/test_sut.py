@@ -462,7 +462,7 @@ def test_an_async_python_device_gets_the_indices_and_may_skip_the_input():
     sut.stop()
     dev.close()
     assert got == {k: 7.0 for k in range(6)}
-    assert sorted(sum(dev.indices, [])) == sorted([3, 1, 4, 1, 5, 9])
+    assert sorted(i for b in dev.indices for i in b) == sorted([3, 1, 4, 1, 5, 9])
     assert all(r is None for r in got_rows)
 
 

@@ -395,6 +395,44 @@ class PyEngine {
     engine_->store().load(v.data(), v.size());
   }
 
+  // A cluster's driver (visionperf/cluster/): HOOK(indices: int64 array, or None on unload) after each
+  // of LoadGen's loads, under the GIL, once per call. Its exception is recorded by the engine.
+  void set_load_hook(nb::object hook) {
+    if (hook.is_none()) {
+      engine_->set_load_hook(nullptr);
+      return;
+    }
+    auto fn = std::make_shared<nb::object>(std::move(hook));  // dropped with the GIL held (~PyEngine)
+    engine_->set_load_hook([fn](const size_t* idx, size_t n) {
+      nb::gil_scoped_acquire g;
+      try {
+        if (!idx) {
+          (*fn)(nb::none());
+          return;
+        }
+        auto* v = new std::vector<int64_t>(idx, idx + n);
+        nb::capsule owner(v, [](void* p) noexcept { delete static_cast<std::vector<int64_t>*>(p); });
+        (*fn)(nb::ndarray<nb::numpy, int64_t, nb::ndim<1>>(v->data(), {n}, owner));
+      } catch (nb::python_error& e) {  // its message is meant for the user: no type name before it
+        std::string msg = nb::cast<std::string>(nb::str(e.value()));
+        throw Error(msg.substr(0, msg.find('\n')));
+      }
+    });
+  }
+
+  // A cluster node (visionperf/cluster/node.py): one forwarded batch, GIL released while it runs.
+  nb::bytes serve(nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> idx) {
+    std::vector<size_t> v(idx.data(), idx.data() + idx.shape(0));
+    for (size_t i : v)
+      if (i >= engine_->store().total()) throw Error("sample index " + std::to_string(i) + " is outside the cache");
+    std::string rows;
+    {
+      nb::gil_scoped_release r;
+      rows = engine_->serve(v.data(), v.size());
+    }
+    return nb::bytes(rows.data(), rows.size());
+  }
+
   bool run_test(const TestConfig& c) {
     PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
     bool ok;
@@ -425,10 +463,10 @@ class PyEngine {
       nb::dict s;
       s["name"] = d.name;
       s["cpus"] = d.cpus;
-      s["batches"] = l->stats.batches;
-      s["samples"] = l->stats.samples;
-      s["busy_s"] = l->stats.busy_s;
-      s["host_s"] = l->stats.host_s;
+      s["batches"] = uint64_t(l->stats.batches);
+      s["samples"] = uint64_t(l->stats.samples);
+      s["busy_s"] = double(l->stats.busy_s);
+      s["host_s"] = double(l->stats.host_s);
       s["post_s"] = 1e-9 * double(l->stats.post_ns.load());
       s["card_copy_cpu_s"] = c.copy_cpu_s;
       s["late_s"] = c.late_s;
@@ -438,6 +476,29 @@ class PyEngine {
       out.append(s);
     }
     return out;
+  }
+
+  // What the live display samples while a test runs (progress.py), from another thread: the
+  // lanes' counters and latency histograms, relaxed loads only. It takes no lock the hot path
+  // takes and never asks a device (counters() may lock in a plug-in), so reading as often
+  // as it likes costs the drivers nothing.
+  nb::tuple live() {
+    nb::list samples, batches, busy;
+    std::vector<uint64_t> hist(LiveLatency::kBins, 0);
+    bool latency = engine_->live_latency_on();
+    for (auto& l : engine_->lanes()) {
+      samples.append(uint64_t(l->stats.samples));
+      batches.append(uint64_t(l->stats.batches));
+      busy.append(double(l->stats.busy_s));
+      if (latency)
+        for (int b = 0; b < LiveLatency::kBins; ++b) hist[size_t(b)] += l->live.counts[b].load(std::memory_order_relaxed);
+    }
+    nb::list bins;  // (lower s, upper s, count) of each bin that holds a sample
+    for (int b = 0; b < LiveLatency::kBins; ++b)
+      if (hist[size_t(b)])
+        bins.append(nb::make_tuple(1e-9 * double(LiveLatency::lower_ns(b)), 1e-9 * double(LiveLatency::upper_ns(b)),
+                                   hist[size_t(b)]));
+    return nb::make_tuple(samples, batches, busy, bins);
   }
 
   std::unique_ptr<Engine> engine_;
@@ -514,6 +575,11 @@ NB_MODULE(_engine, m) {
       .def("measure_latency", [](PyEngine& e, int n, double s) { return e.engine_->measure_latency(n, s); },
            nb::call_guard<nb::gil_scoped_release>())
       .def("run_test", &PyEngine::run_test)
+      .def("set_load_hook", &PyEngine::set_load_hook, "hook"_a.none(),
+           "HOOK(indices, or None on unload) after each of LoadGen's loads (a cluster's driver)")
+      .def("serve", &PyEngine::serve, "indices"_a,
+           "one forwarded batch (a cluster node): rows of [8-byte size | max_response_bytes] in order")
+      .def_prop_ro("max_response_bytes", [](PyEngine& e) { return e.engine_->max_response_bytes(); })
       .def("record_responses", [](PyEngine& e) { e.engine_->record_responses(); })
       .def("issue",
            [](PyEngine& e, const std::vector<uint64_t>& ids, const std::vector<size_t>& idx) {
@@ -542,6 +608,10 @@ NB_MODULE(_engine, m) {
       .def_static("latency_bin_upper_s", &vp::LatencyLog::bin_upper_s)
       .def_prop_ro_static("latency_bins", [](nb::handle) { return vp::LatencyLog::kBins; })
       .def("stats", &PyEngine::stats)
+      .def("live", &PyEngine::live,
+           "(samples, batches, busy_s) per device and [(lower_s, upper_s, count)] of one-sample query "
+           "latencies since live_latency(True), read without a lock (the live display)")
+      .def("live_latency", [](PyEngine& e, bool on) { e.engine_->live_latency(on); }, "on"_a)
       .def("reset_stats", [](PyEngine& e) { e.engine_->reset_stats(); })
       .def_prop_ro("capacity", [](PyEngine& e) { return e.engine_->capacity(); })
       .def_prop_rw("load_cpu_s", [](PyEngine& e) { return e.engine_->store().load_cpu_s; },

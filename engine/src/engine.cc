@@ -335,9 +335,22 @@ void Engine::watchdog_loop() {
 
 void Engine::LoadSamplesToRam(const std::vector<mlperf::QuerySampleIndex>& samples) {
   store_->load(samples.data(), samples.size());
+  call_load_hook(samples.data(), samples.size());
 }
 
-void Engine::UnloadSamplesFromRam(const std::vector<mlperf::QuerySampleIndex>&) { store_->unload(); }
+void Engine::UnloadSamplesFromRam(const std::vector<mlperf::QuerySampleIndex>&) {
+  store_->unload();
+  call_load_hook(nullptr, 0);
+}
+
+void Engine::call_load_hook(const size_t* indices, size_t n) {
+  if (!load_hook_) return;
+  try {
+    load_hook_(indices, n);
+  } catch (const std::exception& e) {  // LoadGen's thread cannot take it (engine.h)
+    record_error(e.what());
+  }
+}
 
 // ---- taking work ----------------------------------------------------------------------
 
@@ -429,7 +442,18 @@ std::vector<std::pair<int, std::vector<uint32_t>>> LatencyLog::minutes() const {
 
 double LatencyLog::bin_upper_s(int b) { return std::exp2(double(b + 1) / 16) * 1e-6; }
 
+void Engine::live_latency(bool on) {
+  live_latency_on_.store(false, std::memory_order_relaxed);
+  if (!on) return;
+  for (auto& l : lanes_) l->live.clear();
+  live_latency_on_.store(true, std::memory_order_release);
+}
+
 void Engine::complete(mlperf::QuerySampleResponse* r, size_t n) {
+  if (serving_.load(std::memory_order_relaxed)) {
+    serve_complete(r, n);
+    return;
+  }
   if (sink_.load(std::memory_order_relaxed)) {
     std::lock_guard<std::mutex> lk(sink_mu_);
     sink_done_ += n;
@@ -489,11 +513,17 @@ void Engine::finish(Lane& lane, Batch* b, Responder& r) {
   }
   const uintptr_t base = reinterpret_cast<uintptr_t>(r.data.data());
   for (size_t i = 0; i < n; ++i) r.qsr[i] = mlperf::QuerySampleResponse(b->ids[i], base + r.offset[i], r.size[i]);
+  // Before LoadGen takes its own completion time, so that the live latency is never above
+  // LoadGen's (which also counts from the scheduled issue, at or before IssueQuery).
+  const int64_t t_live = live_latency_on() ? now_ns() : 0;
   complete(r.qsr.data(), n);  // R's buffers are reused only after this returns
   int64_t t1 = now_ns();
   if (latency_log.on())
     for (size_t i = 0; i < n; ++i)
       if (b->issued[i]) latency_log.add(t1, t1 - b->issued[i]);
+  if (t_live)
+    for (size_t i = 0; i < n; ++i)
+      if (b->issued[i]) lane.live.add(t_live - b->issued[i]);
   lane.stats.post_ns.fetch_add(t1 - t0, std::memory_order_relaxed);
 }
 
@@ -614,7 +644,11 @@ void Engine::drive(Driver& d) {
             kill_lane(d, l);
             break;
           }
-          poll_at = now + kPollNs;
+          // A device that only estimates its ready time (a GPU, a remote node) is looked at
+          // again within 1/32 of a batch's time: each look may cost it a lock (a Python
+          // device's takes the GIL), and 3% of a batch is all the delay it adds.
+          poll_at = now + (dev.info.exact_ready ? kPollNs
+                                                : std::clamp<int64_t>(expected / 32, kPollNs, 1000000));
           break;
         }
         p.pop_front();
@@ -914,6 +948,8 @@ void Engine::issue_direct(std::vector<mlperf::QuerySample> q) {
   const std::vector<mlperf::QuerySample>* list;
   {
     std::lock_guard<std::mutex> lk(sink_mu_);
+    // Without a sink the responses would go to LoadGen, which has no test running: refuse.
+    if (!sink_.load()) throw Error("issue() outside a LoadGen test: call record_responses() first");
     direct_lists_.push_back(std::move(q));
     list = &direct_lists_.back();
   }
@@ -924,6 +960,72 @@ std::vector<std::pair<uint64_t, std::string>> Engine::wait_responses(size_t coun
   std::unique_lock<std::mutex> lk(sink_mu_);
   sink_cv_.wait_for(lk, std::chrono::duration<double>(timeout_s), [&] { return recorded_.size() >= count; });
   return recorded_;
+}
+
+// ---- a cluster node: forwarded batches ------------------------------------------------------
+
+namespace {
+// One serve() call: its rows, and how many samples are still to come. Each sample's response
+// id is the address of its ServeEntry (as LoadGen's own ids point at its sample records), so a
+// completion finds its row without a lookup or a lock.
+struct ServeSlot {
+  std::string rows;
+  size_t stride = 8;
+  std::atomic<size_t> left{0}, failed{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+};
+struct ServeEntry {
+  ServeSlot* slot;
+  size_t row;
+};
+}  // namespace
+
+std::string Engine::serve(const size_t* indices, size_t n) {
+  ServeSlot slot;
+  slot.stride = 8 + post_->max_response_bytes();
+  if (n == 0) return {};
+  slot.rows.assign(n * slot.stride, '\0');
+  slot.left = n;
+  std::vector<ServeEntry> entries(n);
+  std::vector<mlperf::QuerySample> q(n);  // read by the drivers until every sample is claimed
+  for (size_t k = 0; k < n; ++k) {
+    entries[k] = {&slot, k};
+    q[k] = {mlperf::ResponseId(&entries[k]), indices[k]};
+  }
+  serving_.store(true);
+  add_bulk(q.data(), n);
+  {
+    std::unique_lock<std::mutex> lk(slot.mu);
+    slot.cv.wait(lk, [&] { return slot.done; });
+  }
+  if (size_t f = slot.failed.load()) {
+    std::string why = error();
+    throw Error(std::to_string(f) + " of " + std::to_string(n) + " samples failed: " +
+                (why.empty() ? std::string("the engine stopped") : why));
+  }
+  return std::move(slot.rows);
+}
+
+void Engine::serve_complete(mlperf::QuerySampleResponse* r, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    auto* e = reinterpret_cast<ServeEntry*>(r[i].id);
+    ServeSlot& s = *e->slot;
+    if (r[i].data == 0) {  // fail() answers with no data; an empty detection list has some
+      s.failed++;
+    } else {
+      uint64_t size = std::min<uint64_t>(r[i].size, s.stride - 8);
+      char* row = s.rows.data() + e->row * s.stride;
+      std::memcpy(row, &size, 8);
+      std::memcpy(row + 8, reinterpret_cast<const void*>(r[i].data), size);
+    }
+    if (s.left.fetch_sub(1) == 1) {
+      std::lock_guard<std::mutex> lk(s.mu);  // S is gone once its caller wakes: touch nothing after
+      s.done = true;
+      s.cv.notify_all();
+    }
+  }
 }
 
 void Engine::reset_stats() {

@@ -44,6 +44,7 @@
 // LoadGen test.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -64,11 +65,54 @@
 
 namespace vp {
 
+// A counter with one writer (a lane's driver thread) that other threads read while it is
+// written (Engine.live(), several times a second): relaxed loads and stores, which on x86 are
+// the plain moves a bare field compiles to, with no lock and no read-modify-write.
+template <class T>
+class Relaxed {
+ public:
+  Relaxed(T v = T()) : v_(v) {}
+  Relaxed(const Relaxed& o) : v_(T(o)) {}
+  operator T() const { return v_.load(std::memory_order_relaxed); }
+  Relaxed& operator=(T v) {
+    v_.store(v, std::memory_order_relaxed);
+    return *this;
+  }
+  Relaxed& operator=(const Relaxed& o) { return *this = T(o); }
+  Relaxed& operator+=(T d) { return *this = T(*this) + d; }  // single writer: no lost updates
+  void operator++(int) { *this += T(1); }
+
+ private:
+  std::atomic<T> v_;
+};
+
 struct LaneStats {
-  uint64_t batches = 0, samples = 0;
-  double busy_s = 0;  // the device's own time on its batches
-  double host_s = 0;  // gathering and submitting
+  Relaxed<uint64_t> batches = 0, samples = 0;
+  Relaxed<double> busy_s = 0;  // the device's own time on its batches
+  Relaxed<double> host_s = 0;  // gathering and submitting
   std::atomic<int64_t> post_ns{0};  // post-processing and completing (any thread)
+};
+
+// Latencies of one-sample queries (LoadGen's issue to the engine's completion) since
+// Engine::live_latency(true), per lane, for the live display (progress.py): one relaxed add
+// per sample, and only while switched on. Bins from the integer's bits, no floating point:
+// exact below 16 ns, then 16 per octave (at most 6.25% wide), the last one open-ended.
+struct LiveLatency {
+  static constexpr int kBins = 16 * 40;  // up to 2^43 ns (2.4 h)
+  std::unique_ptr<std::atomic<uint64_t>[]> counts{new std::atomic<uint64_t>[kBins]()};
+  static int bin(uint64_t ns) {
+    if (ns < 16) return int(ns);
+    int e = 63 - __builtin_clzll(ns);
+    return std::min(kBins - 1, (e - 3) * 16 + int((ns >> (e - 4)) & 15));
+  }
+  static uint64_t lower_ns(int b) { return b < 16 ? uint64_t(b) : uint64_t(16 + b % 16) << (b / 16 - 1); }
+  static uint64_t upper_ns(int b) { return b < 16 ? uint64_t(b) + 1 : uint64_t(17 + b % 16) << (b / 16 - 1); }
+  void add(int64_t latency_ns) {
+    counts[bin(uint64_t(std::max<int64_t>(0, latency_ns)))].fetch_add(1, std::memory_order_relaxed);
+  }
+  void clear() {
+    for (int b = 0; b < kBins; ++b) counts[b].store(0, std::memory_order_relaxed);
+  }
 };
 
 struct Batch {  // one device batch: its samples and the host buffers of its outputs
@@ -165,12 +209,27 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
   void issue_direct(std::vector<mlperf::QuerySample> q);
   std::vector<std::pair<uint64_t, std::string>> wait_responses(size_t count, double timeout_s);
 
+  // A cluster (visionperf/cluster/). The driver's engine: LoadGen's load and unload callbacks call
+  // LOAD_HOOK after the store's own (the indices; nullptr and 0 on unload), so the nodes
+  // load the same samples; LoadGen cannot take an exception, so the hook's is recorded
+  // (error()) and the samples it did not load fail when they are run. A node's engine: SERVE
+  // runs one forwarded batch of cache indices as a many-sample query and blocks until every
+  // sample is answered, returning rows of [8-byte size | max_response_bytes()] in the order
+  // given; any thread may call it, several at once; it throws if a sample failed.
+  using LoadHook = std::function<void(const size_t* indices, size_t n)>;
+  void set_load_hook(LoadHook hook) { load_hook_ = std::move(hook); }
+  std::string serve(const size_t* indices, size_t n);
+  size_t max_response_bytes() const { return post_->max_response_bytes(); }
+
   SampleStore& store() { return *store_; }
   const std::vector<std::unique_ptr<Lane>>& lanes() const { return lanes_; }
   size_t capacity() const;  // batches all devices hold at once
   std::string error();
   void reset_stats();
   LatencyLog latency_log;  // start() it to keep per-minute latencies (off by default)
+  // The live display's latency histograms (Lane::live): ON clears them and starts counting.
+  void live_latency(bool on);
+  bool live_latency_on() const { return live_latency_on_.load(std::memory_order_relaxed); }
 
   // Used by the driver and post threads.
   void deliver(Driver& d, Lane& lane, Batch* b, int status);
@@ -183,6 +242,8 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
 
  private:
   void complete(mlperf::QuerySampleResponse* r, size_t n);
+  void serve_complete(mlperf::QuerySampleResponse* r, size_t n);
+  void call_load_hook(const size_t* indices, size_t n);
   void record_error(const std::string& e);
   void add_bulk(const mlperf::QuerySample* s, size_t n);
   bool take_bulk(Driver& d, Batch* b, int limit);
@@ -212,6 +273,7 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
   std::vector<std::thread> post_threads_list_;
   bool started_ = false;
   std::atomic<bool> stopping_{false}, aborting_{false}, loadgen_abandoned_{false}, threads_abandoned_{false};
+  std::atomic<bool> live_latency_on_{false};
   int64_t watchdog_floor_ns_ = 10000000000LL;
   std::atomic<int> live_lanes_{0};
   std::thread watchdog_;
@@ -241,6 +303,8 @@ class Engine : public mlperf::SystemUnderTest, public mlperf::QuerySampleLibrary
   bool record_ = false;
   std::vector<std::pair<uint64_t, std::string>> recorded_;
   std::deque<std::vector<mlperf::QuerySample>> direct_lists_;
+  LoadHook load_hook_;
+  std::atomic<bool> serving_{false};  // a node: completions go to serve()'s callers
 
   std::mutex error_mu_;
   std::string error_;
@@ -256,6 +320,7 @@ struct Lane {
   std::vector<std::unique_ptr<Batch>> all;
   std::vector<std::vector<uint8_t>> out_storage;
   LaneStats stats;
+  LiveLatency live;  // while Engine::live_latency is on
   vp_device_counters counters_base{};  // the device's own counters at the last reset_stats
   int64_t refill_ns = 0;  // moving average of one gather + submit (driver thread only)
   int64_t last_done = 0;  // when its last batch completed (driver thread only)

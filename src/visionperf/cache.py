@@ -252,8 +252,11 @@ def _preprocess_chunk(job: tuple) -> tuple[int, int, list]:
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from . import progress
+
     return Progress(TextColumn("preprocessing {task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False)
+                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False,
+                    disable=progress.quiet())
 
 
 def build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest: dict,
@@ -428,6 +431,16 @@ def _publish(path: Path, build: Path, partial: Path, manifest: dict, bad: list, 
     return cache
 
 
+def locate_cache(cache_arg: str | Path | None, wanted: dict) -> Path:
+    """Where the cache for WANTED (expected_manifest) is, or would be built: CACHE_ARG itself
+    when it is a cache (it holds manifest.json), else its own directory under CACHE_ARG, a root
+    (default: the per-user cache). A cluster node finds its cache the same way (cluster/node.py)."""
+    given = Path(cache_arg) if cache_arg else default_cache_root()
+    if (given / "manifest.json").exists():
+        return given
+    return given / f"{wanted['workload']}-{wanted['dtype']}-{wanted['layout'].lower()}-{_settings_key(wanted)}"
+
+
 def ensure_cache(workload: Workload, dataset: ImageNetVal, cache_arg: str | Path | None,
                  dtype: str = "float32", layout: str = "NCHW", quantization: Quantization | None = None,
                  log=print, **build_options) -> Cache:
@@ -437,12 +450,7 @@ def ensure_cache(workload: Workload, dataset: ImageNetVal, cache_arg: str | Path
     distinct (workload, dtype, layout, quantisation, sources, settings) gets its own directory.
     """
     wanted = expected_manifest(workload, dataset, dtype, layout, quantization)
-    given = Path(cache_arg) if cache_arg else default_cache_root()
-    if (given / "manifest.json").exists():
-        cache = open_cache(given, wanted)
-        log(f"cache: using {cache.describe()}")
-        return cache
-    path = given / f"{workload.name}-{dtype}-{layout.lower()}-{_settings_key(wanted)}"
+    path = locate_cache(cache_arg, wanted)
     if (path / "manifest.json").exists():
         cache = open_cache(path, wanted)
         log(f"cache: using {cache.describe()}")

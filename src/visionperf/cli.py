@@ -183,6 +183,13 @@ def cmd_preprocess(a) -> int:
             quant = Quantization(a.scale, a.zero_point, dtype)
     if a.workers is not None and a.workers < 1:
         raise UserError(f"--workers must be at least 1, got {a.workers}")
+    if a.cluster:  # on every node, from its own --dataset (the same path there)
+        from .cluster import preprocess_everywhere
+
+        con = _console()
+        preprocess_everywhere(a.cluster, w.name, a.dataset, a.count, a.out, dtype, layout, quant, a.workers,
+                              a.chunk_size, a.skip_bad, log=lambda m: con.print(m, style="dim", markup=False))
+        return 0
     dataset = open_dataset(w, a.dataset, a.count)
     preprocess_to(Path(a.out), w, dataset, dtype, layout, quant, workers=a.workers,
                   chunk=a.chunk_size, skip_bad=a.skip_bad, lock_wait=a.wait)
@@ -201,11 +208,12 @@ def cmd_quantize(a) -> int:
     else:
         cal = default_calibration(dataset, a.calibration_count)
         print(f"no --calibration-list: calibrating on {len(cal)} images spread over the dataset")
-    out = quantize(a.model, a.out, w, dataset, cal)
+    out = quantize(a.model, a.out, w, dataset, cal, symmetric=a.symmetric)
     from .models import check_model
 
     q = check_model(out, w).quantization
-    print(f"wrote {out}: int8 weights (per channel), uint8 activations, input {q.dtype} "
+    acts = "symmetric int8 activations (TensorRT's int8)" if a.symmetric else "uint8 activations"
+    print(f"wrote {out}: int8 weights (per channel), {acts}, input {q.dtype} "
           f"(scale {q.scale:.6g}, zero point {q.zero_point}) fed straight from a {q.dtype} cache")
     return 0
 
@@ -270,6 +278,8 @@ def cmd_scale(a) -> int:
     if scenario not in ("Offline", "Server"):
         raise UserError("--scenario must be Offline or Server for a scaling study")
     counts = device_list(a.devices) if isinstance(a.devices, str) else a.devices
+    if a.nodes or a.cluster:
+        return cmd_scale_nodes(a, w.name, scenario, counts)
     if a.backend == "onnxruntime":
         from .topology import read_topology
 
@@ -283,8 +293,12 @@ def cmd_scale(a) -> int:
         if val is not None:
             run_args += [flag, str(val)]
     con = _console()
-    points = study(w.name, counts, scenario, Path(a.out), run_args, steps=a.steps,
-                   log=lambda m: con.print(f"[dim]{m}[/dim]"))
+    from .progress import StudyProgress
+    from .scaling import runs_in_study
+
+    with StudyProgress(con, runs_in_study(counts, scenario, a.steps), quiet=a.quiet) as progress:
+        points = study(w.name, counts, scenario, Path(a.out), run_args, steps=a.steps,
+                       log=lambda m: con.print(m, style="dim", markup=False), progress=progress)
     t = Table(title=f"{w.name} {scenario} scaling ({a.backend})", title_justify="left")
     for col in ("devices", "samples/s", "% of linear", "host CPU us/sample", "Server/Offline"):
         t.add_column(col, justify="right")
@@ -303,23 +317,47 @@ def cmd_scale(a) -> int:
     return 0
 
 
+def cmd_scale_nodes(a, workload: str, scenario: str, counts: list[int]) -> int:
+    """scale --nodes K,... --devices D --cluster ADDRESS: the multi-node curve beside one server's."""
+    from .cluster.scaling import study_nodes, table
+
+    if not (a.nodes and a.cluster):
+        raise UserError("--nodes and --cluster go together: scale --nodes 1,2,4 --devices D --cluster ADDRESS")
+    if scenario != "Offline" or len(counts) != 1:
+        raise UserError("a scaling study over nodes is Offline, with --devices the cards of each node (one "
+                        "number): e.g. --nodes 1,2,4 --devices 2")
+    run_args = ["--backend", a.backend, "--model", a.model, "--dataset", a.dataset, "--duration", repr(a.duration)]
+    for flag, val in (("--cache", a.cache), ("--card-rate", a.card_rate), ("--replicas", a.replicas),
+                      ("--batch-size", a.batch_size)):
+        if val is not None:
+            run_args += [flag, str(val)]
+    con = _console()
+    points = study_nodes(workload, device_list(a.nodes), counts[0], a.cluster, Path(a.out), run_args,
+                         log=lambda m: con.print(m, style="dim", markup=False))
+    con.print(table(points, workload, counts[0]))
+    con.print(f"wrote {Path(a.out) / 'scaling-nodes.json'} and {Path(a.out) / 'scaling-nodes.png'}")
+    return 0
+
+
 def cmd_report(a) -> int:
+    import shutil
+
     from . import report
+    from .progress import Activity
 
     root = Path(a.dir)
     if not root.is_dir():
         raise UserError(f"{root} is not a directory: pass the --out directory of your runs")
-    rows = report.find(root)
-    if not rows:
-        raise UserError(f"no runs found under {root}")
-    import shutil
-
     con = _console(max(150, shutil.get_terminal_size().columns))
-    con.print(report.table(rows))
-    out = Path(a.plots or root)
-    out.mkdir(parents=True, exist_ok=True)
-    for p in report.plots(rows, out):
-        con.print(f"wrote {p}")
+    with Activity(con, quiet=a.quiet) as say:
+        rows = report.find(root, say)
+        if not rows:
+            raise UserError(f"no runs found under {root}")
+        con.print(report.table(rows))
+        out = Path(a.plots or root)
+        out.mkdir(parents=True, exist_ok=True)
+        for p in report.plots(rows, out, say):
+            con.print(f"wrote {p}")
     return 0
 
 
@@ -332,8 +370,11 @@ def cmd_submission(a) -> int:
     if a.round is None:
         print(f"round {DEFAULT_ROUND}: the round whose seeds the LoadGen visionperf runs (6.0.17) carries "
               "(--round to choose)")
-    final, waived, rnd = assemble(Path(a.runs), Path(a.out), a.submitter, a.system, user, a.allow_short,
-                                  a.round, a.system_json)
+    from .progress import Activity
+
+    with Activity(_console(), quiet=a.quiet) as say:
+        final, waived, rnd = assemble(Path(a.runs), Path(a.out), a.submitter, a.system, user, a.allow_short,
+                                      a.round, a.system_json, say=say)
     for w in waived:
         print(f"waived (--allow-short): {w}")
     print(f"wrote {final} (round {rnd.version})" + (" (practice tree: NOT a valid submission; the waived rules are "
@@ -351,11 +392,18 @@ def cmd_run(a) -> int:
         batch_timeout_ms=a.batch_timeout_ms, count=a.count, post_threads=a.post_threads,
         skip_postprocess=a.skip_postprocess, replicas=a.replicas, card_rate=a.card_rate,
         in_flight=a.in_flight, compliance=a.compliance, backend_options=a.backend_option,
-        wait=a.wait, latency_by_minute=a.latency_by_minute,
+        wait=a.wait, latency_by_minute=a.latency_by_minute, cluster=a.cluster, nodes=a.nodes,
     )
-    _check_run_machine(a)
+    if a.nodes and not a.cluster:
+        raise UserError("--nodes chooses nodes of a --cluster: pass --cluster ADDRESS too, or drop --nodes")
+    if not a.cluster:  # a cluster's nodes plan on their own cores
+        _check_run_machine(a)
+    elif a.compliance:
+        raise UserError("--compliance runs on one node: drop --cluster for the audit run")
     con = _console()
-    report = run(cfg, log=lambda m: con.print(f"[dim]{m}[/dim]"))
+    from .progress import RunDisplay
+
+    report = run(cfg, log=lambda m: con.print(f"[dim]{m}[/dim]"), display=RunDisplay(con, quiet=a.quiet))
     print_report(con, report)
     return 0
 
@@ -399,6 +447,10 @@ def print_report(con, r) -> None:
     for check, ok in r.compliance.items():
         t.add_row(f"{c.compliance} {check}", "[green]TEST PASS[/green]" if ok else "[red]TEST FAIL[/red]"
                   + f" (see {r.log_dir.parent.parent / ('verify_' + check + '.txt')})")
+    if r.power:
+        per_watt = r.power.get("samples_per_s_per_watt")
+        t.add_row("board power", f"{r.power['watts_avg']:,.1f} W average, {r.power['watts_max']:,.1f} W peak (NVML)"
+                  + (f", {per_watt:,.2f} samples/s per watt" if per_watt else ""))
     t.add_row("logs", str(r.log_dir))
     con.print(t)
     for n in r.notes:
@@ -457,6 +509,22 @@ def cmd_accuracy(a) -> int:
     return 0
 
 
+def _add_cluster(s, run: bool = False) -> None:
+    s.add_argument("--cluster", metavar="ADDRESS",
+                   help="run over the nodes of a Ray cluster (pip install 'visionperf[cluster]'): auto, the "
+                   "head's address (host:port), or local:N (N node processes on this machine, for tests and "
+                   "demos). One LoadGen here; each node runs its own devices (--devices per node) from its own "
+                   "cache")
+    if run:
+        s.add_argument("--nodes", type=_int_range(1, MAX_DEVICES),
+                       help="with --cluster: use only the first NODES nodes (default: every node)")
+
+
+def _add_quiet(s, what: str) -> None:
+    s.add_argument("--quiet", action="store_true",
+                   help=f"no {what} (on a terminal it redraws in place; otherwise it is a line a minute)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="visionperf", description="MLPerf Inference vision benchmarks on the real LoadGen, across many devices.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -493,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", type=_float_range(0.0, lo_open=False), metavar="SECONDS",
                    help="if another visionperf is building this cache, wait up to SECONDS for it "
                    "(default: refuse at once)")
+    _add_quiet(s, "progress bar")
+    _add_cluster(s)
     s.set_defaults(func=cmd_preprocess)
 
     s = sub.add_parser("quantize", help="static int8 quantisation, input QuantizeLinear removed")
@@ -501,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True, help="where the calibration images are")
     s.add_argument("--calibration-list", help="MLPerf calibration list: one file name per line")
     s.add_argument("--calibration-count", type=positive_int, default=100)
+    s.add_argument("--symmetric", action="store_true",
+                   help="int8 activations with zero points of 0: what --backend tensorrt runs as int8 "
+                        "(default: uint8 activations, faster for ONNX Runtime on CPU)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_quantize)
 
@@ -569,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--latency-by-minute", action="store_true",
                    help="Server, SingleStream: keep p50/p99 latency per minute of the test in run.json "
                    "(for long runs: is the last minute like the first?)")
+    _add_cluster(s, run=True)
+    _add_quiet(s, "live progress (elapsed time, samples, rates, latency so far, device busy shares) or "
+               "preprocessing bar")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("scale", help="throughput against device count (the paper's Figure 1)")
@@ -585,11 +661,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=positive_int, default=5, help="Server: bisection steps per point")
     s.add_argument("--cache")
     s.add_argument("--out", required=True)
+    _add_quiet(s, "progress bar over the runs")
+    s.add_argument("--nodes", help="a multi-node study: comma-separated node counts (e.g. 1,2,4), each node "
+                   "with --devices cards, beside one server with as many cards; needs --cluster")
+    _add_cluster(s)
     s.set_defaults(func=cmd_scale)
 
     s = sub.add_parser("report", help="a table of every run under DIR, and PNG plots")
     s.add_argument("dir")
     s.add_argument("--plots", help="where to write the PNGs (default: DIR)")
+    _add_quiet(s, "word of what it is doing when a step takes more than a second")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("submission", help="assemble a closed-division submission tree from runs")
@@ -604,6 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "weights, simulated devices), listing every waived rule in the tree")
     s.add_argument("--round", help="the MLPerf Inference round whose layout and rules to follow (default: v6.1, "
                    "the round of the LoadGen visionperf runs)")
+    _add_quiet(s, "word of what it is doing when a step takes more than a second")
     s.set_defaults(func=cmd_submission)
 
     s = sub.add_parser("accuracy", help="accuracy from any mlperf_log_accuracy.json")
@@ -668,6 +750,9 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     args = build_parser().parse_args(argv)
+    from . import progress
+
+    progress.set_quiet(getattr(args, "quiet", False))
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:

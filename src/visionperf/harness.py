@@ -22,7 +22,7 @@ from . import __version__, compliance
 from .accuracy import coco_map, top1
 from .atomic import replace_dir
 from .atomic import write_text as write_text_atomic
-from .backends import is_card, make_devices
+from .backends import is_card, make_devices, plan_accelerators, preflight
 from .cache import ensure_cache
 from .datasets import open_dataset
 from .errors import UserError
@@ -30,6 +30,8 @@ from .locks import Busy, DirLock
 from .models import check_model
 from .placement import Partition, card_plan, cpu_partitions, describe_plan, replica_plan
 from .postprocess import make_postprocess
+from .power import PowerSampler
+from .progress import RunPlan, RunWatch
 from .results import PerfResult, check_logs_complete, read_result
 from .sut import EngineError, NativeDevice, SystemUnderTest
 from .topology import read_topology
@@ -68,6 +70,8 @@ class RunConfig:
     skip_postprocess: bool = False  # measurement only: empty responses
     wait: float | None = None  # seconds to wait for another visionperf holding OUT or the cache
     latency_by_minute: bool = False  # keep p50/p99 of one-sample queries per minute in run.json (soak)
+    cluster: str | None = None  # run over the nodes of a Ray cluster: auto, an address or local:N (cluster/)
+    nodes: int | None = None  # with cluster: use only the first NODES nodes (default: every node)
 
 
 @dataclass
@@ -84,6 +88,7 @@ class RunReport:
     wall_s: float = 0.0
     run_s: float = 0.0  # LoadGen's test alone (StartTest to its return)
     compliance: dict = field(default_factory=dict)  # check -> passed
+    power: dict | None = None  # GPU board power over the test (run.json "power"), where NVML reads it
 
 
 def result_dir(out: str | Path, workload: str, scenario: str, mode: str, compliance: str | None = None) -> Path:
@@ -127,7 +132,7 @@ def _partial_dir(cfg: RunConfig) -> Path:
     return final.with_name(final.name + f".partial-{os.getpid()}")
 
 
-def run(cfg: RunConfig, log=print) -> RunReport:
+def run(cfg: RunConfig, log=print, display=None) -> RunReport:
     """One run; a run that fails or is interrupted anywhere leaves no partial results behind.
 
     The scenario directory (OUT/<benchmark>/<Scenario>, where partial results are renamed into
@@ -135,7 +140,12 @@ def run(cfg: RunConfig, log=print) -> RunReport:
     lock = None
     try:
         lock = _lock_results(cfg, cfg.wait)
-        return _run(cfg, log)
+        if cfg.cluster:
+            from .cluster import Cluster
+
+            with Cluster.open(cfg.cluster, cfg.nodes, log) as cluster:
+                return _run(cfg, log, display, cluster)
+        return _run(cfg, log, display)
     except BaseException:
         try:
             shutil.rmtree(_partial_dir(cfg), ignore_errors=True)
@@ -175,7 +185,59 @@ def _remove_dead_partials(scenario_dir: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _run(cfg: RunConfig, log=print) -> RunReport:
+@dataclass
+class Local:
+    """What one machine runs for a run: its plan and buffer replicas, devices and engine (a
+    cluster node builds the same, cluster/node.py)."""
+
+    plan: list[Partition]
+    rp: object  # placement.ReplicaPlan
+    devices: list
+    batch_size: int
+    sut: SystemUnderTest
+
+
+def build_local(cfg: RunConfig, w: Workload, model, data, scenario: str, notes: list[str], log=print) -> Local:
+    """Plan this machine's devices for CFG and build its engine over DATA (the cache's rows)."""
+    fixed = model.fixed_batch if cfg.backend == "onnxruntime" else None  # ORT runs the model's batch
+    topology = read_topology()
+    card = is_card(cfg.backend)
+    plan = card_plan(topology, cfg.devices, plan_accelerators(cfg.backend, topology)) if card \
+        else cpu_partitions(topology, cfg.devices)
+    rp = replica_plan(topology, plan, cfg.replicas or ("device" if card else "one"))
+    if cfg.in_flight < 1:
+        raise UserError(f"--in-flight must be at least 1, got {cfg.in_flight}")
+    batch_size = cfg.batch_size or fixed or w.default_batch_size
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    fmt = None
+    if cfg.backend == "simulated":
+        from .backends.simulated import score_format
+        fmt = score_format(w)
+    elif cfg.backend == "tensorrt":  # fp16 scores from the engine (half the bytes to the host)
+        from .backends.tensorrt import score_format as gpu_score_format
+        fmt = gpu_score_format(w, model)
+    postprocess = make_postprocess(w, model, skip=cfg.skip_postprocess, score_format=fmt)
+    if cfg.skip_postprocess:
+        notes.append("post-processing skipped (empty responses): for measuring its cost only")
+    devices = make_devices(cfg.backend, model, w, plan, batch_size, postprocess.output_shapes(batch_size, w),
+                           card_rate=cfg.card_rate, in_flight=cfg.in_flight, latency=scenario != "Offline",
+                           options=cfg.backend_options, log=log, batch_given=cfg.batch_size is not None)
+    batch_size = max(d.batch_size for d in devices)  # a GPU's batch sweep may have chosen it
+    log("plan:\n" + describe_plan(plan, rp))
+    post_threads = cfg.post_threads if cfg.post_threads is not None else (
+        len(devices) if w.task == "detection" else 0)
+    if post_threads < 0:
+        raise UserError(f"--post-threads must be 0 or more, got {post_threads}")
+    try:
+        sut = SystemUnderTest(devices, data, rp.fill_cpus, rp.of_device, postprocess, w, batch_size,
+                              post_threads=post_threads)
+    except EngineError as e:
+        raise UserError(str(e)) from None
+    return Local(plan, rp, devices, batch_size, sut)
+
+
+def _run(cfg: RunConfig, log=print, display=None, cluster=None) -> RunReport:
     t_start = time.time()
     w = get_workload(cfg.workload)
     scenario = check_scenario(cfg.scenario)
@@ -189,6 +251,7 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise UserError(f"--out {cfg.out} is a file: pass a directory for the results")
     model = check_model(cfg.model, w)
+    preflight(cfg.backend)
     fixed = model.fixed_batch if cfg.backend == "onnxruntime" else None  # ORT runs the model's batch
     if fixed and cfg.batch_size is not None and cfg.batch_size != fixed:
         raise UserError(f"--batch-size {cfg.batch_size}: {model.path.name} only takes batches of {fixed} "
@@ -202,42 +265,21 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
     if dataset.synthetic:
         notes.append(f"dataset {dataset.root} is synthetic (made by sample-data): not a real accuracy figure")
 
-    cache = ensure_cache(w, dataset, cfg.cache, dtype=model.input_dtype, layout=w.layout,
-                         quantization=model.quantization, log=log, lock_wait=cfg.wait)
+    if cluster is None:
+        cache = ensure_cache(w, dataset, cfg.cache, dtype=model.input_dtype, layout=w.layout,
+                             quantization=model.quantization, log=log, lock_wait=cfg.wait)
+    else:  # the nodes' caches, checked alike; the driver keeps no pixels
+        cache = cluster.prepare_cache(cfg, w, dataset, model, log)
     labels = dataset.labels[cache.dataset_index]  # rows of the cache: skipped images left out
     total = len(cache.data)
     if cache.skipped:
         notes.append(f"{len(cache.skipped)} bad image(s) were skipped when the cache was built "
                      f"(listed in {cache.path / 'skipped.txt'}): not a submittable run")
-    topology = read_topology()
-    card = is_card(cfg.backend)
-    plan = card_plan(topology, cfg.devices) if card else cpu_partitions(topology, cfg.devices)
-    rp = replica_plan(topology, plan, cfg.replicas or ("device" if card else "one"))
-    if cfg.in_flight < 1:
-        raise UserError(f"--in-flight must be at least 1, got {cfg.in_flight}")
-    batch_size = cfg.batch_size or fixed or w.default_batch_size
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    fmt = None
-    if cfg.backend == "simulated":
-        from .backends.simulated import score_format
-        fmt = score_format(w)
-    postprocess = make_postprocess(w, model, skip=cfg.skip_postprocess, score_format=fmt)
-    if cfg.skip_postprocess:
-        notes.append("post-processing skipped (empty responses): for measuring its cost only")
-    devices = make_devices(cfg.backend, model, w, plan, batch_size, postprocess.output_shapes(batch_size, w),
-                           card_rate=cfg.card_rate, in_flight=cfg.in_flight, latency=scenario != "Offline",
-                           options=cfg.backend_options)
-    log("plan:\n" + describe_plan(plan, rp))
-    post_threads = cfg.post_threads if cfg.post_threads is not None else (
-        len(devices) if w.task == "detection" else 0)
-    if post_threads < 0:
-        raise UserError(f"--post-threads must be 0 or more, got {post_threads}")
-    try:
-        sut = SystemUnderTest(devices, cache.data, rp.fill_cpus, rp.of_device, postprocess, w, batch_size,
-                              post_threads=post_threads)
-    except EngineError as e:
-        raise UserError(str(e)) from None
+    if cluster is None:
+        local = build_local(cfg, w, model, cache.data, scenario, notes, log)
+    else:
+        local = cluster.start(cfg, w, model, cache, scenario, notes, log)
+    plan, devices, batch_size, sut = local.plan, local.devices, local.batch_size, local.sut
     sut.start(throughput_only=scenario == "Offline")
     if cfg.compliance and cfg.mode != "performance":
         raise UserError("--compliance runs are performance runs: drop --mode accuracy")
@@ -266,6 +308,8 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
             if hasattr(d, "reset_stats"):  # a Python device's own counters: the test's alone
                 d.reset_stats()
         batch_time = batch_size * len(devices) / rate if rate > 0 else 0.0
+        if cluster is not None:  # a forwarded batch also waits for the hop there and back
+            batch_time += cluster.round_trip_s / 2
 
         over = Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration)
         if need_target and query_s is not None:
@@ -331,18 +375,31 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
                    f"p99 bound {bound_ms:g} ms" + (f" from {bound.source} {bound.key}" if bound else "")
                    + f", batch time {batch_time * 1000:.3g} ms")
             timeout_text = f", batch timeout {sut.batch_timeout_s * 1000:.3f} ms ({why})"
-        log(f"running {w.name} {scenario} {cfg.mode} on {len(devices)} {cfg.backend} device(s), "
-            f"batch {batch_size}" + timeout_text)
+        where = (f"{len(devices)} node(s) x {cfg.devices} {cfg.backend} device(s), forwarded in batches of"
+                 if cluster is not None else f"{len(devices)} {cfg.backend} device(s), batch")
+        log(f"running {w.name} {scenario} {cfg.mode} on {where} {batch_size}" + timeout_text)
         # An audit.config in the working directory would silently change the run.
         t_test, cpu0, py0 = time.perf_counter(), os.times(), time.thread_time()
         if cfg.latency_by_minute:
             sut.latency_log_start()
+        # DISPLAY (progress.RunDisplay; None: nothing) watches the test from a thread of its own.
+        watch = RunWatch(display, sut, RunPlan.from_settings(settings, scenario, cfg.mode, devices, total))
+        # GPU board power over the test alone, where the devices are GPUs NVML can see.
+        gpus = [d.pci for d in devices if getattr(d, "pci", None)]
+        sampler = PowerSampler(gpus) if gpus else None
         try:
-            sut.run_test(user_conf, w.name, scenario, cfg.mode, partial, partial / "audit.config", total, psc)
+            with watch:
+                if sampler:
+                    sampler.start()
+                try:
+                    sut.run_test(user_conf, w.name, scenario, cfg.mode, partial, partial / "audit.config", total, psc)
+                finally:
+                    power = sampler.stop() if sampler else None
         except EngineError as e:
             raise UserError(str(e)) from None
         run_s, cpu1, py_cpu = time.perf_counter() - t_test, os.times(), time.thread_time() - py0
-        cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        # the display's own thread is not the harness's cost per sample
+        cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system) - watch.cpu_s
     finally:
         sut.stop()
     if sut.error():
@@ -387,6 +444,13 @@ def _run(cfg: RunConfig, log=print) -> RunReport:
                        "skipped_dataset_indices": [int(b[0]) for b in cache.skipped]}
     if by_minute is not None:
         record["latency_by_minute"] = by_minute
+    if power is not None:
+        record["power"] = power.to_json(samples / run_s if run_s > 0 and cfg.mode == "performance" else None)
+        report.power = record["power"]
+    if cluster is not None:  # each node's throughput and host CPU; the figures above are the driver's
+        record["cluster"] = cluster.record(run_s)
+        for line in cluster.describe(record["cluster"]):
+            log(line)
     write_text_atomic(partial / "run.json", json.dumps(record, indent=2) + "\n")
     if final.exists():
         log(f"replacing the previous results in {final}")

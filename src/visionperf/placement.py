@@ -67,16 +67,18 @@ def cpu_partitions(topology: Topology, n: int) -> list[Partition]:
     return parts
 
 
-def card_plan(topology: Topology, n: int) -> list[Partition]:
-    """Cores for N cards (Table IV). Cards are the topology's accelerators in PCI order when it
-    has N of them; otherwise (simulated cards) they are spread evenly over the sockets."""
+def card_plan(topology: Topology, n: int, accelerators=None) -> list[Partition]:
+    """Cores for N cards (Table IV). Cards are ACCELERATORS (default: all of the topology's) in
+    PCI order when there are N of them; otherwise (simulated cards) they are spread evenly over
+    the sockets."""
     if n < 1:
         raise UserError(f"--devices must be at least 1, got {n}")
     if not topology.cores:
         raise UserError("no usable CPU cores found in the topology")
     sockets = topology.sockets
-    if len(topology.accelerators) >= n:
-        accs = topology.accelerators[:n]
+    accelerators = topology.accelerators if accelerators is None else tuple(accelerators)
+    if len(accelerators) >= n:
+        accs = accelerators[:n]
         card_socket = [a.socket if a.socket in sockets else sockets[0] for a in accs]
         card_node = [a.numa_node for a in accs]
         card_pci = [a.pci for a in accs]

@@ -32,12 +32,20 @@ class RunRow:
     valid: bool | None = None
     latency_ns: dict = field(default_factory=dict)
     accuracy: float | None = None
+    per_watt: float | None = None  # samples/s per watt of GPU board power (NVML), where measured
 
 
-def find(root: Path) -> list[RunRow]:
+def _silent(what: str) -> None:
+    pass
+
+
+def find(root: Path, say=_silent) -> list[RunRow]:
+    """Every run under ROOT (SAY hears each step, for a command's progress)."""
     rows = []
+    say(f"looking for runs under {root}")
     for detail in sorted(root.rglob("mlperf_log_detail.txt")):
         d = detail.parent
+        say(f"reading {d}")
         parts = d.relative_to(root).parts
         # a run still being written (or one killed mid-way) lives in a .partial-PID directory;
         # hidden entries (lock files, a submission's .closed-* staging) are not runs either
@@ -53,6 +61,7 @@ def find(root: Path) -> list[RunRow]:
             rec = json.loads((d / "run.json").read_text())
             row.backend = rec["config"]["backend"]
             row.devices = rec["config"]["devices"]
+            row.per_watt = (rec.get("power") or {}).get("samples_per_s_per_watt")
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no run.json, or not a visionperf record (a list...): the row lacks those columns
         if kind == "accuracy":
@@ -71,9 +80,12 @@ def table(rows: list[RunRow]):
     from rich.table import Table
 
     t = Table(title="visionperf runs", title_justify="left")
-    for col in ("workload", "scenario", "run", "backend", "dev", "official metric", "p50", "p90", "p99",
-                "result", "accuracy (target)"):
-        t.add_column(col, justify="right" if col in ("dev", "official metric", "p50", "p90", "p99") else "left")
+    power = any(r.per_watt is not None for r in rows)  # the column only where some run has it
+    cols = ["workload", "scenario", "run", "backend", "dev", "official metric", "p50", "p90", "p99", "result",
+            "accuracy (target)"] + (["samples/s/W"] if power else [])
+    for col in cols:
+        t.add_column(col, justify="right" if col in ("dev", "official metric", "p50", "p90", "p99", "samples/s/W")
+                     else "left")
     for r in rows:
         ms = lambda p: f"{r.latency_ns[p] / 1e6:.2f} ms" if p in r.latency_ns else ""  # noqa: E731
         metric = "" if r.metric is None else (f"{r.metric / 1e6:.3f} ms" if r.unit == "ns" else f"{r.metric:,.1f}/s")
@@ -83,8 +95,9 @@ def table(rows: list[RunRow]):
             target = WORKLOADS[r.workload].accuracy_target
             color = "green" if r.accuracy >= target else "red"
             acc = f"[{color}]{r.accuracy:.3f}%[/{color}] ({target}%)"
+        extra = [f"{r.per_watt:,.2f}" if r.per_watt is not None else ""] if power else []
         t.add_row(r.workload, r.scenario, r.kind, r.backend, str(r.devices or ""), metric,
-                  ms("50.00"), ms("90.00"), ms("99.00"), verdict, acc)
+                  ms("50.00"), ms("90.00"), ms("99.00"), verdict, acc, *extra)
     return t
 
 
@@ -95,7 +108,8 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plots(rows: list[RunRow], out: Path) -> list[Path]:
+def plots(rows: list[RunRow], out: Path, say=_silent) -> list[Path]:
+    say(f"drawing the plots into {out}")
     import matplotlib
 
     matplotlib.use("Agg")

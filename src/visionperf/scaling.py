@@ -32,9 +32,28 @@ class Point:
     target_qps: float | None = None
 
 
-def _run(base: list[str], devices: int, scenario: str, out: Path, extra: list[str]) -> tuple:
+class _NoProgress:
+    def run_started(self, what: str) -> None:
+        pass
+
+    def run_finished(self) -> None:
+        pass
+
+
+def runs_in_study(devices: list[int], scenario: str, steps: int) -> int:
+    """How many `visionperf run`s a study makes: an Offline run per point, and for Server its
+    bisection's STEPS runs too."""
+    return len(devices) * (1 + (steps if scenario == "Server" else 0))
+
+
+def _run(base: list[str], devices: int, scenario: str, out: Path, target_qps: float | None = None,
+         progress=None) -> tuple:
+    # --quiet: the child's output is captured, so a live display there would be work for nothing
+    extra = ["--target-qps", f"{target_qps:.1f}"] if target_qps is not None else []
     cmd = [sys.executable, "-m", "visionperf", "run", *base, "--scenario", scenario,
-           "--devices", str(devices), "--out", str(out), *extra]
+           "--devices", str(devices), "--out", str(out), "--quiet", *extra]
+    progress = progress or _NoProgress()
+    progress.run_started(f"{devices} device(s): {scenario}" + (f" at {target_qps:,.0f} QPS" if extra else ""))
     p = run_child(cmd)  # bound to this process: it ends if `scale` is stopped
     if p.returncode != 0:
         raise UserError(f"the run for {devices} device(s) failed: {(p.stderr or p.stdout).strip().splitlines()[-1]}")
@@ -42,25 +61,33 @@ def _run(base: list[str], devices: int, scenario: str, out: Path, extra: list[st
     d = out / workload / scenario / "performance/run_1"
     res = read_result(d, scenario)
     rec = json.loads((d / "run.json").read_text())
+    progress.run_finished()
     return res, rec
 
 
 def study(workload: str, devices: list[int], scenario: str, out: Path, run_args: list[str],
-          steps: int = 5, log=print) -> list[Point]:
+          steps: int = 5, log=print, progress=None) -> list[Point]:
+    """Every point of a study; LOG gets each result as it finishes, PROGRESS (progress.StudyProgress)
+    hears each run start and end."""
     out.mkdir(parents=True, exist_ok=True)
     base = [workload, *run_args]
     points: list[Point] = []
     offline1 = server1 = None
     for n in devices:
-        res, rec = _run(base, n, "Offline", out / f"d{n}" / "offline", [])
+        res, rec = _run(base, n, "Offline", out / f"d{n}" / "offline", progress=progress)
         offline = res.metric
         offline1 = offline1 or offline / n
         p = Point(n, "Offline", offline, res.valid, 100 * offline / (offline1 * n), rec.get("host_cpu_us_per_sample"))
         if scenario == "Server":
             lo, hi, best, best_rec = 0.5 * offline, 1.02 * offline, None, None
+            log(f"{n} device(s): Offline {offline:,.1f} samples/s" + ("" if res.valid else " (INVALID)")
+                + f"; Server: {steps} steps of bisection between {lo:,.0f} and {hi:,.0f} QPS")
             for _ in range(steps):
                 mid = (lo + hi) / 2
-                sres, srec = _run(base, n, "Server", out / f"d{n}" / "server", ["--target-qps", f"{mid:.1f}"])
+                sres, srec = _run(base, n, "Server", out / f"d{n}" / "server", mid, progress)
+                p99 = sres.latency_ns.get("99.00")
+                log(f"{n} device(s): Server at {mid:,.1f} QPS " + ("VALID" if sres.valid else "INVALID")
+                    + (f", p99 {p99 / 1e6:.2f} ms" if p99 else ""))
                 if sres.valid:
                     best, best_rec, lo = sres, srec, mid
                 else:

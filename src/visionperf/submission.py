@@ -194,8 +194,13 @@ def check_compliance(rnd: Round, f: Found) -> list[Problem]:
     return out
 
 
-def check_runs(rnd: Round, found: list[Found]) -> tuple[str, list[Problem]]:
-    """(system_type, every problem) for the runs found, under the round's rules."""
+def _silent(what: str) -> None:
+    pass
+
+
+def check_runs(rnd: Round, found: list[Found], say=_silent) -> tuple[str, list[Problem]]:
+    """(system_type, every problem) for the runs found, under the round's rules (SAY: each
+    step as it starts, for a command's progress)."""
     problems: list[Problem] = []
     present: dict[str, set[str]] = {}
     for f in found:
@@ -215,6 +220,7 @@ def check_runs(rnd: Round, found: list[Found]) -> tuple[str, list[Problem]]:
         if f.workload not in rnd.benchmarks:
             continue
         where = f"{f.workload} {f.scenario}"
+        say(f"checking the {where} runs against round {rnd.version}'s rules")
         if f.performance is None:
             problems.append(Problem(where, "no performance run", False))
         else:
@@ -275,18 +281,21 @@ def check_name(value: str, option: str) -> str:
 
 def assemble(runs: Path, out: Path, submitter: str, system: str, user_system: dict,
              allow_short: bool = False, round_version: str | None = None, user_file: str | None = None,
-             sysfs_root: str = "/") -> tuple[Path, list[Problem], Round]:
-    """Check everything, then write the tree. Returns (tree, waived problems, round)."""
+             sysfs_root: str = "/", say=_silent) -> tuple[Path, list[Problem], Round]:
+    """Check everything, then write the tree. Returns (tree, waived problems, round). SAY hears
+    each step as it starts (progress.Activity shows the ones that take a while)."""
     from .rounds import DEFAULT_ROUND
     from .systems import describe_system, machine_facts
 
     rnd = get_round(round_version or DEFAULT_ROUND)
     check_name(submitter, "--submitter")
     check_name(system, "--system")
+    say(f"looking for runs under {runs}")
     found = find_runs(runs)
-    system_type, problems = check_runs(rnd, found)
+    system_type, problems = check_runs(rnd, found, say)
     backends = {(_run_json(f.performance or f.accuracy).get("config") or {}).get("backend", "") for f in found}
     blocking = [p for p in problems if not (allow_short and p.waivable)]
+    say("describing this system")
     try:
         desc = describe_system(rnd, submitter, system, system_type, user_system, machine_facts(backends, sysfs_root),
                                user_file)
@@ -304,7 +313,7 @@ def assemble(runs: Path, out: Path, submitter: str, system: str, user_system: di
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        _write_tree(tmp, rnd, found, submitter, system, desc, waived)
+        _write_tree(tmp, rnd, found, submitter, system, desc, waived, say)
         final.parent.mkdir(parents=True, exist_ok=True)
         replace_dir(tmp, final)  # a previous tree is kept until this one is in place
     except BaseException:  # a tree is published whole or not at all
@@ -314,7 +323,7 @@ def assemble(runs: Path, out: Path, submitter: str, system: str, user_system: di
 
 
 def _write_tree(tmp: Path, rnd: Round, found: list[Found], submitter: str, system: str, desc: dict,
-                waived: list[Problem]) -> None:
+                waived: list[Problem], say=_silent) -> None:
     from . import __version__
 
     (tmp / "systems").mkdir(parents=True)
@@ -329,6 +338,7 @@ def _write_tree(tmp: Path, rnd: Round, found: list[Found], submitter: str, syste
     if waived:
         (tmp / "documentation/README.md").write_text(_practice_readme(rnd, waived))
     for f in found:
+        say(f"writing the {f.workload} {f.scenario} results (accuracy logs hashed and truncated)")
         base = tmp / "results" / system / f.workload / f.scenario
         dst = base / "performance/run_1"
         dst.mkdir(parents=True)

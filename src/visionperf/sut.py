@@ -169,6 +169,7 @@ class SystemUnderTest:
                 self._engine.add_python_device(bridge, fixed_batch=bool(d.fixed_batch), outputs=outs, **common, **extra)
         self.post_threads = post_threads
         self._started = False
+        self._load_hook = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, batch_timeout_s: float = 0.0, throughput_only: bool = False) -> None:
@@ -192,10 +193,31 @@ class SystemUnderTest:
         return self._engine.load_cpu_s
 
     def load(self, indices) -> None:
-        self._engine.load(np.ascontiguousarray(indices, np.int64))
+        idx = np.ascontiguousarray(indices, np.int64)
+        self._engine.load(idx)
+        if self._load_hook is not None:
+            self._load_hook(idx)
 
     def unload(self) -> None:
         self._engine.unload()
+        if self._load_hook is not None:
+            self._load_hook(None)
+
+    def set_load_hook(self, hook) -> None:
+        """HOOK(indices, or None on unload) after every load, LoadGen's and load()'s alike: a
+        cluster's driver tells its nodes which samples to load (cluster/session.py). From LoadGen's
+        callbacks its exception becomes the engine's error(); from load() it is raised."""
+        self._load_hook = hook
+        self._engine.set_load_hook(hook)
+
+    def serve(self, indices) -> bytes:
+        """Run one forwarded batch of cache indices (a cluster node) and wait for every answer:
+        rows of [8-byte size | max_response_bytes] in the order given. Releases the GIL."""
+        return self._engine.serve(np.ascontiguousarray(indices, np.int64))
+
+    @property
+    def max_response_bytes(self) -> int:
+        return self._engine.max_response_bytes
 
     def error(self) -> str:
         return self._engine.error()
@@ -206,6 +228,16 @@ class SystemUnderTest:
     def latency_log_start(self) -> None:
         """Keep per-minute latency histograms of one-sample queries from now (engine.h LatencyLog)."""
         self._engine.latency_log_start()
+
+    def live_latency(self, on: bool) -> None:
+        """Count one-sample query latencies for live() from now (ON, cleared first) or stop."""
+        self._engine.live_latency(bool(on))
+
+    def live(self) -> tuple[list[int], list[int], list[float], list[tuple[float, float, int]]]:
+        """(samples, batches, busy seconds) per device since reset_stats, and the latency
+        histogram since live_latency(True) as [(lower s, upper s, count)]: relaxed reads of
+        counters the engine keeps anyway, no lock (progress.py samples it during a test)."""
+        return self._engine.live()
 
     def latency_by_minute(self) -> list[dict]:
         """[{minute, samples, p50_ms, p99_ms, max_ms}] from the engine's histograms: each figure is

@@ -66,3 +66,45 @@ def server_batch_timeout_s(bound_s: float, batch_time_s: float) -> float:
     if bound_s <= 0:
         return 0.0
     return max(0.0, min(TIMEOUT_CAP * bound_s, TIMEOUT_BUDGET * bound_s - 2.0 * batch_time_s))
+
+
+def early_stopping_passes(queries: int, overlatency: int, percentile: float = 0.99,
+                          confidence: float = 0.99) -> bool:
+    """Whether LoadGen's Server early stopping passes for a test of QUERIES queries of which
+    OVERLATENCY exceeded the bound (early_stopping.cc, tolerance 0): with t over and h within,
+    P[Binomial(h + t, 1 - percentile) <= t] <= 1 - confidence. One pass over t terms."""
+    import numpy as np
+
+    n, t = int(queries), max(0, int(overlatency))
+    if n <= t:
+        return False
+    q = 1.0 - percentile
+    x = np.arange(t, dtype=np.float64)
+    # log P[X = k] for k = 0..t, each from the one before: C(n, k+1)/C(n, k) = (n - k)/(k + 1)
+    log_terms = n * math.log1p(-q) + np.concatenate(
+        ([0.0], np.cumsum(np.log((n - x) / (x + 1)) + math.log(q / (1.0 - q)))))
+    top = float(log_terms.max())
+    return top + math.log(float(np.exp(log_terms - top).sum())) <= math.log(1.0 - confidence)
+
+
+def early_stopping_queries(overlatency: int, percentile: float = 0.99, confidence: float = 0.99) -> int:
+    """The fewest queries a Server test with OVERLATENCY queries over its bound must have issued
+    for early stopping to pass (h + t; the same figures as LoadGen's MinPassingQueriesFinder)."""
+    t = max(0, int(overlatency))
+    lo, hi = t + 1, t + max(2, int(2 * (t + 1) / (1.0 - percentile)))
+    while not early_stopping_passes(hi, t, percentile, confidence):
+        hi *= 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if early_stopping_passes(mid, t, percentile, confidence):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def server_queries_allowed_over(queries: int, percentile: float = 0.99) -> int:
+    """How many of QUERIES may exceed the latency bound with the percentile still inside it:
+    LoadGen takes the latency at index int(queries x percentile) of the sorted latencies."""
+    n = max(0, int(queries))
+    return max(0, n - int(n * percentile) - 1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-
 import numpy as np
 
 from ..errors import UserError
@@ -62,17 +61,32 @@ class AsyncDevice(Device, Protocol):
         without the GIL. Raising ends the ticket: its samples fail."""
 
 
-BACKENDS = ("onnxruntime", "simulated", "null", "null-gather", "plugin:PATH")
+BACKENDS = ("onnxruntime", "tensorrt", "simulated", "null", "null-gather", "plugin:PATH")
 
 
 def is_card(backend: str) -> bool:
     """Devices fed by host cores, planned like the paper's cards (Table IV)."""
-    return backend == "simulated" or backend.startswith("plugin:")
+    return backend in ("simulated", "tensorrt") or backend.startswith("plugin:")
+
+
+def preflight(backend: str) -> None:
+    """What a backend needs installed, checked before a run builds a cache: one line if not."""
+    if backend == "tensorrt":
+        from . import tensorrt
+
+        tensorrt.TensorRT.preflight()
+
+
+def plan_accelerators(backend: str, topology):
+    """The accelerators a card backend's plan is made of (None: any the topology has)."""
+    if backend == "tensorrt":
+        return [a for a in topology.accelerators if a.name == "NVIDIA GPU"]
+    return None
 
 
 def make_devices(backend: str, model, workload, plan, batch_size: int, output_shapes=None,
                  card_rate: float | None = None, in_flight: int = 2, latency: bool = False,
-                 options: str = "") -> list:
+                 options: str = "", log=print, batch_given: bool = True) -> list:
     """One device per placement-plan entry: native ones (run by the engine) or Python ones."""
     from ..sut import NativeDevice
 
@@ -90,6 +104,12 @@ def make_devices(backend: str, model, workload, plan, batch_size: int, output_sh
                 for i, part in enumerate(plan)]
     if backend.startswith("plugin:"):
         return [native(backend, f"card{i}", part, in_flight, options) for i, part in enumerate(plan)]
+    if backend == "tensorrt":
+        from .tensorrt import make_tensorrt_devices
+
+        return make_tensorrt_devices(model, workload, plan, batch_size, in_flight, options, offline=not latency,
+                                     log=log, output_dtypes=[np.dtype(dt) for _, dt in output_shapes or []],
+                                     batch_given=batch_given)
     if backend == "onnxruntime":
         from .onnxruntime import OrtDevice
 

@@ -10,7 +10,6 @@ logits, so host post-processing does its real work.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..workloads import Workload

@@ -76,7 +76,10 @@ def remove_input_quantize(model: onnx.ModelProto, input_name: str) -> onnx.Model
 
 
 def quantize(fp32: str | Path, out: str | Path, workload: Workload, dataset: ImageNetVal,
-             calibration: list[int], log=print) -> Path:
+             calibration: list[int], log=print, symmetric: bool = False) -> Path:
+    """SYMMETRIC: int8 activations with zero points of 0 (and symmetric weights), the only int8
+    TensorRT runs (models/tensorrt_graph.py); the default (uint8 activations) is the faster
+    one for ONNX Runtime on CPU."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from .check import check_model
@@ -93,8 +96,12 @@ def quantize(fp32: str | Path, out: str | Path, workload: Workload, dataset: Ima
         try:
             quantize_static(
                 str(fp32), str(qdq), _Reader(workload, dataset, calibration, info.input_name),
-                quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                # TensorRT quantises int8 only: biases stay float (it folds them into its int8 layers)
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+                if symmetric else {},
             )
             qdq_model = onnx.load(str(qdq))
         except DecodeError:
@@ -104,7 +111,8 @@ def quantize(fp32: str | Path, out: str | Path, workload: Workload, dataset: Ima
                             "a file size limit (ulimit -f) was reached: free space and run again") from None
         model = remove_input_quantize(qdq_model, info.input_name)
     src = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
-    props = {**src, "visionperf.quantization": "static QDQ, per-channel int8 weights, uint8 activations, "
+    acts = "symmetric int8 activations (zero points 0)" if symmetric else "uint8 activations"
+    props = {**src, "visionperf.quantization": f"static QDQ, per-channel int8 weights, {acts}, "
              "input QuantizeLinear removed", "visionperf.calibration_images": str(len(calibration))}
     onnx.helper.set_model_props(model, props)
     with replacing(out) as tmp_out:

@@ -1,0 +1,212 @@
+"""Many nodes on Ray (`--cluster`), measured on this machine: node processes here (one local Ray
+cluster of up to 4 nodes, kept for the whole benchmark), simulated cards at rates the machine can
+carry, each figure beside one server with the same cards, repeated, medians.
+
+1. Offline at 1, 2, 4 nodes x 2 cards: % of linear (N x the 1-node figure); one server with the
+   same 2, 4, 8 cards beside it; the driver's and the nodes' host CPU per sample.
+2. Server at 2 nodes: the highest VALID QPS (bisection), against the Offline figure of the same
+   nodes (Server/Offline); and at one fixed QPS, p99 over 2 nodes against one server with the
+   same cards: the latency the hop adds.
+3. The hop per batch: an empty call there and back, and batches of 1..512 samples sent to a node
+   one at a time, against the node's own time on them; the smallest batch whose hop costs under
+   5% of the batch's time.
+
+    python benchmarks/cluster_scaling.py [--repeats 3] [--duration 5] [--card-rate 1000]
+        [--server-card-rate 2000] [--skip offline,server,hop]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def sh(*args, check=True) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-m", "visionperf", *map(str, args)], capture_output=True, text=True, check=False)
+    if check and p.returncode != 0:
+        raise SystemExit(f"visionperf {' '.join(map(str, args))} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    return p
+
+
+def fixture(tmp: Path) -> dict:
+    """A synthetic ImageNet, a thin ResNet50 quantised to int8 (uint8 rows: the cards copy 150 KB a
+    sample, not 600), its cache built once."""
+    sh("sample-data", "imagenet", "--out", tmp / "imagenet", "--count", "256")
+    sh("build-model", "resnet50", "--out", tmp / "r50.onnx", "--width", "0.125")
+    sh("quantize", "resnet50", "--model", tmp / "r50.onnx", "--dataset", tmp / "imagenet", "--calibration-count", "16",
+       "--out", tmp / "r50_int8.onnx")
+    sh("preprocess", "resnet50", "--dataset", tmp / "imagenet", "--out", tmp / "cache", "--model", tmp / "r50_int8.onnx")
+    return {"model": tmp / "r50_int8.onnx", "dataset": tmp / "imagenet", "cache": tmp / "cache"}
+
+
+def run(fx: dict, out: Path, scenario: str, devices: int, card_rate: float, duration: float,
+        cluster: str | None = None, nodes: int | None = None, qps: float | None = None) -> dict:
+    """One `visionperf run`; its run.json (with LoadGen's result)."""
+    args = ["run", "resnet50", "--scenario", scenario, "--backend", "simulated", "--devices", devices,
+            "--card-rate", card_rate, "--duration", duration, "--model", fx["model"], "--dataset", fx["dataset"],
+            "--cache", fx["cache"], "--out", out, "--quiet"]
+    if cluster:
+        args += ["--cluster", cluster, "--nodes", nodes]
+    if qps:
+        args += ["--target-qps", f"{qps:.1f}"]
+    sh(*args)
+    return json.loads((out / "resnet50" / scenario / "performance/run_1/run.json").read_text())
+
+
+def node_cpu(rec: dict) -> float | None:
+    cpus = [n["host_cpu_us_per_sample"] for n in rec.get("cluster", {}).get("nodes", []) if n.get("host_cpu_us_per_sample")]
+    return statistics.mean(cpus) if cpus else None
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def offline(fx, tmp, address, a) -> None:
+    print(f"\n== Offline: N nodes x 2 cards at {a.card_rate:g}/s each, beside one server with the same cards "
+          f"({a.repeats} repeats, {a.duration:g} s runs, medians)")
+    rows = {}
+    for k in (1, 2, 4):
+        c, s, dcpu, ncpu = [], [], [], []
+        for r in range(a.repeats):  # interleaved: both sides see the same machine
+            rc = run(fx, tmp / f"off-n{k}-{r}", "Offline", 2, a.card_rate, a.duration, address, k)
+            rs = run(fx, tmp / f"off-s{k}-{r}", "Offline", 2 * k, a.card_rate, a.duration)
+            assert rc["result"]["valid"] and rs["result"]["valid"]
+            c.append(rc["result"]["value"])
+            s.append(rs["result"]["value"])
+            dcpu.append(rc["host_cpu_us_per_sample"])
+            ncpu.append(node_cpu(rc))
+        rows[k] = (med(c), med(s), med(dcpu), med(ncpu), c)
+    base = rows[1][0]
+    print(f"{'nodes':>5} {'cards':>5} {'cluster/s':>10} {'% linear':>9} {'one server/s':>12} {'cluster/server':>14} "
+          f"{'driver us/smp':>13} {'node us/smp':>11}  runs")
+    for k, (c, s, dcpu, ncpu, allc) in rows.items():
+        print(f"{k:5d} {2 * k:5d} {c:10,.0f} {100 * c / (k * base):8.1f}% {s:12,.0f} {100 * c / s:13.1f}% "
+              f"{dcpu:13.1f} {ncpu:11.1f}  {', '.join(f'{x:,.0f}' for x in allc)}")
+
+
+def server(fx, tmp, address, a) -> None:
+    rate, cards = a.server_card_rate, a.server_cards
+    print(f"\n== Server at 2 nodes x {cards} card(s) at {rate:g}/s each (resnet50, p99 bound 15 ms)")
+    offs = [run(fx, tmp / f"srv-off-{r}", "Offline", cards, rate, a.duration, address, 2)["result"]["value"]
+            for r in range(a.repeats)]
+    off = med(offs)
+    lo, hi, best = 0.5 * off, 1.0 * off, None
+    for _ in range(a.steps):
+        mid = (lo + hi) / 2
+        rec = run(fx, tmp / "srv-bisect", "Server", cards, rate, a.duration, address, 2, mid)
+        ok = rec["result"]["valid"]
+        p99 = rec["result"]["latency_ns"].get("99.00", 0) / 1e6
+        print(f"  Server {mid:8,.0f} QPS: {'VALID' if ok else 'INVALID'}, p99 {p99:.2f} ms, driver "
+              f"{rec['host_cpu_us_per_sample']:.1f} us/sample")
+        if ok:
+            best, lo = mid, mid
+        else:
+            hi = mid
+    ratio = 100 * best / off if best else 0.0
+    print(f"Offline {off:,.0f}/s (runs {', '.join(f'{x:,.0f}' for x in offs)}); highest VALID Server "
+          f"{best or 0:,.0f} QPS: Server/Offline {ratio:.1f}%")
+    qps = a.fixed_qps_share * off
+    c99, s99 = [], []
+    for r in range(a.repeats):
+        rc = run(fx, tmp / f"srv-c-{r}", "Server", cards, rate, a.duration, address, 2, qps)
+        rs = run(fx, tmp / f"srv-s-{r}", "Server", 2 * cards, rate, a.duration, qps=qps)
+        c99.append(rc["result"]["latency_ns"]["99.00"] / 1e6)
+        s99.append(rs["result"]["latency_ns"]["99.00"] / 1e6)
+    print(f"at {qps:,.0f} QPS ({a.fixed_qps_share:.0%} of Offline): p99 over 2 nodes {med(c99):.2f} ms, one server with "
+          f"the same {2 * cards} cards {med(s99):.2f} ms: the hop adds {med(c99) - med(s99):.2f} ms "
+          f"(runs {', '.join(f'{x:.2f}' for x in c99)} vs {', '.join(f'{x:.2f}' for x in s99)})")
+
+
+def hop(fx, a) -> None:
+    """Batches sent to one node one at a time: round trip against the node's own time on them."""
+    import ray
+
+    from visionperf.cache import open_cache
+    from visionperf.cluster import Cluster
+    from visionperf.datasets import open_dataset
+    from visionperf.harness import RunConfig
+    from visionperf.models import check_model
+    from visionperf.workloads import get_workload
+
+    print(f"\n== The hop per batch: one node, 2 cards at {a.card_rate:g}/s, one batch at a time "
+          f"({a.calls} calls per size, medians)")
+    w = get_workload("resnet50")
+    cfg = RunConfig("resnet50", "Offline", model=str(fx["model"]), dataset=str(fx["dataset"]), backend="simulated",
+                    devices=2, card_rate=a.card_rate, cache=str(fx["cache"]))
+    model = check_model(cfg.model, w)
+    with Cluster.open("local:1", None, log=lambda m: None) as c:
+        cache = c.prepare_cache(cfg, w, open_dataset(w, cfg.dataset), model, log=lambda m: None)
+        c.start(cfg, w, model, cache, "Offline", [], log=lambda m: None)
+        n = len(open_cache(Path(cfg.cache)).data)
+        c.load(np.arange(n))
+        actor = c.nodes[0].actor
+        empty = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            ray.get(actor.ping.remote())
+            empty.append(time.perf_counter() - t0)
+        print(f"empty call there and back: {1e3 * statistics.median(empty):.3f} ms (median of 200)")
+        print(f"{'batch':>6} {'round trip ms':>14} {'node ms':>9} {'hop ms':>8} {'hop share':>10}")
+        rng = np.random.default_rng(0)
+        first = None
+        for b in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512):
+            trips, nodes = [], []
+            for _ in range(a.calls):
+                idx = rng.integers(0, n, b).astype(np.int64).tobytes()
+                s0 = ray.get(actor.stats.remote())["serve_s"]
+                t0 = time.perf_counter()
+                ray.get(actor.run.remote(idx))
+                trips.append(time.perf_counter() - t0)
+                nodes.append(ray.get(actor.stats.remote())["serve_s"] - s0)
+            trip, node = statistics.median(trips), statistics.median(nodes)
+            share = (trip - node) / trip
+            first = first or (b if share < 0.05 else None)
+            print(f"{b:6d} {1e3 * trip:14.3f} {1e3 * node:9.3f} {1e3 * (trip - node):8.3f} {100 * share:9.1f}%")
+        print(f"the hop costs under 5% of the batch's time from a batch of {first} samples"
+              if first else "the hop never fell under 5% of the batch's time")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--card-rate", type=float, default=1000.0, help="Offline and the hop: samples/s per card")
+    ap.add_argument("--server-card-rate", type=float, default=2000.0, help="Server: samples/s per card (batch 8 "
+                    "takes 4 ms at 2000/s: room in the 15 ms bound)")
+    ap.add_argument("--server-cards", type=int, default=1, help="Server: cards per node")
+    ap.add_argument("--steps", type=int, default=5, help="Server bisection steps")
+    ap.add_argument("--fixed-qps-share", type=float, default=0.6, help="Server p99 comparison at this share of Offline")
+    ap.add_argument("--calls", type=int, default=30)
+    ap.add_argument("--skip", default="", help="comma-separated: offline, server, hop")
+    a = ap.parse_args()
+    skip = set(filter(None, a.skip.split(",")))
+    from visionperf.cluster.session import LocalCluster
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        fx = fixture(tmp)
+        if {"offline", "server"} - skip:
+            local = LocalCluster(4, log=print)  # one cluster for every run: --nodes K takes the first K
+            try:
+                if "offline" not in skip:
+                    offline(fx, tmp, local.address, a)
+                if "server" not in skip:
+                    server(fx, tmp, local.address, a)
+            finally:
+                local.shutdown()
+        if "hop" not in skip:
+            hop(fx, a)
+
+
+if __name__ == "__main__":
+    main()

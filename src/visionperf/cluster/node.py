@@ -1,0 +1,193 @@
+"""The node side of a cluster run: one NodeServer actor per node, an ordinary single-node engine
+behind it (harness.build_local), and `visionperf preprocess` as a Ray task on a node."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+
+
+class NodeServer:
+    """One per node, pinned there: this node's devices, behind an ordinary single-node engine.
+
+    A threaded actor: several forwarded batches run at once (`run` waits in the engine with the
+    GIL released), and small calls (statistics, loads) are answered beside them."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._sut = None
+        self._devices: list = []
+        self._cache = None
+        self._load_error: str | None = None
+        self._loaded = False
+        self._t0 = time.perf_counter()
+        self._cpu0 = _process_cpu_s()
+        self._serve_s = 0.0
+        self._first = self._last = 0.0
+        self._lock = threading.Lock()  # loads and unloads, one at a time
+        self._stats_lock = threading.Lock()
+        self._seq = 0
+
+    def describe(self) -> dict:
+        """Who this node is, and what it runs: the driver refuses nodes that differ from it."""
+        import ray
+
+        from .. import _engine
+
+        return {"pid": os.getpid(), "hostname": socket.gethostname(), "visionperf": __version__,
+                "python": platform.python_version(), "ray": ray.__version__,
+                "engine_abi": int(_engine.DEVICE_ABI_VERSION), "machine": platform.machine(),
+                "cpus": len(os.sched_getaffinity(0))}
+
+    def ping(self) -> int:
+        return time.monotonic_ns()
+
+    def open_cache(self, cache_arg: str | None, wanted: dict) -> dict:
+        """Find this node's cache for WANTED (cache.locate_cache, as a single-node run looks)."""
+        from ..cache import locate_cache, open_cache
+
+        path = locate_cache(cache_arg, wanted)
+        if not (path / "manifest.json").exists():
+            raise MissingCache(str(path))
+        self._cache = open_cache(path, wanted)  # a cache built from other sources or settings: refused
+        m = self._cache.manifest
+        return {"path": str(path), "rows": len(self._cache.data), "manifest": m,
+                "identity": cache_identity(m)}
+
+    def build(self, cfg, scenario: str) -> dict:
+        """This node's plan, devices and engine (harness.build_local, as a single-node run)."""
+        from ..harness import build_local
+        from ..models import check_model
+        from ..workloads import get_workload
+
+        if self._cache is None:
+            raise RuntimeError("open_cache comes first")
+        w = get_workload(cfg.workload)
+        model = check_model(cfg.model, w)
+        if cfg.backend == "onnxruntime":  # as `run` checks on one machine: a core per CPU device
+            from ..errors import UserError
+            from ..topology import read_topology
+
+            cores = len(read_topology().cores)
+            if cfg.devices > cores:
+                raise UserError(f"--devices {cfg.devices}: this node has {cores} physical core(s) and each "
+                                f"onnxruntime device needs one: pass --devices {cores} or fewer")
+        lines: list[str] = []
+        notes: list[str] = []
+        local = build_local(cfg, w, model, self._cache.data, scenario, notes, lines.append)
+        self._sut, self._devices = local.sut, local.devices
+        self._sut.start(0.0, throughput_only=scenario == "Offline")
+        return {"plan": [dataclasses.asdict(p) for p in local.plan], "log": lines, "notes": notes,
+                "devices": [{"name": d.name, "batch_size": int(d.batch_size),
+                             "max_in_flight": int(getattr(d, "max_in_flight", 1)),
+                             "peak_rate": getattr(d, "peak_rate", None)} for d in local.devices],
+                "max_response_bytes": int(self._sut.max_response_bytes)}
+
+    def load(self, indices, seq: int) -> None:
+        """LoadGen's sample set (indices into the cache), into this node's buffer replicas. SEQ
+        orders loads and unloads (calls to a threaded actor may arrive out of order): an unload
+        older than the last load is ignored."""
+        with self._lock:
+            if seq < self._seq:
+                return
+            self._seq = seq
+            try:
+                self._sut.load(indices)
+                self._load_error, self._loaded = None, True
+            except BaseException as e:
+                self._load_error, self._loaded = f"loading {len(indices)} samples failed: {e}", False
+                raise
+
+    def unload(self, seq: int) -> None:
+        with self._lock:
+            if seq < self._seq:
+                return
+            self._seq, self._loaded = seq, False
+            self._sut.unload()
+
+    def run(self, indices: bytes) -> bytes:
+        """One forwarded batch (its cache indices, int64 bytes): its responses, rows of
+        [8-byte size | response bytes] in order."""
+        if not self._loaded:
+            raise RuntimeError(self._load_error or "a batch came before its samples were loaded")
+        t0 = time.perf_counter()
+        rows = self._sut.serve(np.frombuffer(indices, np.int64))
+        t1 = time.perf_counter()
+        with self._stats_lock:  # batches end on several threads at once
+            self._serve_s += t1 - t0
+            self._first = self._first or t0
+            self._last = max(self._last, t1)
+        return rows
+
+    def reset_stats(self) -> None:
+        """Counters from now (the driver's warm-up is over, LoadGen's test is next)."""
+        self._sut.reset_stats()
+        for d in self._devices:
+            if hasattr(d, "reset_stats"):
+                d.reset_stats()
+        self._t0, self._cpu0, self._serve_s = time.perf_counter(), _process_cpu_s(), 0.0
+        self._first = self._last = 0.0  # the first batch's start, the last one's end
+
+    def stats(self) -> dict:
+        """Since reset_stats: this node's devices, its process's CPU time and wall time."""
+        return {"devices": self._sut.stats() if self._sut else [], "cpu_s": _process_cpu_s() - self._cpu0,
+                "wall_s": time.perf_counter() - self._t0, "serve_s": self._serve_s,
+                "serving_s": max(0.0, self._last - self._first),
+                "sample_load_cpu_s": self._sut.load_cpu_s if self._sut else 0.0,
+                "error": self._sut.error() if self._sut else ""}
+
+    def close(self) -> None:
+        if self._sut is not None:
+            self._sut.stop()
+        for d in self._devices:
+            if hasattr(d, "close"):
+                d.close()
+
+
+class MissingCache(Exception):
+    """A node has no cache where it looked (the path is the message)."""
+
+
+def _process_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def cache_identity(manifest: dict) -> dict:
+    """What must be equal on every node: the fields that name a cache (sources, settings), the
+    images left out, and the fingerprint of the bytes themselves."""
+    from ..cache import _KEYED
+
+    out = {k: manifest.get(k) for k in _KEYED}
+    out["skipped"] = [int(b[0]) for b in manifest.get("skipped", [])]
+    out["data_fingerprint"] = manifest.get("data_fingerprint")
+    return out
+
+
+def preprocess_on_node(workload: str, dataset: str, count: int | None, out: str, dtype: str, layout: str,
+                       quantization: dict | None, workers: int | None, chunk: int | None,
+                       skip_bad: bool) -> dict:
+    """`visionperf preprocess`, run as a Ray task on one node: its cache, from its dataset.
+    Nodes that share storage wait for one another's build (the cache's lock) and then find it."""
+    from .. import progress
+    from ..cache import Quantization, preprocess_to
+    from ..datasets import open_dataset
+    from ..workloads import get_workload
+
+    progress.set_quiet(True)  # no progress bar in a node's log
+    w = get_workload(workload)
+    lines: list[str] = []
+    q = Quantization(**quantization) if quantization else None
+    cache = preprocess_to(Path(out), w, open_dataset(w, dataset, count), dtype, layout, q, log=lines.append,
+                          workers=workers, chunk=chunk, skip_bad=skip_bad, lock_wait=24 * 3600.0)
+    return {"log": lines, "identity": cache_identity(cache.manifest), "path": str(cache.path),
+            "hostname": socket.gethostname()}
