@@ -94,27 +94,38 @@ def offline(fx, tmp, address, a) -> None:
               f"{dcpu:13.1f} {ncpu:11.1f}  {', '.join(f'{x:,.0f}' for x in allc)}")
 
 
-def server(fx, tmp, address, a) -> None:
-    rate, cards = a.server_card_rate, a.server_cards
-    print(f"\n== Server at 2 nodes x {cards} card(s) at {rate:g}/s each (resnet50, p99 bound 15 ms)")
-    offs = [run(fx, tmp / f"srv-off-{r}", "Offline", cards, rate, a.duration, address, 2)["result"]["value"]
-            for r in range(a.repeats)]
-    off = med(offs)
-    lo, hi, best = 0.5 * off, 1.0 * off, None
+def bisect_server(fx, tmp, a, off: float, cluster: str | None, cards: int, rate: float, label: str) -> float:
+    """The highest VALID Server QPS between half and all of OFF (A.steps runs); 0 if none."""
+    lo, hi, best = 0.5 * off, 1.0 * off, 0.0
     for _ in range(a.steps):
         mid = (lo + hi) / 2
-        rec = run(fx, tmp / "srv-bisect", "Server", cards, rate, a.duration, address, 2, mid)
+        rec = run(fx, tmp / f"bisect-{label}", "Server", cards, rate, a.duration, cluster, 2 if cluster else None, mid)
         ok = rec["result"]["valid"]
         p99 = rec["result"]["latency_ns"].get("99.00", 0) / 1e6
-        print(f"  Server {mid:8,.0f} QPS: {'VALID' if ok else 'INVALID'}, p99 {p99:.2f} ms, driver "
+        print(f"  {label}: Server {mid:8,.0f} QPS: {'VALID' if ok else 'INVALID'}, p99 {p99:.2f} ms, driver "
               f"{rec['host_cpu_us_per_sample']:.1f} us/sample")
         if ok:
             best, lo = mid, mid
         else:
             hi = mid
-    ratio = 100 * best / off if best else 0.0
-    print(f"Offline {off:,.0f}/s (runs {', '.join(f'{x:,.0f}' for x in offs)}); highest VALID Server "
-          f"{best or 0:,.0f} QPS: Server/Offline {ratio:.1f}%")
+    return best
+
+
+def server(fx, tmp, address, a) -> None:
+    rate, cards = a.server_card_rate, a.server_cards
+    print(f"\n== Server at 2 nodes x {cards} card(s) at {rate:g}/s each, beside one server with the same "
+          f"{2 * cards} cards (resnet50, p99 bound 15 ms)")
+    offs = [run(fx, tmp / f"srv-off-{r}", "Offline", cards, rate, a.duration, address, 2)["result"]["value"]
+            for r in range(a.repeats)]
+    offs1 = [run(fx, tmp / f"srv-off1-{r}", "Offline", 2 * cards, rate, a.duration)["result"]["value"]
+             for r in range(a.repeats)]
+    off, off1 = med(offs), med(offs1)
+    best = bisect_server(fx, tmp, a, off, address, cards, rate, "2 nodes")
+    best1 = bisect_server(fx, tmp, a, off1, None, 2 * cards, rate, "one server")
+    print(f"2 nodes: Offline {off:,.0f}/s (runs {', '.join(f'{x:,.0f}' for x in offs)}), highest VALID Server "
+          f"{best:,.0f} QPS: Server/Offline {100 * best / off:.1f}%")
+    print(f"one server: Offline {off1:,.0f}/s (runs {', '.join(f'{x:,.0f}' for x in offs1)}), highest VALID Server "
+          f"{best1:,.0f} QPS: Server/Offline {100 * best1 / off1:.1f}%")
     qps = a.fixed_qps_share * off
     c99, s99 = [], []
     for r in range(a.repeats):

@@ -123,9 +123,10 @@ def test_addresses_and_forwarding_plans():
     cards = [{"batch_size": 8, "max_in_flight": 2, "peak_rate": 1000.0}] * 2
     # Offline: each batch fills both cards 4 times; two and one in transit cover a 1 ms hop
     assert forward_plan("Offline", cards, 0.001) == (64, 3)
-    # Server: one batch for both cards side by side; credits: what the cards hold, one queued,
-    # and what arrives during the round trip (2000/s x 10 ms / 16 = 2)
-    assert forward_plan("Server", cards, 0.010) == (16, 2 + 1 + 2)
+    # Server: one batch for both cards side by side; credits: what the cards hold (2 each, side
+    # by side), and more only for a round trip longer than a batch (2000/s x 10 ms / 16 = 2 batches)
+    assert forward_plan("Server", cards, 0.001) == (16, 2)
+    assert forward_plan("Server", cards, 0.010) == (16, 2 + 1)
     assert RemotePost(12).engine_spec() == ("prepacked", 12)
     assert RemotePost(12).output_shapes(5, None) == [((5, 20), np.uint8)]
 

@@ -222,19 +222,20 @@ def forward_plan(scenario: str, devices: list[dict], round_trip_s: float) -> tup
     """(batch forwarded to a node, credits: its batches in flight) for the node's DEVICES.
 
     Offline: large batches, each filling every card OFFLINE_FILLS times, so the hop's cost is
-    spread thin. Server and the streams: one batch for every card of the node at once (the
-    node's cards run it side by side, so it takes one card batch's time, no longer), formed
-    under the driver's timeout. Credits cover what the node's cards hold at once, one more
-    queued behind them, and the batches in transit during a round trip at its peak rate."""
+    spread thin; credits: two, and those in transit during a round trip at the node's peak.
+    Server and the streams: one batch for every card of the node at once (the node's cards run
+    it side by side, so it takes one card batch's time, no longer), formed under the driver's
+    timeout; credits: what the node's cards hold at once (each card's own queue of in-flight
+    batches already keeps it busy through the hop) and no more, so that a batch never waits
+    at one node behind others while another node could start it (p99 is made there), and
+    more only if a round trip is longer than a batch."""
     fill = sum(d["batch_size"] for d in devices)
-    held = sum(d["max_in_flight"] for d in devices)
+    held = max(1, sum(d["max_in_flight"] for d in devices) // max(1, len(devices)))
     peaks = [d.get("peak_rate") for d in devices]
     rate = float(sum(peaks)) if all(peaks) else None
     if scenario == "Offline":
         batch = OFFLINE_FILLS * fill
         transit = math.ceil(round_trip_s * rate / batch) if rate else 1
         return batch, 2 + transit
-    # each forwarded batch is split over the cards: the node holds HELD card batches at once
-    cards = max(1, len(devices))
-    transit = math.ceil(round_trip_s * rate / fill) if rate else max(1, held // cards)
-    return fill, max(1, held // cards) + 1 + transit
+    transit = max(0, math.ceil(round_trip_s * rate / fill) - 1) if rate else 0
+    return fill, held + transit
