@@ -94,21 +94,25 @@ def offline(fx, tmp, address, a) -> None:
               f"{dcpu:13.1f} {ncpu:11.1f}  {', '.join(f'{x:,.0f}' for x in allc)}")
 
 
-def bisect_server(fx, tmp, a, off: float, cluster: str | None, cards: int, rate: float, label: str) -> float:
-    """The highest VALID Server QPS between half and all of OFF (A.steps runs); 0 if none."""
-    lo, hi, best = 0.5 * off, 1.0 * off, 0.0
+def bisect_servers(fx, tmp, a, sides: list[dict]) -> list[float]:
+    """The highest VALID Server QPS of each side, between half and all of its Offline figure
+    (A.steps steps, the sides' runs interleaved so that both see the same machine); 0 if none.
+    A side: {label, off, cluster, cards, rate}."""
+    bounds = [[0.5 * sd["off"], 1.0 * sd["off"], 0.0] for sd in sides]
     for _ in range(a.steps):
-        mid = (lo + hi) / 2
-        rec = run(fx, tmp / f"bisect-{label}", "Server", cards, rate, a.duration, cluster, 2 if cluster else None, mid)
-        ok = rec["result"]["valid"]
-        p99 = rec["result"]["latency_ns"].get("99.00", 0) / 1e6
-        print(f"  {label}: Server {mid:8,.0f} QPS: {'VALID' if ok else 'INVALID'}, p99 {p99:.2f} ms, driver "
-              f"{rec['host_cpu_us_per_sample']:.1f} us/sample")
-        if ok:
-            best, lo = mid, mid
-        else:
-            hi = mid
-    return best
+        for sd, b in zip(sides, bounds):
+            mid = (b[0] + b[1]) / 2
+            rec = run(fx, tmp / f"bisect-{sd['label']}", "Server", sd["cards"], sd["rate"], a.duration, sd["cluster"],
+                      2 if sd["cluster"] else None, mid)
+            ok = rec["result"]["valid"]
+            p99 = rec["result"]["latency_ns"].get("99.00", 0) / 1e6
+            print(f"  {sd['label']}: Server {mid:8,.0f} QPS: {'VALID' if ok else 'INVALID'}, p99 {p99:.2f} ms, driver "
+                  f"{rec['host_cpu_us_per_sample']:.1f} us/sample")
+            if ok:
+                b[0], b[2] = mid, mid
+            else:
+                b[1] = mid
+    return [b[2] for b in bounds]
 
 
 def server(fx, tmp, address, a) -> None:
@@ -120,8 +124,9 @@ def server(fx, tmp, address, a) -> None:
     offs1 = [run(fx, tmp / f"srv-off1-{r}", "Offline", 2 * cards, rate, a.duration)["result"]["value"]
              for r in range(a.repeats)]
     off, off1 = med(offs), med(offs1)
-    best = bisect_server(fx, tmp, a, off, address, cards, rate, "2 nodes")
-    best1 = bisect_server(fx, tmp, a, off1, None, 2 * cards, rate, "one server")
+    best, best1 = bisect_servers(fx, tmp, a, [
+        {"label": "2 nodes", "off": off, "cluster": address, "cards": cards, "rate": rate},
+        {"label": "one server", "off": off1, "cluster": None, "cards": 2 * cards, "rate": rate}])
     print(f"2 nodes: Offline {off:,.0f}/s (runs {', '.join(f'{x:,.0f}' for x in offs)}), highest VALID Server "
           f"{best:,.0f} QPS: Server/Offline {100 * best / off:.1f}%")
     print(f"one server: Offline {off1:,.0f}/s (runs {', '.join(f'{x:,.0f}' for x in offs1)}), highest VALID Server "
