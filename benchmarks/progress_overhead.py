@@ -7,16 +7,17 @@ medians and their ratio (issue 16 asks for at least 0.99).
    the engine and LoadGen complete per second; the display also keeps the latency histogram;
 3. Server at a rate it sustains: p99 latency (each sample's histogram add, made visible).
 
-4. (first) the same LoadGen tests, Offline and Server, many short ones in one process with and
-   without the display, interleaved: no process start-up between them, so the machine's
-   drift mostly cancels out;
+4. (first) the same LoadGen tests, Offline and Server, in one process, the display switched on
+   and off every half second inside each test: neighbouring windows see the same machine, so
+   its drift (which moves separate tests by +-10% here) cancels out; then many short tests
+   with and without the display, interleaved;
 5. the display thread's own CPU time, in this process, on a real engine; and what it adds to the
    hot path (benchmarks/live_counters.cc, built against engine.h): together, a bound on its
    cost that does not depend on the machine's noise.
 
     python benchmarks/progress_overhead.py [--repeats 6] [--duration 3] [--offline-qps 1e7]
         [--server-qps 1e6] [--server-valid-qps 2e5] [--skip-server] [--tests 12] [--test-s 1.5]
-        [--skip-runs] [--json OUT]
+        [--skip-runs] [--alt-tests 10] [--alt-test-s 3] [--window-s 0.5] [--json OUT]
 """
 
 from __future__ import annotations
@@ -139,6 +140,68 @@ def loadgen_in_process(repeats: int, seconds: float, scenario: str, qps: float, 
     return out
 
 
+def alternating(tests: int, seconds: float, window_s: float, scenario: str, qps: float, work: Path) -> list[float]:
+    """The display switched on and off every WINDOW_S inside each LoadGen test (in this process,
+    two null devices), and the engine's own count of completed samples read at each switch:
+    pairs of neighbouring windows, one with the display and one without (their order alternates,
+    so a trend in the machine's speed cancels), see the machine within a second of each other,
+    where separate tests see it seconds or minutes apart. Returns each pair's ratio (with /
+    without) of samples completed per second. The first windows and the last of a test are left
+    out (LoadGen starting, catching up and draining)."""
+    import threading
+
+    from visionperf.progress import RunDisplay, RunPlan, RunWatch
+
+    sut = _null_engine()
+    sut.start(0.003 if scenario == "Server" else 0.0, throughput_only=scenario == "Offline")
+    n = 1.1 * seconds * qps if scenario == "Offline" else seconds * qps
+    plan = RunPlan(scenario, "performance", seconds, 1 if scenario == "Offline" else int(n), int(n), qps,
+                   0.015 if scenario == "Server" else None, 0.99, ("null0", "null1"))
+    key = f"resnet50.{scenario}"
+    ratios: list[float] = []
+
+    def completed() -> tuple[int, float]:
+        return sum(sut.live()[0]), time.monotonic()
+
+    with open(os.devnull, "w") as sink:
+        for t in range(tests):
+            d = Path(tempfile.mkdtemp(dir=work, prefix=f"alt-{scenario}-"))
+            (d / "user.conf").write_text("\n".join([
+                f"{key}.target_qps = {qps}", f"{key}.min_duration = {int(seconds * 1000)}",
+                f"{key}.min_query_count = 1", f"{key}.performance_sample_count_override = 1024",
+                f"{key}.target_latency = 15"]) + "\n")
+            test = threading.Thread(target=sut.run_test, args=(d / "user.conf", "resnet50", scenario, "performance",
+                                                               d, d / "audit.config", 1024, 1024))
+            test.start()
+            time.sleep(window_s)  # LoadGen starting
+            windows: list[tuple[bool, float]] = []
+            k = 0
+            while test.is_alive():
+                on = (k % 4) in ((0, 3) if t % 2 == 0 else (1, 2))  # ABBA over each two pairs
+                watch = RunWatch(RunDisplay(_terminal(sink)), sut, plan) if on else None
+                c0, t0 = completed()
+                if watch:
+                    watch.__enter__()
+                test.join(window_s)
+                if watch:
+                    watch.__exit__(None, None, None)
+                c1, t1 = completed()
+                if test.is_alive():  # a window cut short by the test's end, or its drain, is left out
+                    windows.append((on, (c1 - c0) / (t1 - t0)))
+                k += 1
+            # LoadGen generates its queries before issuing any (windows of nothing), and the first
+            # windows of a Server test catch up on what was scheduled meanwhile: both left out
+            windows = [w for w in windows if w[1] > 0][2:-1]
+            if os.environ.get("VP_DEBUG"):
+                print(scenario, [('+' if o else '-') + f'{r:,.0f}' for o, r in windows])
+            for (on_a, a), (on_b, b) in zip(windows[0::2], windows[1::2]):
+                if on_a != on_b and a > 0 and b > 0:
+                    ratios.append(a / b if on_a else b / a)
+            shutil.rmtree(d)
+    sut.stop()
+    return ratios
+
+
 def display_cpu(seconds: float) -> tuple[float, float]:
     """The display thread's own CPU time, measured in this process: a real engine (two null
     devices, live latency on) read and drawn on a terminal console (into /dev/null) for SECONDS.
@@ -169,13 +232,36 @@ def hot_path_ns() -> dict | None:
     return json.loads(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout)
 
 
+def median_ci(xs: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median of XS: the order statistics the
+    binomial distribution of "how many fall below the median" puts around it (no assumption of
+    normal noise: this machine's is not)."""
+    from math import comb
+
+    xs, n = sorted(xs), len(xs)
+    if n < 6:
+        return float("nan"), float("nan")
+    cdf, k = 0.0, 0
+    while True:  # the largest k with P(B(n, 1/2) < k) <= (1 - level) / 2
+        p = comb(n, k) / 2**n
+        if cdf + p > (1 - level) / 2:
+            break
+        cdf += p
+        k += 1
+    k = max(k, 1)
+    return xs[k - 1], xs[n - k]
+
+
 def summary(arms: dict[str, list[float]]) -> str:
     """Medians of each arm, their ratio, and the median of the ratios of the pairs run side by
-    side (each pair saw the same machine, so that one is the less sensitive to its drift)."""
+    side (each pair saw the same machine, so that one is the less sensitive to its drift), with
+    its 95% interval."""
     live, quiet = statistics.median(arms["live"]), statistics.median(arms["quiet"])
-    pairs = statistics.median(x / y for x, y in zip(arms["live"], arms["quiet"]))
+    ratios = [x / y for x, y in zip(arms["live"], arms["quiet"])]
+    lo, hi = median_ci(ratios)
     return (f"median live {live:,.2f}   quiet {quiet:,.2f}   live/quiet {live / quiet:.4f}   "
-            f"median of paired ratios {pairs:.4f}")
+            f"median of paired ratios {statistics.median(ratios):.4f} (95% interval {lo:.4f}-{hi:.4f}, "
+            f"{len(ratios)} pairs)")
 
 
 def main() -> None:
@@ -189,12 +275,25 @@ def main() -> None:
     ap.add_argument("--skip-runs", action="store_true", help="only the in-process measures (4, 5)")
     ap.add_argument("--tests", type=int, default=12, help="in-process LoadGen tests per arm")
     ap.add_argument("--test-s", type=float, default=1.5, help="their min_duration")
+    ap.add_argument("--alt-tests", type=int, default=10, help="tests with the display switched on and off inside")
+    ap.add_argument("--alt-test-s", type=float, default=3.0, help="their min_duration")
+    ap.add_argument("--window-s", type=float, default=0.5, help="how long the display stays on, or off")
     ap.add_argument("--json")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vp-progress-"))
     results: dict = {}
     for scenario, qps in (("Offline", a.offline_qps), ("Server", a.server_qps)):
         if scenario == "Server" and a.skip_server:
+            continue
+        ratios = alternating(a.alt_tests, a.alt_test_s, a.window_s, scenario, qps, work)
+        results[f"alternating {scenario}"] = ratios
+        lo, hi = median_ci(ratios)
+        print(f"LoadGen {scenario} at {qps:,.0f} QPS on 2 null devices in one process, the display on and off every "
+              f"{a.window_s:g} s inside {a.alt_tests} x {a.alt_test_s:g} s tests: completed samples/s with/without, "
+              f"median of {len(ratios)} neighbouring pairs {statistics.median(ratios):.4f} (95% interval {lo:.4f}-"
+              f"{hi:.4f})", flush=True)
+    for scenario, qps in (("Offline", a.offline_qps), ("Server", a.server_qps)):
+        if scenario == "Server" and a.skip_server or a.tests == 0:
             continue
         got = loadgen_in_process(a.tests, a.test_s, scenario, qps, work)
         results[f"in-process {scenario}"] = got

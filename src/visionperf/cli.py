@@ -287,11 +287,7 @@ def cmd_scale(a) -> int:
         if max(counts) > cores:
             raise UserError(f"--devices {','.join(map(str, counts))}: this machine has {cores} physical "
                             f"core(s) and each onnxruntime device needs one: pass counts up to {cores}")
-    run_args = ["--backend", a.backend, "--model", a.model, "--dataset", a.dataset, "--duration", repr(a.duration)]
-    for flag, val in (("--cache", a.cache), ("--card-rate", a.card_rate), ("--replicas", a.replicas),
-                      ("--batch-size", a.batch_size)):
-        if val is not None:
-            run_args += [flag, str(val)]
+    run_args = _study_run_args(a)
     con = _console()
     from .progress import StudyProgress
     from .scaling import runs_in_study
@@ -317,6 +313,16 @@ def cmd_scale(a) -> int:
     return 0
 
 
+def _study_run_args(a) -> list[str]:
+    """The `visionperf run` options every point of a scaling study shares."""
+    run_args = ["--backend", a.backend, "--model", a.model, "--dataset", a.dataset, "--duration", repr(a.duration)]
+    for flag, val in (("--cache", a.cache), ("--card-rate", a.card_rate), ("--replicas", a.replicas),
+                      ("--batch-size", a.batch_size)):
+        if val is not None:
+            run_args += [flag, str(val)]
+    return run_args
+
+
 def cmd_scale_nodes(a, workload: str, scenario: str, counts: list[int]) -> int:
     """scale --nodes K,... --devices D --cluster ADDRESS: the multi-node curve beside one server's."""
     from .cluster.scaling import study_nodes, table
@@ -326,14 +332,14 @@ def cmd_scale_nodes(a, workload: str, scenario: str, counts: list[int]) -> int:
     if scenario != "Offline" or len(counts) != 1:
         raise UserError("a scaling study over nodes is Offline, with --devices the cards of each node (one "
                         "number): e.g. --nodes 1,2,4 --devices 2")
-    run_args = ["--backend", a.backend, "--model", a.model, "--dataset", a.dataset, "--duration", repr(a.duration)]
-    for flag, val in (("--cache", a.cache), ("--card-rate", a.card_rate), ("--replicas", a.replicas),
-                      ("--batch-size", a.batch_size)):
-        if val is not None:
-            run_args += [flag, str(val)]
+    run_args = _study_run_args(a)
     con = _console()
-    points = study_nodes(workload, device_list(a.nodes), counts[0], a.cluster, Path(a.out), run_args,
-                         log=lambda m: con.print(m, style="dim", markup=False))
+    from .progress import StudyProgress
+
+    nodes = device_list(a.nodes)
+    with StudyProgress(con, 2 * len(nodes), quiet=a.quiet) as progress:  # each count, and one server beside it
+        points = study_nodes(workload, nodes, counts[0], a.cluster, Path(a.out), run_args,
+                             log=lambda m: con.print(m, style="dim", markup=False), progress=progress)
     con.print(table(points, workload, counts[0]))
     con.print(f"wrote {Path(a.out) / 'scaling-nodes.json'} and {Path(a.out) / 'scaling-nodes.png'}")
     return 0

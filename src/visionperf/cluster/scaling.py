@@ -45,22 +45,23 @@ def cluster_args(address: str, nodes: int) -> list[str]:
 
 
 def study_nodes(workload: str, nodes: list[int], devices: int, address: str, out: Path, run_args: list[str],
-                log=print, one_node: bool = True) -> list[NodePoint]:
-    """Every K in NODES over the cluster (and, ONE_NODE, one server with K x DEVICES cards)."""
+                log=print, one_node: bool = True, progress=None) -> list[NodePoint]:
+    """Every K in NODES over the cluster (and, ONE_NODE, one server with K x DEVICES cards);
+    PROGRESS (progress.StudyProgress) hears each run start and end."""
     from ..scaling import study
 
     out.mkdir(parents=True, exist_ok=True)
     single = {}
     if one_node:
         for p in study(workload, [k * devices for k in nodes], "Offline", out / "one-node", run_args,
-                       log=lambda m: log(f"one node: {m}")):
+                       log=lambda m: log(f"one node: {m}"), progress=progress):
             single[p.devices] = p.metric
     points: list[NodePoint] = []
     per_node = None
     for k in nodes:
         where = out / f"nodes{k}"
         (p,) = study(workload, [devices], "Offline", where, [*run_args, *cluster_args(address, k)],
-                     log=lambda m, k=k: log(f"{k} node(s) x {m}"))
+                     log=lambda m, k=k: log(f"{k} node(s) x {m}"), progress=progress)
         rec = json.loads((where / f"d{devices}" / "offline" / workload / "Offline" / "performance" / "run_1" /
                           "run.json").read_text())
         nodes_rec = rec.get("cluster", {}).get("nodes", [])
