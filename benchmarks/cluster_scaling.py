@@ -10,9 +10,11 @@ carry, each figure beside one server with the same cards, repeated, medians.
 3. The hop per batch: an empty call there and back, and batches of 1..512 samples sent to a node
    one at a time, against the node's own time on them; the smallest batch whose hop costs under
    5% of the batch's time.
+4. Ray's compiled graphs against its actor calls: round trip and CPU per call at each end, and
+   the CPU the actor burns while its graph waits (why the cluster forwards by actor calls).
 
     python benchmarks/cluster_scaling.py [--repeats 3] [--duration 5] [--card-rate 1000]
-        [--server-card-rate 2000] [--skip offline,server,hop]
+        [--server-card-rate 2000] [--skip offline,server,hop,graph]
 """
 
 from __future__ import annotations
@@ -192,6 +194,65 @@ def hop(fx, a) -> None:
               if first else "the hop never fell under 5% of the batch's time")
 
 
+def compiled_graph(a) -> None:
+    """Ray's compiled graphs (a channel kept open to the actor) against its actor calls, on an
+    actor that does nothing: the round trip, and the CPU each end spends per call; then what
+    the actor burns while its graph waits for work (its reader spins)."""
+    import os
+
+    import ray
+
+    from ray.dag import InputNode
+
+    def cpu_s() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    class Echo:
+        def run(self, b: bytes) -> bytes:
+            return b
+
+        def cpu(self) -> float:
+            return cpu_s()
+
+    print(f"\n== Ray's compiled graphs against its actor calls (an actor that does nothing, {a.calls * 20} calls, "
+          "one at a time)")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        echo = ray.remote(num_cpus=0, max_concurrency=4)(Echo)
+        payload = np.arange(64, dtype=np.int64).tobytes()
+        rows = []
+        for how in ("actor call", "compiled graph"):
+            actor = echo.remote()
+            if how == "compiled graph":
+                with InputNode() as inp:
+                    dag = actor.run.bind(inp).experimental_compile()
+                send = dag.execute
+            else:
+                send = actor.run.remote
+            for _ in range(50):
+                ray.get(send(payload))
+            n = a.calls * 20
+            c0, n0, t0 = cpu_s(), ray.get(actor.cpu.remote()), time.perf_counter()
+            for _ in range(n):
+                ray.get(send(payload))
+            t1, c1, n1 = time.perf_counter(), cpu_s(), ray.get(actor.cpu.remote())
+            idle = None
+            if how == "compiled graph":
+                i0 = ray.get(actor.cpu.remote())
+                time.sleep(2.0)
+                idle = (ray.get(actor.cpu.remote()) - i0) / 2.0
+                dag.teardown()
+            rows.append((how, (t1 - t0) / n, (c1 - c0) / n, (n1 - n0) / n, idle))
+            ray.kill(actor)
+        print(f"{'hop':>15} {'round trip us':>14} {'driver CPU us':>14} {'actor CPU us':>13} {'actor idle':>14}")
+        for how, trip, dcpu, acpu, idle in rows:
+            print(f"{how:>15} {1e6 * trip:14.0f} {1e6 * dcpu:14.0f} {1e6 * acpu:13.0f} "
+                  + (f"{100 * idle:12.0f}% of a core" if idle is not None else f"{'':>14}"))
+    finally:
+        ray.shutdown()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
@@ -203,7 +264,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="Server bisection steps")
     ap.add_argument("--fixed-qps-share", type=float, default=0.6, help="Server p99 comparison at this share of Offline")
     ap.add_argument("--calls", type=int, default=30)
-    ap.add_argument("--skip", default="", help="comma-separated: offline, server, hop")
+    ap.add_argument("--skip", default="", help="comma-separated: offline, server, hop, graph")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     from visionperf.cluster.session import LocalCluster
@@ -222,6 +283,8 @@ def main() -> None:
                 local.shutdown()
         if "hop" not in skip:
             hop(fx, a)
+        if "graph" not in skip:
+            compiled_graph(a)
 
 
 if __name__ == "__main__":
