@@ -201,7 +201,6 @@ def compiled_graph(a) -> None:
     import os
 
     import ray
-
     from ray.dag import InputNode
 
     def cpu_s() -> float:

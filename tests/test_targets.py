@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from visionperf.results import read_result
-from visionperf.targets import (LOADGEN_OFFLINE_SLACK, offline_expected_qps, offline_run_seconds,
+from visionperf.targets import (LOADGEN_OFFLINE_SLACK, latency_target_qps, offline_expected_qps, offline_run_seconds,
                                 server_batch_timeout_s)
 
 
@@ -121,3 +121,14 @@ def test_server_timeout_follows_a_user_conf_latency_bound(imagenet_dir, slim_mod
     res = read_result(d, "Server")
     assert res.valid, res.reasons
     assert "target_latency (ns): 100000000" in (d / "mlperf_log_summary.txt").read_text()
+
+
+def test_a_latency_target_leaves_spare_queries_more_for_short_runs():
+    """A warm-up slower than the test must not make a short run run out of queries (it is then
+    INVALID); a long one's spare stays near a million queries, which LoadGen holds in memory."""
+    qps, spare = latency_target_qps(0.0002, 0.3)  # a busy machine's warm-up, a 0.3 s practice run
+    assert spare == 8.0 and qps == pytest.approx(40_000)
+    qps, spare = latency_target_qps(0.0005, None)  # an official 600 s run at 0.5 ms a query
+    assert spare == 2.0 and qps * 600 <= 2.5e6
+    _, spare = latency_target_qps(0.002, 600)  # 2 ms a query: 300k queries at 1x, room for 3.3x
+    assert spare == pytest.approx(1e6 * 0.002 / 600)

@@ -35,10 +35,15 @@ from .progress import RunPlan, RunWatch
 from .results import PerfResult, check_logs_complete, read_result
 from .sut import EngineError, NativeDevice, SystemUnderTest
 from .topology import read_topology
-from .targets import LOADGEN_OFFLINE_SLACK, OFFLINE_MARGIN, offline_expected_qps, server_batch_timeout_s
+from .targets import (
+    LOADGEN_OFFLINE_SLACK,
+    OFFLINE_MARGIN,
+    latency_target_qps,
+    offline_expected_qps,
+    server_batch_timeout_s,
+)
 from .userconf import Overrides, conf_has, latency_bound, make_user_conf, read_user_conf, test_settings
 from .workloads import DETECTION, Workload, check_scenario, get_workload
-
 
 MULTISTREAM_SAMPLES = 8  # mlperf.conf's samples per MultiStream query
 WARMUP_WINDOWS = 4  # rate windows of 0.5 s when a target is derived from the warm-up
@@ -313,10 +318,8 @@ def _run(cfg: RunConfig, log=print, display=None, cluster=None) -> RunReport:
 
         over = Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration)
         if need_target and query_s is not None:
-            # LoadGen stops at min_duration, so an expected latency set low only generates spare
-            # queries; set high, it runs out of queries and the run is INVALID.
-            over.target_qps = 2.0 / query_s
-            notes.append(f"expected latency {query_s * 500:.3f} ms set from a warm-up (half the "
+            over.target_qps, spare = latency_target_qps(query_s, cfg.duration)
+            notes.append(f"expected latency {query_s * 1000 / spare:.3f} ms set from a warm-up (1/{spare:g} of the "
                          "measured query latency); pass --target-qps to choose it")
         elif need_target and scenario == "Offline":
             # Aim high. Set too high, the run only lasts longer than min_duration; set low (a

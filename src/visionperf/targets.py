@@ -54,6 +54,23 @@ def offline_run_seconds(expected_qps: float, min_duration_s: float, actual_rate:
     return samples / actual_rate
 
 
+SPARE_QUERY_BUDGET = 1_000_000  # queries a SingleStream/MultiStream run may generate beyond need
+OFFICIAL_MIN_DURATION_S = 600.0  # mlperf.conf's min_duration, when --duration is not given
+
+
+def latency_target_qps(query_s: float, duration_s: float | None) -> tuple[float, float]:
+    """(target_qps, spare) for a SingleStream/MultiStream run whose warm-up measured QUERY_S a
+    query: LoadGen generates min_duration x target_qps queries up front and stops at
+    min_duration, so an expected latency set low only generates spare queries, while one set
+    high runs out of queries and the run is INVALID. A warm-up on a busy machine can measure
+    several times the test's latency, so the expected latency is 1/SPARE of the measured one:
+    up to 8x for short runs, whose spare queries cost little, and at least 2x, with the spare
+    kept within about SPARE_QUERY_BUDGET queries (LoadGen holds each in memory)."""
+    seconds = duration_s or OFFICIAL_MIN_DURATION_S
+    spare = min(8.0, max(2.0, SPARE_QUERY_BUDGET * query_s / seconds))
+    return spare / query_s, spare
+
+
 def server_batch_timeout_s(bound_s: float, batch_time_s: float) -> float:
     """How long a partial Server batch may wait for more samples, given the p99 latency bound in
     force and the time a device takes for one full batch.

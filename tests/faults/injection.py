@@ -16,11 +16,12 @@ EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}
 FIRST_WORD = {signal.SIGINT: "visionperf: interrupted", signal.SIGTERM: "visionperf: terminated"}
 
 
-def start(args: list, env: dict | None = None, **kw) -> tuple[subprocess.Popen, str]:
-    """`visionperf ARGS` in a new process, tagged with a token every descendant inherits (in its
-    environment) so that survivors can be found after it dies."""
+def start(args: list, env: dict | None = None, prog: list | None = None, **kw) -> tuple[subprocess.Popen, str]:
+    """`visionperf ARGS` in a new process (or PROG ARGS: e.g. tests/fake_gpu.py, visionperf on
+    fake GPUs), tagged with a token every descendant inherits (in its environment) so that
+    survivors can be found after it dies."""
     token = uuid.uuid4().hex
-    p = subprocess.Popen([sys.executable, "-m", "visionperf", *map(str, args)],
+    p = subprocess.Popen([*(map(str, prog) if prog else [sys.executable, "-m", "visionperf"]), *map(str, args)],
                          env={**os.environ, **(env or {}), "VISIONPERF_FAULT_TOKEN": token},
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
     return p, token

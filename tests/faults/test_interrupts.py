@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import random
 import signal
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import visionperf
 from injection import EXIT, FIRST_WORD, finish, half_written, no_survivors, one_line, start, stop, wait_for_file
 from test_plugin import cache, run_args  # noqa: F401 (fixtures)
+
+FAKE_GPU = Path(__file__).parents[1] / "fake_gpu.py"
 
 pytestmark = pytest.mark.fault  # `make faults` runs every test so marked
 
@@ -134,3 +138,47 @@ def test_a_signal_while_writing_data_or_a_model(tmp_path, cmd, seed):
     assert not half_written(tmp_path), half_written(tmp_path)
     assert not (out / "val_map.txt").exists() and not (out / "resnet50.onnx").exists()
     assert not no_survivors(token)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario, sig, point, seed", [
+    ("Offline", signal.SIGINT, "test", 300), ("Server", signal.SIGTERM, "test", 301),
+    ("Server", signal.SIGINT, "early", 302), ("Offline", signal.SIGKILL, "test", 303)],
+    ids=lambda v: getattr(v, "name", str(v)))
+def test_a_signal_during_a_run_on_gpus(run_args, tmp_path, scenario, sig, point, seed):  # noqa: F811
+    """--backend tensorrt on fake GPUs (tests/fake_gpu.py: streams are threads, engines run on
+    ONNX Runtime): a signal while batches are in flight on the GPUs' streams, or while the
+    engine is being built, ends the run as on any other device, in under 2 s and keeping
+    nothing; after SIGKILL the next run into the same --out cleans up and succeeds."""
+    rng = random.Random(seed)
+    out = tmp_path / "out"
+    fake = [sys.executable, FAKE_GPU, "--gpus", "2", "--stats", tmp_path / "fake.json"]
+    qps = {"Offline": ["--target-qps", "400"], "Server": ["--target-qps", "40"]}[scenario]
+    args = ["run", "resnet50", "--scenario", scenario, "--backend", "tensorrt", "--backend-option", "precision=fp16",
+            "--devices", "2", "--batch-size", "4", *qps, "--duration", "600", *run_args, "--out", out]
+    env = {"VISIONPERF_TENSORRT_CACHE": str(tmp_path / "engines")}
+    p, token = start(args, env=env, prog=fake)
+    try:
+        if point == "early":
+            time.sleep(rng.uniform(0.5, 2.0))
+        else:
+            wait_for_file(p, out, f"resnet50/{scenario}/performance/run_1.partial-*/mlperf_log_detail.txt", 180)
+            time.sleep(rng.uniform(0.2, 0.6))
+        stderr, took = stop(p, sig)
+    finally:
+        finish(p, 0)
+    assert p.returncode == EXIT[sig], (p.returncode, stderr)
+    assert not no_survivors(token), "a process outlived the run"
+    if sig != signal.SIGKILL:
+        assert took < 2.0, took
+        line = one_line(stderr)
+        assert line.startswith(FIRST_WORD[sig]) and "nothing of this run was kept" in line, line
+        assert not half_written(tmp_path / "out"), half_written(tmp_path / "out")
+        assert not (out / f"resnet50/{scenario}/performance/run_1").exists()
+        return
+    again = [a if a != "600" else "1" for a in args]
+    p, _ = start(again, env=env, prog=fake)
+    _, stderr = finish(p, 300)
+    assert p.returncode == 0, stderr
+    assert (out / f"resnet50/{scenario}/performance/run_1/run.json").exists()
+    assert not half_written(out), half_written(out)
