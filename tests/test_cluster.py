@@ -116,6 +116,8 @@ def test_addresses_and_forwarding_plans():
     for bad in ("local:0", "local:x", ""):
         with pytest.raises(UserError, match="--cluster"):
             parse_address(bad)
+    with pytest.raises(UserError, match="Ray Client .* --cluster HEAD:6379 or auto"):
+        parse_address("ray://10.0.0.1:10001")  # a relay per batch: refused with the way that works
     assert cluster_args("local:4", 2) == ["--cluster", "local:2"]
     assert cluster_args("10.0.0.1:6379", 2) == ["--cluster", "10.0.0.1:6379", "--nodes", "2"]
     with pytest.raises(UserError, match="--nodes 3"):

@@ -42,7 +42,9 @@ MAX_CONCURRENCY = 32  # a node's actor threads: its credits' batches, and the sm
 @dataclass(frozen=True)
 class Address:
     """What --cluster names: `auto` (the cluster this machine belongs to, or $RAY_ADDRESS), a
-    Ray address (host:port, or ray://host:port for Ray Client), or local:N."""
+    Ray address (the head's host:port), or local:N. Not Ray Client (ray://): it relays every
+    call through the head's client server, a second hop per forwarded batch on top of the one
+    that already limits Server (README, "Beyond one server")."""
 
     text: str
     local_nodes: int = 0
@@ -62,6 +64,10 @@ def parse_address(text: str) -> Address:
         return Address(text, int(n))
     if not text:
         raise UserError("--cluster needs an address: auto, a Ray address such as 10.0.0.1:6379, or local:N")
+    if text.startswith("ray://"):
+        raise UserError(f"--cluster {text}: Ray Client relays every call through the head's client server, a "
+                        "second hop for every batch: run visionperf on a machine of the cluster (e.g. the head) "
+                        "with --cluster HEAD:6379 or auto")
     return Address(text)
 
 
@@ -443,9 +449,9 @@ def _read_line(stream, timeout_s: float) -> str:
 
 
 def _reachable(text: str) -> str:
-    """TEXT if something listens there (host:port); `auto` and ray:// are left to Ray. Checked
+    """TEXT if something listens there (host:port); `auto` is left to Ray. Checked
     first so that an address nobody answers is one line at once, not Ray's minute of retries."""
-    if text == "auto" or "://" in text:
+    if text == "auto":
         return text
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
