@@ -52,6 +52,34 @@ def backend_args(backend: str, echo_plugin) -> list[str]:
             "plugin": ["--backend", f"plugin:{echo_plugin}", "--backend-option", "delay_us=200"]}[backend]
 
 
+def signal_a_run(p, token: str, out: Path, scenario: str, sig, point: str, early_s: float, in_test_s: float,
+                 log_wait_s: float = 60) -> bool:
+    """SIG to the `visionperf run` P (writing into OUT) EARLY_S after its start, or IN_TEST_S after
+    LoadGen opened its logs; then what every signal must leave: the exit status, no process
+    behind, and for INT/TERM an end within 2 s, one line, nothing kept or half-written. Returns
+    whether the signal was SIGKILL (what it left is the caller's to check)."""
+    try:
+        if point == "early":
+            time.sleep(early_s)
+        else:
+            wait_for_file(p, out, f"resnet50/{scenario}/performance/run_1.partial-*/mlperf_log_detail.txt",
+                          log_wait_s)
+            time.sleep(in_test_s)
+        stderr, took = stop(p, sig)
+    finally:
+        finish(p, 0)
+    assert p.returncode == EXIT[sig], (p.returncode, stderr)
+    assert not no_survivors(token), "a process outlived the run"
+    if sig == signal.SIGKILL:
+        return True
+    assert took < 2.0, took
+    line = one_line(stderr)
+    assert line.startswith(FIRST_WORD[sig]) and "nothing of this run was kept" in line, line
+    assert not half_written(out), half_written(out)
+    assert not (out / f"resnet50/{scenario}/performance/run_1").exists()
+    return False
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend, scenario, sig, point, seed", _cases())
 def test_a_signal_at_a_random_point_of_a_run(echo_plugin, run_args, tmp_path, backend, scenario, sig, point, seed):  # noqa: F811
@@ -60,23 +88,7 @@ def test_a_signal_at_a_random_point_of_a_run(echo_plugin, run_args, tmp_path, ba
     qps = {"Offline": ["--target-qps", "2000"], "Server": ["--target-qps", "200"]}.get(scenario, [])
     p, token = start(["run", "resnet50", "--scenario", scenario, *backend_args(backend, echo_plugin), *qps,
                       "--duration", "600", *run_args, "--out", out])
-    try:
-        if point == "early":
-            time.sleep(rng.uniform(0.5, 2.0))
-        else:
-            wait_for_file(p, out, f"resnet50/{scenario}/performance/run_1.partial-*/mlperf_log_detail.txt")
-            time.sleep(rng.uniform(0.0, 0.6))
-        stderr, took = stop(p, sig)
-    finally:
-        finish(p, 0)
-    assert p.returncode == EXIT[sig], (p.returncode, stderr)
-    assert not no_survivors(token), "a process outlived the run"
-    if sig != signal.SIGKILL:
-        assert took < 2.0, took
-        line = one_line(stderr)
-        assert line.startswith(FIRST_WORD[sig]) and "nothing of this run was kept" in line, line
-        assert not half_written(tmp_path), half_written(tmp_path)
-        assert not (out / f"resnet50/{scenario}/performance/run_1").exists()
+    if not signal_a_run(p, token, out, scenario, sig, point, rng.uniform(0.5, 2.0), rng.uniform(0.0, 0.6)):
         return
     # SIGKILL: what it left is recognised and cleaned, never taken for a result
     rep = visionperf("report", out, check=False)
@@ -158,23 +170,7 @@ def test_a_signal_during_a_run_on_gpus(run_args, tmp_path, scenario, sig, point,
             "--devices", "2", "--batch-size", "4", *qps, "--duration", "600", *run_args, "--out", out]
     env = {"VISIONPERF_TENSORRT_CACHE": str(tmp_path / "engines")}
     p, token = start(args, env=env, prog=fake)
-    try:
-        if point == "early":
-            time.sleep(rng.uniform(0.5, 2.0))
-        else:
-            wait_for_file(p, out, f"resnet50/{scenario}/performance/run_1.partial-*/mlperf_log_detail.txt", 180)
-            time.sleep(rng.uniform(0.2, 0.6))
-        stderr, took = stop(p, sig)
-    finally:
-        finish(p, 0)
-    assert p.returncode == EXIT[sig], (p.returncode, stderr)
-    assert not no_survivors(token), "a process outlived the run"
-    if sig != signal.SIGKILL:
-        assert took < 2.0, took
-        line = one_line(stderr)
-        assert line.startswith(FIRST_WORD[sig]) and "nothing of this run was kept" in line, line
-        assert not half_written(tmp_path / "out"), half_written(tmp_path / "out")
-        assert not (out / f"resnet50/{scenario}/performance/run_1").exists()
+    if not signal_a_run(p, token, out, scenario, sig, point, rng.uniform(0.5, 2.0), rng.uniform(0.2, 0.6), 180):
         return
     again = [a if a != "600" else "1" for a in args]
     p, _ = start(again, env=env, prog=fake)
