@@ -127,6 +127,14 @@ def plot(points: list[Point], workload: str, scenario: str, path: Path) -> Path:
     ax.set_xlabel("devices")
     ax.set_ylabel("samples per second")
     ax.set_title(f"{workload} {scenario}: throughput against devices")
+    return save_plot(fig, ax, xs, path)
+
+
+def save_plot(fig, ax, xs: list[int], path: Path) -> Path:
+    """A scaling plot finished as every study's is (a tick per point, grid, legend) and written
+    whole to PATH (.png)."""
+    import matplotlib.pyplot as plt
+
     ax.set_xticks(xs)
     ax.grid(alpha=0.3)
     ax.legend()

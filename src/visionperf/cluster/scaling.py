@@ -15,8 +15,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..atomic import replacing, write_text
+from ..atomic import write_text
 from ..errors import UserError
+from ..scaling import save_plot
 from .session import parse_address
 
 
@@ -118,11 +119,4 @@ def plot(points: list[NodePoint], workload: str, devices: int, path: Path) -> Pa
     ax.set_xlabel("cards")
     ax.set_ylabel("samples per second (Offline)")
     ax.set_title(f"{workload}: scaling over nodes, beside one server")
-    ax.set_xticks(xs)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with replacing(path, ".png") as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, xs, path)
