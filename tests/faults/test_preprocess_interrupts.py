@@ -143,22 +143,62 @@ def test_a_same_size_fix_resumes_and_rereads_the_fixed_image(imagenet_dir, tmp_p
     assert (out / "data.npy").read_bytes() == (clean / "data.npy").read_bytes()
 
 
+# The first build of the test below, held before it publishes until the test lets it go: it reads
+# a FIFO, whose open blocks until the test opens the other end. A build that finishes by itself
+# could beat the test's second command under load; this one cannot.
+_HELD_BUILD = """
+import runpy, sys
+from visionperf import cache
+gate_path = sys.argv.pop(1)
+publish = cache._publish
+def held(*args, **kwargs):
+    with open(gate_path) as gate:
+        gate.read()
+    return publish(*args, **kwargs)
+cache._publish = held
+sys.argv[0] = "visionperf"
+runpy.run_module("visionperf", run_name="__main__")
+"""
+
+
+def _open_gate(fifo: Path, first: subprocess.Popen, timeout: float = 60) -> int:
+    """The write end of FIFO, opened once the held build waits on its read end (then the build has
+    done every chunk and not published)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.02)
+
+
 def test_a_second_preprocess_with_wait_waits_for_the_first(slow_dataset, tmp_path):
     out = tmp_path / "cache"
     args = ["preprocess", "resnet50", "--dataset", str(slow_dataset), "--out", str(out), "--workers", "1",
             "--count", "64"]
-    first = subprocess.Popen([sys.executable, "-m", "visionperf", *args],
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    first = subprocess.Popen([sys.executable, "-c", _HELD_BUILD, str(fifo), *args],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gate = None
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline and not (out / "build/done").exists():
-            time.sleep(0.02)
+        gate = _open_gate(fifo, first)
         assert not (out / "manifest.json").exists(), "the first build should still be running"
         refused = visionperf(*args, check=False)
         assert refused.returncode != 0 and "being built" in refused.stderr
-        second = visionperf(*args, "--wait", "30")
-        assert "already complete" in second.stdout or "using" in second.stdout, second.stdout
+        second = subprocess.Popen([sys.executable, "-m", "visionperf", *args, "--wait", "30"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        assert second.poll() is None, second.communicate()  # the lock is held: it can only wait
+        os.close(gate)  # the first publishes now
+        gate = None
+        stdout, stderr = second.communicate(timeout=60)
+        assert second.returncode == 0, stderr
+        assert "already complete" in stdout or "using" in stdout, stdout
     finally:
+        if gate is not None:
+            os.close(gate)
         first.wait(timeout=60)
     assert first.returncode == 0
     assert (out / "manifest.json").exists() and not (out / "build").exists()
