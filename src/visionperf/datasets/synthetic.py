@@ -18,6 +18,34 @@ from ..errors import UserError
 MARKER = "SYNTHETIC"
 
 
+def check_seed(seed: int) -> None:
+    """A seed NumPy takes (a negative one fails deep inside it), checked before anything is written."""
+    if seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {seed}")
+
+
+def claim(out: Path) -> None:
+    """Refuse OUT unless it is missing, empty, or a dataset sample-data made (its marker): it
+    overwrites image and label files by their names, which in a real dataset are the user's."""
+    if not out.is_dir() or (out / MARKER).is_file():
+        return  # missing, or a file in the way (making the directory says so)
+    found = sorted(p.name for p in out.iterdir())
+    if found:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise UserError(f"--out {out} holds {shown}, not a dataset sample-data made (no {MARKER} marker): "
+                        "choose a new or empty --out")
+
+
+def _start(out: str | Path, count: int, seed: int) -> Path:
+    """OUT checked with the options, before any directory is made."""
+    if count < 1:
+        raise UserError(f"--count must be at least 1, got {count}")
+    check_seed(seed)
+    out = Path(out)
+    claim(out)
+    return out
+
+
 def _mark(out: Path, what: str) -> None:
     """The marker first, whole: a sample-data run killed half-way must never leave a dataset that
     reads as real (run.json, and so `submission`, take it as real data without the marker)."""
@@ -48,9 +76,7 @@ def draw_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def make_imagenet(out: str | Path, count: int = 256, seed: int = 0) -> Path:
     """Write COUNT JPEGs named like ImageNet val (`ILSVRC2012_val_%08d.JPEG`) and `val_map.txt`."""
-    if count < 1:
-        raise UserError(f"--count must be at least 1, got {count}")
-    out = Path(out)
+    out = _start(out, count, seed)
     _mark(out, "images are drawn shapes and labels are random")
     rng = np.random.default_rng(seed)
     lines = []
@@ -114,9 +140,7 @@ def make_coco(out: str | Path, count: int = 64, seed: int = 0) -> Path:
     """
     import json
 
-    if count < 1:
-        raise UserError(f"--count must be at least 1, got {count}")
-    out = Path(out)
+    out = _start(out, count, seed)
     _mark(out, "images hold drawn rectangles whose exact boxes are the annotations; it is not COCO")
     (out / "val2017").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
@@ -171,9 +195,7 @@ def make_openimages(out: str | Path, count: int = 64, seed: int = 0) -> Path:
     """
     import json
 
-    if count < 1:
-        raise UserError(f"--count must be at least 1, got {count}")
-    out = Path(out)
+    out = _start(out, count, seed)
     _mark(out, "images hold drawn rectangles whose exact boxes are the annotations; it is not OpenImages")
     (out / "validation/data").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)

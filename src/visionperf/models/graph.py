@@ -13,10 +13,33 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..atomic import replacing
+from ..errors import UserError
+
+# Metadata keys only visionperf writes: build-model's builders, and quantize.
+MADE_BY_VISIONPERF = ("visionperf.model", "visionperf.quantization")
+
+
+def claim_model(out: str | Path) -> None:
+    """Refuse OUT unless it is missing or a model visionperf wrote (its metadata says so): a
+    model file there may be the user's own, which replacing it would lose."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory: name the model file to write (e.g. {out / 'model.onnx'})")
+    if not out.exists():
+        return
+    try:
+        props = {p.key for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    except Exception:  # noqa: BLE001 (protobuf raises its own errors on a file that is not ONNX)
+        props = set()
+    if not props & set(MADE_BY_VISIONPERF):
+        raise UserError(f"--out {out} exists and is not a model visionperf wrote: choose a new --out "
+                        "(or delete the file)")
 
 
 class GraphBuilder:
     def __init__(self, seed: int):
+        if seed < 0:
+            raise UserError(f"--seed must be 0 or more, got {seed}")
         self.rng = np.random.default_rng(seed)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []

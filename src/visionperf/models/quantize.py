@@ -21,6 +21,7 @@ from ..atomic import replacing
 from ..datasets import ImageNetVal, preprocess_one
 from ..errors import UserError
 from ..workloads import Workload
+from .graph import claim_model
 
 
 def read_calibration_list(path: str | Path, dataset: ImageNetVal) -> list[int]:
@@ -84,6 +85,7 @@ def quantize(fp32: str | Path, out: str | Path, workload: Workload, dataset: Ima
 
     from .check import check_model
 
+    claim_model(out)
     info = check_model(fp32, workload)
     if info.quantization is not None:
         raise UserError(f"{fp32} is already quantised: pass the float32 model")

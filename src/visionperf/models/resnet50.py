@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .graph import GraphBuilder, save_atomic
+from .graph import GraphBuilder, claim_model, save_atomic
 
 STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # (width, blocks, first stride)
 EXPANSION = 4
@@ -33,6 +33,7 @@ def _bottleneck(g: GraphBuilder, x: str, cin: int, width: int, stride: int) -> t
 def build_resnet50(out: str | Path, seed: int = 0, width: float = 1.0, num_classes: int = 1001) -> Path:
     """Write the model to OUT (atomically). WIDTH < 1 thins every layer (a test-sized variant)."""
     g = GraphBuilder(seed)
+    claim_model(out)
     ch = lambda c: max(8, int(round(c * width)))  # noqa: E731
     # Inputs are mean-subtracted pixels (std ~60), not unit-scaled: the stem absorbs that, as the
     # folded batch norm of the trained model does.

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import GraphBuilder, save_atomic
+from .graph import GraphBuilder, claim_model, save_atomic
 
 STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # (planes, blocks, stride): layer1..4
 GROUPS, GROUP_WIDTH = 32, 4
@@ -67,6 +67,7 @@ def head_rows(g: GraphBuilder, x: str, per: int) -> str:
 
 def build_retinanet(out: str | Path, seed: int = 0, width: float = 1.0, num_classes: int = 264) -> Path:
     g = GraphBuilder(seed)
+    claim_model(out)
     ch = lambda c: max(8, int(round(c * width)))  # noqa: E731
     mean = g.const(np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1), "mean")
     std = g.const(np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1), "std")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from onnx import TensorProto, helper
 
-from .graph import GraphBuilder, save_atomic
+from .graph import GraphBuilder, claim_model, save_atomic
 
 MOBILENET_BODY = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
                   (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
@@ -45,6 +45,7 @@ def _flatten_head(g: GraphBuilder, x: str, per: int, box_major: bool) -> str:
 
 def build_ssd_mobilenet(out: str | Path, seed: int = 0, width: float = 1.0, num_classes: int = 91) -> Path:
     g = GraphBuilder(seed)
+    claim_model(out)
     ch = lambda c: max(8, int(round(c * width)))  # noqa: E731
     x = g.op("Cast", ["image_tensor:0"], to=TensorProto.FLOAT)
     x = g.op("Sub", [g.op("Mul", [x, g.const(np.float32(2 / 255))]), g.const(np.float32(1))])
@@ -89,6 +90,7 @@ def _basic_block(g: GraphBuilder, x: str, cin: int, cout: int, stride: int) -> s
 
 def build_ssd_resnet34(out: str | Path, seed: int = 0, width: float = 1.0, num_classes: int = 81) -> Path:
     g = GraphBuilder(seed)
+    claim_model(out)
     ch = lambda c: max(8, int(round(c * width)))  # noqa: E731
     x = g.conv("image", 3, ch(64), 7, 2, 3)
     x = g.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
