@@ -185,7 +185,7 @@ def raw_engine_rate(model: Path, batch: int, fake_engine_batch: int | None) -> f
         from visionperf.backends.tensorrt import TensorRT as Factory
     rt = Factory(info, RESNET50, TrtOptions("int8"), log=lambda *_: None)
     part = card_plan(read_topology(), 1)[0]
-    dev = rt.device("raw", part, 0, batch, 2, engine_batch=fake_engine_batch or max(SWEEP_SIZES))
+    dev = rt.device("raw", part, 0, batch, 2, trt_plan_batch=fake_engine_batch or max(SWEEP_SIZES))
     try:
         dev.raw_rate(batch, 0.5)
         return dev.raw_rate(batch, 3.0)

@@ -19,7 +19,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from visionperf.backends.tensorrt import Binding, TensorRT
+from visionperf.backends.tensorrt import TensorRT
+from visionperf.backends.tensorrt.trt_plans import Binding
 
 _ONNX = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 10: np.float16}
 
@@ -214,10 +215,10 @@ class FakeTensorRT(TensorRT):
 
     builds: ClassVar[list[int]] = []  # every engine 'built', across instances
 
-    def __init__(self, model, workload, options, cuda=None, engine_cache=None, log=print, **cost):
+    def __init__(self, model, workload, options, cuda=None, trt_plan_cache=None, log=print, **cost):
         self.fake_cost = cost
         super().__init__(model, workload, options, cuda=cuda or FakeCuda(),
-                         trt=types.SimpleNamespace(__version__="fake-11.4"), engine_cache=engine_cache, log=log)
+                         trt=types.SimpleNamespace(__version__="fake-11.4"), trt_plan_cache=trt_plan_cache, log=log)
 
     @classmethod
     def preflight(cls):
@@ -258,7 +259,7 @@ def main(argv: list[str]) -> int:
     import sys
 
     from visionperf import cli
-    from visionperf.backends import tensorrt as trt_backend
+    from visionperf.backends.tensorrt import TensorRTBackend
 
     gpus, register, stats = 1, True, None
     while argv and argv[0].startswith("--") and argv[0] in ("--gpus", "--no-register", "--stats"):
@@ -275,7 +276,7 @@ def main(argv: list[str]) -> int:
         def __init__(self, *args, **kw):
             super().__init__(*args, cuda=cuda, **kw)
 
-    trt_backend.TensorRT = OnFakes
+    TensorRTBackend.runtime = OnFakes
     sys.modules["pynvml"] = FakeNvml(cuda.gpus)
     try:
         code = cli.main(argv)

@@ -17,9 +17,9 @@ from conftest import visionperf
 from fake_gpu import FakeTensorRT
 
 from visionperf.backends.tensorrt import (
-    EngineCache,
+    TrtPlanCache,
     TrtOptions,
-    engine_key,
+    trt_plan_key,
     sweep_batch,
 )
 from visionperf.datasets import open_dataset, preprocess_one
@@ -112,21 +112,21 @@ def test_backend_options_are_checked():
 def test_an_engine_is_keyed_by_everything_that_makes_it_differ():
     base = {"model_digest": "m", "precision": "int8", "batch": (1, 256, 256), "gpu": "H200 (sm_90)",
             "trt_version": "11.4"}
-    keys = {engine_key(**base)}
+    keys = {trt_plan_key(**base)}
     for field, other in [("model_digest", "m2"), ("precision", "fp16"), ("batch", (1, 128, 128)),
                          ("gpu", "H100 (sm_90)"), ("trt_version", "10.13")]:
-        keys.add(engine_key(**{**base, field: other}))
-    assert len(keys) == 6 and engine_key(**base) == engine_key(**base)
+        keys.add(trt_plan_key(**{**base, field: other}))
+    assert len(keys) == 6 and trt_plan_key(**base) == trt_plan_key(**base)
 
 
 def test_engines_are_built_once_and_then_read_from_the_cache(int8_sym, tmp_path):
     info = check_model(int8_sym, RESNET50)
-    cache = EngineCache(tmp_path / "engines")
+    cache = TrtPlanCache(tmp_path / "engines")
     FakeTensorRT.builds.clear()
     for _ in range(2):
-        rt = FakeTensorRT(info, RESNET50, TrtOptions("int8"), engine_cache=cache, log=lambda *_: None)
-        rt.engine(0, 8)
-    rt.engine(0, 16)
+        rt = FakeTensorRT(info, RESNET50, TrtOptions("int8"), trt_plan_cache=cache, log=lambda *_: None)
+        rt.load_trt_plan(0, 8)
+    rt.load_trt_plan(0, 16)
     assert FakeTensorRT.builds == [8, 16]
     plans = sorted(p.name for p in (tmp_path / "engines").iterdir())
     assert len([p for p in plans if p.endswith(".plan")]) == 2 and not [p for p in plans if "tmp" in p]
@@ -138,12 +138,12 @@ def test_the_batch_sweep_finds_the_best_size_and_remembers_it(int8_sym, tmp_path
     """A GPU whose batches cost 1 ms + 10 us per sample, and twice that per sample past 256
     (a cache spill): 256 is the best size."""
     info = check_model(int8_sym, RESNET50)
-    cache = EngineCache(tmp_path / "engines")
+    cache = TrtPlanCache(tmp_path / "engines")
 
     def cost(rows):
         return 1e-3 + 1e-5 * rows + (2e-5 * rows if rows > 256 else 0.0)
 
-    rt = FakeTensorRT(info, RESNET50, TrtOptions("int8", sweep=True), engine_cache=cache, log=lambda *_: None,
+    rt = FakeTensorRT(info, RESNET50, TrtOptions("int8", sweep=True), trt_plan_cache=cache, log=lambda *_: None,
                       cost=cost, compute=False)
     part = card_plan(read_topology(), 1)[0]
     best = rt.best_batch(part, 0, 2, sizes=(64, 128, 256, 512), seconds=0.3)
@@ -255,7 +255,7 @@ def test_gpus_are_planned_in_pci_order_on_their_own_sockets_cores(tmp_path):
     alone, each fed by cores of its own socket, its buffer replica on its own node."""
     from sysfs_fixtures import materialise
 
-    from visionperf.backends import plan_accelerators
+    from visionperf.backends import get_backend
     from visionperf.placement import replica_plan
 
     root = materialise("r282-z93-8", tmp_path / "sys")
@@ -265,14 +265,14 @@ def test_gpus_are_planned_in_pci_order_on_their_own_sockets_cores(tmp_path):
         for name, value in (("vendor", "0x10de"), ("device", "0x2335"), ("class", "0x030200"), ("numa_node", node)):
             (d / name).write_text(f"{value}\n")
     t = read_topology(root)
-    gpus = plan_accelerators("tensorrt", t)
+    gpus = get_backend("tensorrt").accelerators(t)
     assert [(g.pci, g.numa_node) for g in gpus] == [("0000:c1:00.0", 1), ("0000:c2:00.0", 0)]
     plan = card_plan(t, 2, gpus)
     assert [p.pci for p in plan] == ["0000:c1:00.0", "0000:c2:00.0"]
     assert [p.socket for p in plan] == [1, 0] and [p.numa_node for p in plan] == [1, 0]
     assert all(t.core(c).socket == p.socket for p in plan for c in p.cores)
     assert replica_plan(t, plan, "device").nodes == [1, 0]
-    assert plan_accelerators("simulated", t) is None  # other card backends keep every accelerator
+    assert get_backend("simulated").accelerators(t) is None  # other card backends keep every accelerator
 
 
 def test_a_detection_engine_hands_the_host_nms_fp16_scores(tmp_path):

@@ -1,6 +1,8 @@
-"""Devices: anything that takes a batch of input rows and returns the model's output rows.
+"""Backends and their devices: anything that takes a batch of input rows and returns the model's
+output rows.
 
-Each backend makes one device per placement-plan entry. Cards (native `simulated`, and
+A backend is an object (`base.Backend`) found by name in the registry below; it makes one
+device per placement-plan entry. Cards (native `simulated`, and
 `plugin:PATH` built against `include/visionperf/device.h`) and the `null` devices run inside
 the compiled engine; a Python device (this protocol: ONNX Runtime partitions, GPU runtimes
 written in Python) is called by the engine once per batch through its bridge.
@@ -13,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import UserError
+from .base import Backend, DeviceRequest
 
 
 class Device(Protocol):
@@ -61,62 +64,43 @@ class AsyncDevice(Device, Protocol):
         without the GIL. Raising ends the ticket: its samples fail."""
 
 
-BACKENDS = ("onnxruntime", "tensorrt", "simulated", "null", "null-gather", "plugin:PATH")
+# name -> (module, class): modules are imported when a backend is asked for, so a run pays
+# only for its own runtime (ONNX Runtime, TensorRT), never for the others.
+_REGISTRY = {
+    "onnxruntime": ("onnxruntime", "OnnxRuntime"),
+    "tensorrt": ("tensorrt", "TensorRTBackend"),
+    "simulated": ("simulated", "Simulated"),
+    "null": ("null", "Null"),
+    "null-gather": ("null", "Null"),
+    "plugin:PATH": ("plugin", "Plugin"),
+}
+BACKENDS = tuple(_REGISTRY)
 
 
+def get_backend(name: str) -> Backend:
+    """The backend called NAME (`plugin:PATH` for a C plug-in); one line naming the choices if none is."""
+    import importlib
+
+    key = "plugin:PATH" if name.startswith("plugin:") else name
+    if key not in _REGISTRY:
+        raise UserError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    module, cls = _REGISTRY[key]
+    return getattr(importlib.import_module(f".{module}", __name__), cls)(name)
+
+
+# TEMPORARY (removed when the run path moves to run/): the functions the old harness calls.
 def is_card(backend: str) -> bool:
-    """Devices fed by host cores, planned like the paper's cards (Table IV)."""
-    return backend in ("simulated", "tensorrt") or backend.startswith("plugin:")
+    return get_backend(backend).is_card
 
 
 def preflight(backend: str) -> None:
-    """What a backend needs installed, checked before a run builds a cache: one line if not."""
-    if backend == "tensorrt":
-        from . import tensorrt
-
-        tensorrt.TensorRT.preflight()
+    get_backend(backend).preflight()
 
 
 def plan_accelerators(backend: str, topology):
-    """The accelerators a card backend's plan is made of (None: any the topology has)."""
-    if backend == "tensorrt":
-        return [a for a in topology.accelerators if a.name == "NVIDIA GPU"]
-    return None
+    return get_backend(backend).accelerators(topology)
 
 
-def make_devices(backend: str, model, workload, plan, batch_size: int, output_shapes=None,
-                 card_rate: float | None = None, in_flight: int = 2, latency: bool = False,
-                 options: str = "", log=print, batch_given: bool = True) -> list:
-    """One device per placement-plan entry: native ones (run by the engine) or Python ones."""
-    from ..sut import NativeDevice
-
-    def native(kind: str, name: str, part, n_in_flight: int, opts: str = "", examples=(), peak=None):
-        return NativeDevice(kind, name, tuple(part.cpus), part.numa_node, batch_size, n_in_flight,
-                            workload.row_shape(workload.layout), np.dtype(model.input_dtype), opts,
-                            list(examples), peak)
-
-    if backend == "simulated":
-        from .simulated import card_rate_for, output_pool
-
-        rate, _ = card_rate_for(workload, card_rate)
-        pool = output_pool(workload, model.kind, output_shapes)
-        return [native("simulated", f"card{i}", part, in_flight, f"rate={rate!r}", pool, rate)
-                for i, part in enumerate(plan)]
-    if backend.startswith("plugin:"):
-        return [native(backend, f"card{i}", part, in_flight, options) for i, part in enumerate(plan)]
-    if backend == "tensorrt":
-        from .tensorrt import make_tensorrt_devices
-
-        return make_tensorrt_devices(model, workload, plan, batch_size, in_flight, options, offline=not latency,
-                                     log=log, output_dtypes=[np.dtype(dt) for _, dt in output_shapes or []],
-                                     batch_given=batch_given)
-    if backend == "onnxruntime":
-        from .onnxruntime import OrtDevice
-
-        return [OrtDevice(f"cpu{i}", model, workload, part, batch_size, spin=not latency)
-                for i, part in enumerate(plan)]
-    if backend in ("null", "null-gather"):
-        # null: completes each batch at once without the gather (the harness alone);
-        # null-gather keeps the gather, so the host copy of the workload's rows is included.
-        return [native(backend, f"null{i}", part, 1) for i, part in enumerate(plan)]
-    raise UserError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+def make_devices(backend: str, model, workload, plan, batch_size: int, output_shapes=None, log=print, **kw) -> list:
+    return get_backend(backend).make_devices(DeviceRequest(model, workload, plan, batch_size, output_shapes, **kw),
+                                             log=log)

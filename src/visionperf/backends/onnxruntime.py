@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import UserError
+from .base import Backend, DeviceRequest
 
 
 def session_options(cores: tuple[int, ...], threads: int | None = None, spin: bool = True) -> ort.SessionOptions:
@@ -62,3 +63,19 @@ class OrtDevice:
 
     def close(self) -> None:
         self.session = None
+
+
+class OnnxRuntime(Backend):
+    """CPU partitions, one session each; the model's fixed batch, if it has one, is the batch."""
+
+    name = "onnxruntime"
+    runs_model_batch = True
+    core_per_device = True
+
+    def software(self) -> str:
+        return f"ONNX Runtime {ort.__version__} (CPU)"
+
+    def make_devices(self, request: DeviceRequest, log=print) -> list:
+        return [OrtDevice(f"cpu{i}", request.model, request.workload, part, request.batch_size,
+                          spin=not request.latency)
+                for i, part in enumerate(request.plan)]

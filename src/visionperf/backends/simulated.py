@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..workloads import Workload
+from .base import Backend, DeviceRequest, native_devices
 
 # The paper's Table II: samples/s and batch size of one Cloud AI 100 card, Offline.
 PRESETS = {"resnet50": (22667.0, 8), "ssd-resnet34": (435.0, 1), "ssd-mobilenet": (19363.0, 4),
@@ -68,3 +69,19 @@ def card_rate_for(workload: Workload, card_rate: float | None) -> tuple[float, i
     rate, batch = PRESETS[workload.name]
     return (card_rate or rate), batch
 
+
+
+class Simulated(Backend):
+    """Native simulated cards at a configured rate, planned like the paper's cards."""
+
+    name = "simulated"
+    is_card = True
+    real_devices = False
+
+    def score_format(self, workload, model):
+        return score_format(workload)
+
+    def make_devices(self, request: DeviceRequest, log=print) -> list:
+        rate, _ = card_rate_for(request.workload, request.card_rate)
+        pool = output_pool(request.workload, request.model.kind, request.output_shapes)
+        return native_devices("simulated", "card", request, request.in_flight, f"rate={rate!r}", pool, rate)
