@@ -102,5 +102,4 @@ def plan_accelerators(backend: str, topology):
 
 
 def make_devices(backend: str, model, workload, plan, batch_size: int, output_shapes=None, log=print, **kw) -> list:
-    return get_backend(backend).make_devices(DeviceRequest(model, workload, plan, batch_size, output_shapes, **kw),
-                                             log=log)
+    return get_backend(backend).make_devices(model, workload, plan, batch_size, output_shapes, log=log, **kw)

@@ -77,8 +77,13 @@ class Backend:
         raise UserError(f"--devices {','.join(map(str, counts))}: {where} has {cores} physical core(s) and each "
                         f"{self.name} device needs one: pass counts up to {cores}")
 
-    def make_devices(self, request: DeviceRequest, log=print) -> list:
-        """One device per entry of REQUEST.plan."""
+    def make_devices(self, model, workload, plan, batch_size: int, output_shapes=None, *, log=print,
+                     **options) -> list:
+        """One device per entry of PLAN (OPTIONS: the other fields of DeviceRequest)."""
+        return self.devices(DeviceRequest(model, workload, plan, batch_size, output_shapes, **options), log)
+
+    def devices(self, request: DeviceRequest, log=print) -> list:
+        """What each backend implements: one device per entry of REQUEST.plan."""
         raise NotImplementedError
 
 

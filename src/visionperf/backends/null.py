@@ -13,5 +13,5 @@ class Null(Backend):
     name = "null"
     real_devices = False
 
-    def make_devices(self, request: DeviceRequest, log=print) -> list:
+    def devices(self, request: DeviceRequest, log=print) -> list:
         return native_devices(self.name, "null", request, 1)

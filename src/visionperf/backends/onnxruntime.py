@@ -75,7 +75,7 @@ class OnnxRuntime(Backend):
     def software(self) -> str:
         return f"ONNX Runtime {ort.__version__} (CPU)"
 
-    def make_devices(self, request: DeviceRequest, log=print) -> list:
+    def devices(self, request: DeviceRequest, log=print) -> list:
         return [OrtDevice(f"cpu{i}", request.model, request.workload, part, request.batch_size,
                           spin=not request.latency)
                 for i, part in enumerate(request.plan)]

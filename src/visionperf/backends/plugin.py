@@ -22,5 +22,5 @@ class Plugin(Backend):
     def software(self) -> str:
         return f"device plug-in {Path(self.path).name}"
 
-    def make_devices(self, request: DeviceRequest, log=print) -> list:
+    def devices(self, request: DeviceRequest, log=print) -> list:
         return native_devices(self.name, "card", request, request.in_flight, request.options)

@@ -81,7 +81,7 @@ class Simulated(Backend):
     def score_format(self, workload, model):
         return score_format(workload)
 
-    def make_devices(self, request: DeviceRequest, log=print) -> list:
+    def devices(self, request: DeviceRequest, log=print) -> list:
         rate, _ = card_rate_for(request.workload, request.card_rate)
         pool = output_pool(request.workload, request.model.kind, request.output_shapes)
         return native_devices("simulated", "card", request, request.in_flight, f"rate={rate!r}", pool, rate)

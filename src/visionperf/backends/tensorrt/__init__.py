@@ -41,7 +41,7 @@ class TensorRTBackend(Backend):
     def score_format(self, workload, model):
         return score_format(workload, model)  # fp16 scores from the GPU: half the bytes to the host
 
-    def make_devices(self, request: DeviceRequest, log=print) -> list:
+    def devices(self, request: DeviceRequest, log=print) -> list:
         return make_tensorrt_devices(request.model, request.workload, request.plan, request.batch_size,
                                      request.in_flight, request.options, offline=not request.latency, log=log,
                                      output_dtypes=[np.dtype(dt) for _, dt in request.output_shapes or []],
