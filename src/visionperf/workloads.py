@@ -56,10 +56,6 @@ class Workload:
     card_rate: float  # the paper's per-card Offline samples/s (Table II)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    @property
-    def input_shape_chw(self) -> tuple[int, int, int]:
-        return (3, self.input_size, self.input_size)
-
     def row_shape(self, layout: str) -> tuple[int, int, int]:
         s = self.input_size
         return (3, s, s) if layout == "NCHW" else (s, s, 3)

@@ -155,7 +155,3 @@ def _graph(info: ModelInfo, precision: str) -> onnx.ModelProto:
         warnings.filterwarnings("ignore", message=r"the float32 number .* will be truncated", category=UserWarning)
         return float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
 
-
-def input_bytes_dtype(info: ModelInfo, precision: str) -> np.dtype:
-    """What the engine's input binding holds per element: the cache's bytes, reinterpreted."""
-    return np.dtype(np.uint8) if precision == "int8" else np.dtype(info.input_dtype)
