@@ -149,18 +149,18 @@ def replica_plan(topology: Topology, devices: list[Partition], mode: str = "devi
         of_device, nodes, fill = [0] * len(devices), [devices[0].numa_node], [()]
     else:
         raise UserError(f"unknown --replicas {mode!r}: choose device, node or one")
-    rp = ReplicaPlan(mode, of_device, nodes, fill)
+    replicas = ReplicaPlan(mode, of_device, nodes, fill)
     if rates and bytes_per_sample:
         for d, r in zip(devices, of_device):
             node = nodes[r]
-            rp.bandwidth_gbs[node] = rp.bandwidth_gbs.get(node, 0.0) + rates[d.index] * bytes_per_sample / 1e9
-        for node, need in sorted(rp.bandwidth_gbs.items()):
+            replicas.bandwidth_gbs[node] = replicas.bandwidth_gbs.get(node, 0.0) + rates[d.index] * bytes_per_sample / 1e9
+        for node, need in sorted(replicas.bandwidth_gbs.items()):
             if need > node_bandwidth_gbs:
-                rp.warnings.append(
+                replicas.warnings.append(
                     f"NUMA node {node} must deliver {need:.1f} GB/s of samples, more than the "
                     f"{node_bandwidth_gbs:g} GB/s assumed per node: replicate per device or node, "
                     "or spread the cards")
-    return rp
+    return replicas
 
 
 @dataclass
@@ -198,19 +198,19 @@ def core_budget(topology: Topology, devices: list[Partition], rates: list[float]
     return b
 
 
-def plan_json(devices: list[Partition], rp: ReplicaPlan | None = None) -> dict:
+def plan_json(devices: list[Partition], replicas: ReplicaPlan | None = None) -> dict:
     out = {"devices": []}
     for d in devices:
         rec = asdict(d)
         rec["cores"], rec["cpus"] = list(d.cores), list(d.cpus)
-        if rp is not None:
-            rec["replica"] = rp.of_device[d.index]
-            rec["replica_node"] = rp.nodes[rp.of_device[d.index]]
+        if replicas is not None:
+            rec["replica"] = replicas.of_device[d.index]
+            rec["replica_node"] = replicas.nodes[replicas.of_device[d.index]]
         out["devices"].append(rec)
-    if rp is not None:
-        out["replicas"] = {"mode": rp.mode, "nodes": rp.nodes,
-                           "bandwidth_gbs_per_node": {str(k): round(v, 3) for k, v in rp.bandwidth_gbs.items()},
-                           "warnings": rp.warnings}
+    if replicas is not None:
+        out["replicas"] = {"mode": replicas.mode, "nodes": replicas.nodes,
+                           "bandwidth_gbs_per_node": {str(k): round(v, 3) for k, v in replicas.bandwidth_gbs.items()},
+                           "warnings": replicas.warnings}
     return out
 
 
@@ -221,16 +221,16 @@ def describe_budget(b: CoreBudget) -> str:
     return "\n".join(lines + [f"  warning: {w}" for w in b.warnings])
 
 
-def describe_plan(devices: list[Partition], rp: ReplicaPlan | None = None) -> str:
+def describe_plan(devices: list[Partition], replicas: ReplicaPlan | None = None) -> str:
     lines = []
     for d in devices:
         where = (f"cores {format_cpulist(d.cores)}" if d.pinned else "unpinned (every CPU)")
         extra = " (shares an L3 group)" if d.shared and d.pinned else ""
         card = f" [{d.pci}]" if d.pci else ""
-        rep = f", buffer replica {rp.of_device[d.index]} on node {rp.nodes[rp.of_device[d.index]]}" if rp else ""
+        rep = f", buffer replica {replicas.of_device[d.index]} on node {replicas.nodes[replicas.of_device[d.index]]}" if replicas else ""
         lines.append(f"  device {d.index:2d}{card}: socket {d.socket}, node {d.numa_node}, {where}{extra}{rep}")
-    if rp is not None:
-        for node, need in sorted(rp.bandwidth_gbs.items()):
+    if replicas is not None:
+        for node, need in sorted(replicas.bandwidth_gbs.items()):
             lines.append(f"  node {node}: {need:.2f} GB/s of sample reads at the devices' rates")
-        lines += [f"  warning: {w}" for w in rp.warnings]
+        lines += [f"  warning: {w}" for w in replicas.warnings]
     return "\n".join(lines)
