@@ -1,0 +1,122 @@
+"""The `visionperf` command. User errors end as one line on stderr and exit status 2.
+
+Each command's options (`add_<command>_args`) sit beside its function (`cmd_<command>`) in a module
+named for what the commands there do; options.py holds the number types and the shared option groups."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import Terminated, UserError
+from .data import add_build_model_args, add_preprocess_args, add_quantize_args, add_sample_data_args
+from .options import Parser
+from .publish import add_accuracy_args, add_report_args, add_submission_args
+from .run import add_include_dir_args, add_run_args
+from .study import add_plan_args, add_scale_args, add_topology_args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="visionperf", description="MLPerf Inference vision benchmarks on the real LoadGen, across many devices.")
+    sub = p.add_subparsers(dest="command", required=True)
+    # in the order `visionperf --help` lists them: from data to results
+    for add_args in (add_sample_data_args, add_build_model_args, add_preprocess_args, add_quantize_args,
+                     add_include_dir_args, add_topology_args, add_plan_args, add_run_args, add_scale_args,
+                     add_report_args, add_submission_args, add_accuracy_args):
+        add_args(sub)
+    return p
+
+
+def _on_sigterm(signum, frame):
+    import signal
+
+    # One stop request, one cleanup: a second SIGTERM (a scheduler repeating itself, a group
+    # signal plus `scale`'s own to its child) must not interrupt the cleanup the first started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
+# What an interrupted command leaves, for the one line it prints.
+KEPT = {
+    "run": "nothing of this run was kept (no partial results)",
+    "scale": "runs that finished are kept under --out, scaling.json only when every point has run",
+    "preprocess": "finished chunks of the cache are kept: rerun the same command to resume",
+    "sample-data": "images written so far are kept, but the dataset is not usable until a rerun "
+                   "writes its list file",
+    "build-model": "no model was written",
+    "quantize": "no model was written",
+    "submission": "no tree was written",
+    "accuracy": "no accuracy.txt was written",
+    "report": "plots already written are complete; the others were not written",
+}
+
+
+def _os_error_line(e: OSError, out: str | None = None) -> str:
+    """One line for a file the machine would not let us write (or read): which file, why, the fix.
+    A failed write() names no file: then OUT, the command's --out, is where it was writing."""
+    import errno
+
+    where = e.filename or (f"writing under {out}" if out else "writing a file")
+    if e.filename2:
+        where = f"{e.filename} -> {e.filename2}"
+    why = e.strerror or str(e)
+    fix = {
+        errno.EACCES: "choose a location you can write (another --out) or fix its permissions",
+        errno.EPERM: "choose a location you can write (another --out) or fix its permissions",
+        errno.EROFS: "the file system is read-only: choose another --out",
+        errno.ENOSPC: "the disk is full: free space there or choose another --out",
+        errno.EDQUOT: "your disk quota is used up: free space there or choose another --out",
+        errno.EFBIG: "a file size limit (ulimit -f) was reached: raise it or write less",
+        errno.ENOTDIR: "a file stands where a directory is needed: remove it or choose another --out",
+        errno.EEXIST: "a file is in the way: remove it or choose another --out",
+        errno.EISDIR: "a directory stands where a file is needed: remove it or choose another path",
+        errno.ENOENT: "check the path",
+        errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
+    }.get(e.errno, "check the path and the disk")
+    return f"{where}: {why}: {fix}"
+
+
+def _interrupted(e: KeyboardInterrupt, command: str) -> int:
+    """The one line an interrupted command prints, and its exit status (143 for SIGTERM, 130 for ^C)."""
+    code, what = (143, "terminated") if isinstance(e, Terminated) else (130, "interrupted")
+    kept = KEPT.get(command, "")
+    print(f"visionperf: {what}" + (f": {kept}" if kept else ""), file=sys.stderr)
+    engine = sys.modules.get("visionperf._engine")
+    if engine is not None and engine.loadgen_abandoned():
+        # LoadGen cannot end a Server or stream test early: its thread is still running,
+        # and its static logger would abort the process on a normal exit.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    args = build_parser().parse_args(argv)
+    from .. import progress
+
+    progress.set_quiet(getattr(args, "quiet", False))
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"visionperf: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        return _interrupted(e, args.command)
+    except BrokenPipeError as e:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # stdout closed early (`visionperf report DIR | head`): nothing to say to anyone
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        print(f"visionperf: error: {_os_error_line(e, getattr(args, 'out', None))}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"visionperf: error: {_os_error_line(e, getattr(args, 'out', None))}", file=sys.stderr)
+        return 2

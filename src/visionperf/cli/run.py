@@ -1,0 +1,132 @@
+"""`visionperf run`: one benchmark run, what it asks of this machine, and `include-dir` for its plug-in devices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from ..workloads import SCENARIOS, WORKLOADS
+from .options import (MAX_BATCH_TIMEOUT_MS, add_cluster, add_model_and_dataset, add_quiet, batch_size,
+                      device_count, duration_s, finite_positive_float, float_range, int_range, positive_int,
+                      wait_s)
+from .tables import console, print_report
+
+LOADGEN_BYTES_PER_SAMPLE = 216  # a query's 16 B plus its per-sample metadata, assumed ~200 B
+LOADGEN_DEFAULT_DURATION_S = 600.0  # mlperf.conf's min_duration when neither --duration nor a user.conf says
+
+
+def add_run_args(sub) -> None:
+    s = sub.add_parser("run", help="run a benchmark through the real LoadGen")
+    s.add_argument("workload", help=", ".join(WORKLOADS))
+    s.add_argument("--scenario", required=True, help=", ".join(SCENARIOS))
+    s.add_argument("--mode", default="performance", help="performance (default) or accuracy")
+    add_model_and_dataset(s)
+    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), simulated (cards at a set rate), null (completes at once, no gather: the harness alone), null-gather (the same plus the batch gather), or plugin:PATH (a device built against visionperf/device.h; see `visionperf include-dir`)")
+    s.add_argument("--devices", type=device_count, default=1)
+    s.add_argument("--batch-size", type=batch_size)
+    s.add_argument("--target-qps", type=finite_positive_float, help="written into the user.conf used")
+    s.add_argument("--duration", type=duration_s, help="seconds; written into the user.conf used")
+    s.add_argument("--user-conf")
+    s.add_argument("--batch-timeout-ms", type=float_range(0.0, MAX_BATCH_TIMEOUT_MS, lo_open=False),
+                   help="Server: how long a partial batch may wait for more samples. Default: from "
+                   "the p99 bound LoadGen will judge (its mlperf.conf, then --user-conf: e.g. "
+                   "resnet50 15 ms, or a user.conf's target_latency) and the warm-up's batch time: "
+                   "min(0.2 x bound, 0.8 x bound - 2 x batch time), since a sample waits at most the "
+                   "timeout, one batch ahead and its own batch; 0 only when two batch times already "
+                   "fill 0.8 x bound. The run prints the timeout it used")
+    s.add_argument("--count", type=positive_int, help="use only the first COUNT images")
+    s.add_argument("--post-threads", type=int_range(0, 256),
+                   help="post-processing threads (default: one per device for detection, 0 = inline)")
+    s.add_argument("--skip-postprocess", action="store_true",
+                   help="complete with empty responses (to measure what NMS costs; not a result)")
+    s.add_argument("--replicas", help="sample buffer per device, node or one "
+                   "(default: device for cards, one for CPU devices)")
+    s.add_argument("--card-rate", type=finite_positive_float,
+                   help="simulated: samples/s per card (default: the paper's Table II rate)")
+    s.add_argument("--in-flight", type=int_range(1, 64), default=2, help="simulated: batches a card holds at once")
+    s.add_argument("--backend-option", default="",
+                   help="plugin: options passed to the device, 'key=value;key=value'")
+    s.add_argument("--compliance", choices=("TEST01", "TEST04"),
+                   help="run a compliance test (audit.config) and verify it against the runs in --out")
+    s.add_argument("--cache", help="preprocessed cache dir (default: per-user cache)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--wait", type=wait_s, metavar="SECONDS",
+                   help="if another visionperf is writing these results or building the cache, "
+                   "wait up to SECONDS for it (default: refuse at once)")
+    s.add_argument("--latency-by-minute", action="store_true",
+                   help="Server, SingleStream: keep p50/p99 latency per minute of the test in run.json "
+                   "(for long runs: is the last minute like the first?)")
+    add_cluster(s, run=True)
+    add_quiet(s, "live progress (elapsed time, samples, rates, latency so far, device busy shares) or "
+              "preprocessing bar")
+    s.set_defaults(func=cmd_run)
+
+
+def cmd_run(a) -> int:
+    from ..harness import RunConfig, run
+
+    cfg = RunConfig(
+        workload=a.workload, scenario=a.scenario, mode=a.mode, model=a.model, dataset=a.dataset,
+        backend=a.backend, devices=a.devices, batch_size=a.batch_size, target_qps=a.target_qps,
+        duration=a.duration, user_conf=a.user_conf, out=a.out, cache=a.cache,
+        batch_timeout_ms=a.batch_timeout_ms, count=a.count, post_threads=a.post_threads,
+        skip_postprocess=a.skip_postprocess, replicas=a.replicas, card_rate=a.card_rate,
+        in_flight=a.in_flight, compliance=a.compliance, backend_options=a.backend_option,
+        wait=a.wait, latency_by_minute=a.latency_by_minute, cluster=a.cluster, nodes=a.nodes,
+    )
+    if a.nodes and not a.cluster:
+        raise UserError("--nodes chooses nodes of a --cluster: pass --cluster ADDRESS too, or drop --nodes")
+    if not a.cluster:  # a cluster's nodes plan on their own cores
+        check_run_machine(a)
+    elif a.compliance:
+        raise UserError("--compliance runs on one node: drop --cluster for the audit run")
+    con = console()
+    from ..progress import RunDisplay
+
+    report = run(cfg, log=lambda m: con.print(f"[dim]{m}[/dim]"), display=RunDisplay(con, quiet=a.quiet))
+    print_report(con, report)
+    return 0
+
+
+def _mem_available() -> int | None:
+    """Bytes the kernel says can be had without swapping (None where it does not say)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_run_machine(a) -> None:
+    """What a run's options ask of this machine, refused before anything is read or written."""
+    from ..topology import read_topology
+
+    if a.backend == "onnxruntime":
+        cores = len(read_topology().cores)
+        if a.devices > cores:
+            raise UserError(f"--devices {a.devices}: this machine has {cores} physical core(s) and each "
+                            f"onnxruntime device needs one: pass --devices {cores} or fewer")
+    if a.target_qps is not None and a.scenario in ("Offline", "Server"):
+        duration = a.duration or LOADGEN_DEFAULT_DURATION_S
+        need = a.target_qps * duration * 1.1 * LOADGEN_BYTES_PER_SAMPLE
+        avail = _mem_available()
+        if avail and need > avail / 2:
+            fit = avail / 2 / (duration * 1.1 * LOADGEN_BYTES_PER_SAMPLE)
+            raise UserError(f"--target-qps {a.target_qps:g}: LoadGen would hold {a.target_qps * duration * 1.1:,.0f} "
+                            f"samples ({need / 2**30:,.1f} GiB) for a {duration:g} s {a.scenario} test, more than "
+                            f"half of the {avail / 2**30:,.1f} GiB available: pass --target-qps {fit:,.0f} or less, "
+                            "or a shorter --duration")
+
+
+def add_include_dir_args(sub) -> None:
+    s = sub.add_parser("include-dir", help="the directory of visionperf/device.h, the C plug-in ABI "
+                       "(cc -shared -fPIC -I$(visionperf include-dir) mydevice.c -o libmydevice.so)")
+    s.set_defaults(func=cmd_include_dir)
+
+
+def cmd_include_dir(a) -> int:
+    """Where visionperf/device.h is: build a plug-in with `cc -shared -fPIC -I$(visionperf include-dir)`."""
+    print(Path(__file__).resolve().parent.parent / "include")
+    return 0
