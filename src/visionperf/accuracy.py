@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import jsonfile
 from .errors import UserError
 
 
 def read_accuracy_log(path: str | Path) -> list[dict]:
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            records = json.load(f)
+        records = jsonfile.load(path, "is it a complete mlperf_log_accuracy.json?")
     except OSError as e:
         raise UserError(f"cannot read accuracy log {path}: {e.strerror}") from None
-    except ValueError:
-        raise UserError(f"{path} is not valid JSON: is it a complete mlperf_log_accuracy.json?") from None
     if not isinstance(records, list) or any(not isinstance(r, dict) or "qsl_idx" not in r or "data" not in r
                                             for r in records):
         raise UserError(f"{path} is not an MLPerf accuracy log (a list of {{seq_id, qsl_idx, data}})")

@@ -31,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from . import jsonfile
 from .atomic import write_text
 from .children import die_with
 from .datasets import ImageNetVal, preprocess_one
 from .errors import UserError
+from .jsonfile import JsonFileError
 from .locks import LOCK_NAME, Busy, DirLock
 from .workloads import Workload, get_workload
 
@@ -179,8 +181,8 @@ def data_fingerprint(path: Path) -> str:
 def open_cache(path: Path, wanted: dict | None = None) -> Cache:
     manifest_path = path / "manifest.json"
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as e:
+        manifest = jsonfile.load(manifest_path, f"delete {path} and rerun to rebuild it")
+    except OSError as e:
         raise UserError(f"{manifest_path} is unreadable ({e}): delete {path} and rerun to rebuild it") from None
     if not isinstance(manifest, dict):
         raise UserError(f"{manifest_path} is not a JSON object (a visionperf cache manifest): "
@@ -196,7 +198,10 @@ def open_cache(path: Path, wanted: dict | None = None) -> Cache:
         raise UserError(f"{path / 'data.npy'} is unreadable ({e}): delete {path} and rerun") from None
     try:
         skipped = {int(i) for i, _, _ in manifest.get("skipped", [])}
-        keep = np.array([i for i in range(manifest["count"]) if i not in skipped], np.intp)
+        count = manifest["count"]
+        if not isinstance(count, int) or count != len(data) + len(skipped):
+            raise UserError(f"{path / 'data.npy'} does not match its manifest: delete {path} and rerun")
+        keep = np.setdiff1d(np.arange(count, dtype=np.intp), np.fromiter(skipped, np.intp, len(skipped)))
         shape = [len(keep), *manifest["shape"][1:]]
         dtype_ok = str(data.dtype) == manifest["dtype"]
     except (KeyError, TypeError, ValueError) as e:
@@ -317,8 +322,8 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
     restart = None
     if (build / "build.json").exists():
         try:
-            old = json.loads((build / "build.json").read_text())
-        except ValueError:
+            old = jsonfile.load(build / "build.json", "")
+        except JsonFileError:
             old = None
         if old != plan:
             changed = _plan_changes(old, plan)
@@ -350,9 +355,9 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
     finished = set()
     for p in done_dir.glob("chunk-*.json"):
         try:
-            if not json.loads(p.read_text())["bad"]:
+            if not jsonfile.load(p, "")["bad"]:
                 finished.add(int(p.stem.split("-")[1]))
-        except (OSError, ValueError, KeyError):
+        except (OSError, JsonFileError, ValueError, KeyError, TypeError):
             pass  # unreadable: do the chunk again
     # A chunk that skipped bad images (--skip-bad) is done again: they may have been fixed since
     # (a fix of the same size leaves the source hash as it was).
@@ -396,7 +401,7 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
     np.load(partial, mmap_mode="r+").flush()
     bad = []
     for p in sorted(done_dir.glob("chunk-*.json")):
-        bad += json.loads(p.read_text())["bad"]
+        bad += jsonfile.load(p, f"delete {build} and rerun")["bad"]
     return _publish(path, build, partial, manifest, bad, fresh, elapsed, log)
 
 

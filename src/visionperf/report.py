@@ -6,14 +6,14 @@ results directory, including one copied from another machine.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import replacing
 from .errors import UserError
-from .results import METRIC, read_result
+from . import jsonfile
+from .results import METRIC, check_logs_complete, read_result
 from .userconf import latency_bound_ms
 from .workloads import WORKLOADS
 
@@ -33,6 +33,7 @@ class RunRow:
     latency_ns: dict = field(default_factory=dict)
     accuracy: float | None = None
     per_watt: float | None = None  # samples/s per watt of GPU board power (NVML), where measured
+    damaged: list[str] = field(default_factory=list)  # what in the run cannot be read, one line each
 
 
 def _silent(what: str) -> None:
@@ -57,23 +58,40 @@ def find(root: Path, say=_silent) -> list[RunRow]:
             continue
         kind = "accuracy" if d.name == "accuracy" else next((p for p in parts if p.startswith("TEST")), "performance")
         row = RunRow(d, workload, scenario, kind)
-        try:
-            rec = json.loads((d / "run.json").read_text())
-            row.backend = rec["config"]["backend"]
-            row.devices = rec["config"]["devices"]
-            row.per_watt = (rec.get("power") or {}).get("samples_per_s_per_watt")
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # no run.json, or not a visionperf record (a list...): the row lacks those columns
+        _read_record(row, d / "run.json")
         if kind == "accuracy":
             m = re.search(r"(?:accuracy|mAP)=([\d.]+)%", (d / "accuracy.txt").read_text()) \
                 if (d / "accuracy.txt").exists() else None
             row.accuracy = float(m.group(1)) if m else None
         else:
+            try:
+                check_logs_complete(d)
+            except UserError:
+                row.damaged.append(f"{d} holds LoadGen logs cut short (its verdict is unknown): rerun that test")
             res = read_result(d, scenario)
-            row.metric, row.unit, row.valid = res.metric, res.unit, res.valid
+            row.metric, row.unit = res.metric, res.unit
+            row.valid = None if row.damaged and not res.valid else res.valid
             row.latency_ns = res.latency_ns
         rows.append(row)
     return rows
+
+
+def _read_record(row: RunRow, run_json: Path) -> None:
+    """The run.json columns of ROW; a run.json that is there but not a visionperf record leaves
+    them out and says so (a missing one is an older or foreign run, not damage)."""
+    if not run_json.exists():
+        return
+    try:
+        rec = jsonfile.load(run_json, "")
+        backend, devices = rec["config"]["backend"], rec["config"]["devices"]
+        per_watt = (rec.get("power") or {}).get("samples_per_s_per_watt")
+        if not isinstance(backend, str) or not isinstance(devices, (int, type(None))) or \
+                not isinstance(per_watt, (int, float, type(None))):
+            raise TypeError
+        row.backend, row.devices, row.per_watt = backend, devices, per_watt
+    except (OSError, UserError, KeyError, TypeError, AttributeError):
+        row.damaged.append(f"{run_json} is damaged (not the run.json of a visionperf run): backend and "
+                           "devices unknown")
 
 
 def table(rows: list[RunRow]):
@@ -90,6 +108,7 @@ def table(rows: list[RunRow]):
         ms = lambda p: f"{r.latency_ns[p] / 1e6:.2f} ms" if p in r.latency_ns else ""  # noqa: E731
         metric = "" if r.metric is None else (f"{r.metric / 1e6:.3f} ms" if r.unit == "ns" else f"{r.metric:,.1f}/s")
         verdict = "" if r.valid is None else ("[green]VALID[/green]" if r.valid else "[red]INVALID[/red]")
+        verdict = verdict or ("[red]damaged[/red]" if r.damaged else "")
         acc = ""
         if r.accuracy is not None:
             target = WORKLOADS[r.workload].accuracy_target
@@ -98,6 +117,12 @@ def table(rows: list[RunRow]):
         extra = [f"{r.per_watt:,.2f}" if r.per_watt is not None else ""] if power else []
         t.add_row(r.workload, r.scenario, r.kind, r.backend, str(r.devices or ""), metric,
                   ms("50.00"), ms("90.00"), ms("99.00"), verdict, acc, *extra)
+    damage = [line for r in rows for line in r.damaged]
+    if damage:
+        from rich.text import Text
+
+        t.caption = Text("\n".join(f"damaged: {line}" for line in damage), style="red")  # paths: no markup
+        t.caption_justify = "left"
     return t
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import jsonfile
+from .jsonfile import JsonFileError
 
 # The one official figure per scenario (FACTS.md section 3) and its unit.
 METRIC = {
@@ -34,11 +36,14 @@ def read_detail(path: str | Path) -> dict:
             if not line.startswith(":::MLLOG"):
                 continue
             try:
-                rec = json.loads(line[len(":::MLLOG"):])
-            except ValueError:
+                rec = jsonfile.parse(line[len(":::MLLOG"):], path, "")
+            except JsonFileError:
+                continue
+            if not isinstance(rec, dict):
                 continue
             key = rec.get("key")
-            if rec.get("metadata", {}).get("is_error"):
+            metadata = rec.get("metadata")
+            if isinstance(metadata, dict) and metadata.get("is_error"):
                 errors.append(f"{key}: {rec.get('value')}")
             out[key] = rec.get("value")
     out["_errors"] = errors
@@ -72,8 +77,13 @@ def read_result(log_dir: str | Path, scenario: str) -> PerfResult:
     reasons = [why for k, why in CHECKS.items() if detail.get(k) is False]
     reasons += detail["_errors"]
     lat = {p: detail.get(f"result_{p}_percentile_latency_ns") for p in PERCENTILES}
-    return PerfResult(scenario, valid, key, float(metric) if metric is not None else None, unit,
-                      reasons, {k: v for k, v in lat.items() if v is not None}, detail)
+    return PerfResult(scenario, valid, key, float(metric) if _number(metric) else None, unit,
+                      reasons, {k: v for k, v in lat.items() if _number(v)}, detail)
+
+
+def _number(v) -> bool:
+    """A figure a damaged log could hold in the wrong type (a string, a list) left out."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def check_logs_complete(log_dir: str | Path, mode: str = "performance") -> None:
@@ -100,8 +110,8 @@ def check_logs_complete(log_dir: str | Path, mode: str = "performance") -> None:
         raise UserError(f"LoadGen could not write {summary} in full: {fix}")
     last = d.rstrip(b"\n").rsplit(b"\n", 1)[-1]
     try:
-        whole = d.endswith(b"\n") and isinstance(json.loads(last.partition(b":::MLLOG ")[2]), dict)
-    except ValueError:
+        whole = d.endswith(b"\n") and isinstance(jsonfile.parse(last.partition(b":::MLLOG ")[2], detail, ""), dict)
+    except JsonFileError:
         whole = False
     if not whole or b'"key": "power_end"' not in d or (mode == "performance" and b'"key": "num_errors"' not in d):
         raise UserError(f"LoadGen could not write {detail} in full: {fix}")

@@ -15,6 +15,7 @@ import re
 import struct
 from pathlib import Path
 
+from . import jsonfile
 from .errors import UserError
 from .rounds import Round
 
@@ -228,16 +229,12 @@ def describe_system(rnd: Round, submitter: str, system: str, system_type: str, u
 
 
 def load_user_json(path: str | None) -> dict:
-    import json
-
     if not path:
         return {}
     try:
-        user = json.loads(Path(path).read_text())
+        user = jsonfile.load(path, "fix it")
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e}): fix it") from None
     if not isinstance(user, dict):
         raise UserError(f"{path} must hold one JSON object of system fields")
     return user

@@ -8,7 +8,6 @@ SSD-ResNet34: RGB, straight resize to 1200x1200 with INTER_LINEAR, /255, mean/st
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .. import jsonfile
 from ..errors import UserError
 from ..workloads import Workload
 from .imagenet import decode_bgr
@@ -54,14 +54,17 @@ def read_coco_layout(root: str | Path, annotations: str, image_dir: str, count: 
     if not ann.is_file():
         raise UserError(f"{ann} is missing: a {sample_kind} directory needs {annotations} and {image_dir}/")
     try:
-        data = json.loads(ann.read_text())
+        data = jsonfile.load(ann, "use the official annotation file")
+    except OSError as e:
+        raise UserError(f"cannot read {ann}: {e.strerror}") from None
+    try:
         images = data["images"]
         cats = sorted(int(c["id"]) for c in data["categories"])
         data["annotations"]  # noqa: B018 (must exist)
         files = [f"{image_dir}/{im['file_name']}" for im in images]
         ids = [int(im["id"]) for im in images]
-        sizes = [(int(im["height"]), int(im["width"])) for im in images]
-    except (ValueError, KeyError, TypeError):
+        sizes = [(_side(ann, im, "height"), _side(ann, im, "width")) for im in images]
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise UserError(f"{ann} is not a COCO annotation file (needs images, annotations and "
                         "categories): check the file") from None
     _check_annotations(ann, data, ids, cats)
@@ -75,6 +78,18 @@ def read_coco_layout(root: str | Path, annotations: str, image_dir: str, count: 
                             "or use the matching annotation file")
     return CocoVal(root, tuple(files), np.asarray(ids, np.int64), np.asarray(sizes, np.int64).reshape(-1, 2),
                    ann, tuple(cats))
+
+
+MAX_SIDE = 65535  # the largest side a JPEG can have
+
+
+def _side(ann: Path, image: dict, field: str) -> int:
+    """An image's height or width: a whole number of pixels (pycocotools scales boxes by it)."""
+    v = image[field]
+    if not _number(v) or v != int(v) or not 1 <= v <= MAX_SIDE:
+        raise UserError(f"{ann}: image {image.get('id')!r} ({image.get('file_name')}) has {field} {v!r}, "
+                        f"not a whole number of pixels in 1..{MAX_SIDE}: fix that image's entry")
+    return int(v)
 
 
 def _number(v) -> bool:
