@@ -84,8 +84,11 @@ def top1(log_path: str | Path, labels: np.ndarray) -> Top1:
         if i in seen:
             continue
         seen.add(i)
-        if len(raw) < 4:
+        if not raw:
             continue  # an empty response counts as wrong
+        if len(raw) != 4:
+            raise UserError(f"{log_path}: the response for qsl_idx {i} is {len(raw)} bytes, not one float32 "
+                            "class index (4 bytes): wrong workload for this log?")
         value = float(np.frombuffer(raw[:4], dtype=np.float32)[0])
         if not np.isfinite(value):
             raise UserError(f"{log_path}: the response for qsl_idx {i} decodes to {value}, not a label "
@@ -142,6 +145,9 @@ def coco_map(log_path: str | Path, dataset, use_label_map: bool) -> CocoMap:
         if not np.isfinite(rows).all():
             raise UserError(f"{log_path}: the response for qsl_idx {i} holds NaN or infinite values "
                             "(boxes, scores or classes): the model's output is broken; check the run")
+        if (rows[:, 0] != i).any():  # the reference's check: LoadGen and the payload agree on the image
+            raise UserError(f"{log_path}: the response for qsl_idx {i} has detections for image "
+                            f"{rows[rows[:, 0] != i][0, 0]:g}: wrong workload for this log?")
         cls = rows[:, 6]
         top = len(inv_map) - 1 if use_label_map else 1_000_000
         bad = (cls != np.round(cls)) | (cls < 0) | (cls > top)

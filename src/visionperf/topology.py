@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .errors import UserError
 
 # (vendor, device or None for any, human name). Qualcomm Cloud AI 100 first: the paper's card.
 ACCELERATORS = (
@@ -19,6 +22,7 @@ ACCELERATORS = (
     ("0x10de", None, "NVIDIA GPU"),
 )
 NVIDIA_CLASSES = ("0x030000", "0x030200")  # VGA / 3D controller (not its audio or bridges)
+MAX_CPUS = 1 << 16  # far above any machine; a larger number in a cpulist is damage, not a CPU
 
 
 def parse_cpulist(text: str) -> list[int]:
@@ -99,8 +103,42 @@ class Topology:
 def _read(path: Path, default: str = "") -> str:
     try:
         return path.read_text().strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return default
+
+
+def _read_cpus(path: Path, default: str = "") -> list[int]:
+    """A cpulist file; a malformed one is a UserError naming it."""
+    text = _read(path, default)
+    numbers = re.findall(r"\d+", text)
+    if text and (not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*,?", text) or
+                 any(len(n) > 6 or int(n) >= MAX_CPUS for n in numbers)):
+        raise UserError(f"{path} holds {text[:40]!r}, not a list of CPUs (e.g. 0-3,8): is this a sysfs tree?")
+    return parse_cpulist(text)
+
+
+def _read_int(path: Path, default: int) -> int:
+    """A number file (a node, a package id); a malformed one is a UserError naming it."""
+    text = _read(path)
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{path} holds {text[:40]!r}, not a whole number: is this a sysfs tree?") from None
+
+
+def _check_root(root: Path) -> None:
+    """A --sysfs-root that is missing, not a directory, or holds no CPUs, refused: reading it
+    anyway would describe a machine with nothing in it."""
+    online = root / "sys/devices/system/cpu/online"
+    if not root.exists():
+        raise UserError(f"--sysfs-root {root} does not exist: pass the directory holding a sysfs tree (sys/)")
+    if not root.is_dir():
+        raise UserError(f"--sysfs-root {root} is not a directory: pass the directory holding a sysfs tree (sys/)")
+    if not _read(online):
+        raise UserError(f"--sysfs-root {root} holds no {online.relative_to(root)}: pass the directory "
+                        "holding a sysfs tree (sys/)")
 
 
 def _accelerators(root: Path, socket_of_node: dict[int, int]) -> tuple[Accelerator, ...]:
@@ -113,7 +151,7 @@ def _accelerators(root: Path, socket_of_node: dict[int, int]) -> tuple[Accelerat
                 continue
             if v == "0x10de" and cls not in NVIDIA_CLASSES:
                 continue
-            node = int(_read(d / "numa_node", "-1") or -1)
+            node = _read_int(d / "numa_node", -1)
             found.append((d.name, name, node))
             break
     return tuple(Accelerator(i, addr, name, node, socket_of_node.get(node, -1))
@@ -124,20 +162,22 @@ def read_topology(sysfs_root: str | Path = "/", allowed: set[int] | None = None)
     """The machine under SYSFS_ROOT; on the live system, only the CPUs this process may use."""
     root = Path(sysfs_root)
     live = str(root) == "/"
+    if not live:
+        _check_root(root)
     cpu_dir = root / "sys/devices/system/cpu"
-    online = parse_cpulist(_read(cpu_dir / "online"))
+    online = _read_cpus(cpu_dir / "online")
     if not online and live:
         online = sorted(os.sched_getaffinity(0))
     if allowed is None and live:
         allowed = set(os.sched_getaffinity(0))
     usable = [c for c in online if allowed is None or c in allowed]
     node_of: dict[int, int] = {}
-    for d in sorted((root / "sys/devices/system/node").glob("node[0-9]*")):
-        for cpu in parse_cpulist(_read(d / "cpulist")):
+    for d in sorted(d for d in (root / "sys/devices/system/node").glob("node[0-9]*") if d.name[4:].isdigit()):
+        for cpu in _read_cpus(d / "cpulist"):
             node_of[cpu] = int(d.name[4:])
     first_of: dict[int, int] = {}
     for cpu in usable:
-        siblings = parse_cpulist(_read(cpu_dir / f"cpu{cpu}/topology/thread_siblings_list", str(cpu)))
+        siblings = _read_cpus(cpu_dir / f"cpu{cpu}/topology/thread_siblings_list", str(cpu))
         siblings = [s for s in siblings if s in usable] or [cpu]
         first_of[cpu] = min(siblings)
     # L3 groups: the cores whose logical CPUs share cpu*/cache/index3 (level 3).
@@ -156,7 +196,7 @@ def read_topology(sysfs_root: str | Path = "/", allowed: set[int] | None = None)
     cores = []
     for first in sorted(set(first_of.values())):
         sibs = tuple(sorted(c for c, f in first_of.items() if f == first))
-        socket = int(_read(cpu_dir / f"cpu{first}/topology/physical_package_id", "0"))
+        socket = _read_int(cpu_dir / f"cpu{first}/topology/physical_package_id", 0)
         cores.append(Core(first, sibs, socket, node_of.get(first, 0), group_of[first]))
     socket_of_node = {c.numa_node: c.socket for c in cores}
     return Topology(tuple(cores), l3_groups, _accelerators(root, socket_of_node), tuple(online))
