@@ -101,13 +101,9 @@ def _mem_available() -> int | None:
 
 def check_run_machine(a) -> None:
     """What a run's options ask of this machine, refused before anything is read or written."""
-    from ..topology import read_topology
+    from ..backends import get_backend
 
-    if a.backend == "onnxruntime":
-        cores = len(read_topology().cores)
-        if a.devices > cores:
-            raise UserError(f"--devices {a.devices}: this machine has {cores} physical core(s) and each "
-                            f"onnxruntime device needs one: pass --devices {cores} or fewer")
+    get_backend(a.backend).check_device_count(a.devices)
     if a.target_qps is not None and a.scenario in ("Offline", "Server"):
         duration = a.duration or LOADGEN_DEFAULT_DURATION_S
         need = a.target_qps * duration * 1.1 * LOADGEN_BYTES_PER_SAMPLE

@@ -109,13 +109,9 @@ def cmd_scale(a) -> int:
     counts = device_list(a.devices) if isinstance(a.devices, str) else a.devices
     if a.nodes or a.cluster:
         return cmd_scale_nodes(a, w.name, scenario, counts)
-    if a.backend == "onnxruntime":
-        from ..topology import read_topology
+    from ..backends import get_backend
 
-        cores = len(read_topology().cores)
-        if max(counts) > cores:
-            raise UserError(f"--devices {','.join(map(str, counts))}: this machine has {cores} physical "
-                            f"core(s) and each onnxruntime device needs one: pass counts up to {cores}")
+    get_backend(a.backend).check_device_count(counts)
     run_args = _study_run_args(a)
     con = console()
     from ..progress import StudyProgress
