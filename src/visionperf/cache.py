@@ -41,6 +41,7 @@ from .locks import LOCK_NAME, Busy, DirLock
 from .workloads import Workload, get_workload
 
 FORMAT_VERSION = 2
+MAX_PIXEL = np.float32(255)  # the largest magnitude a preprocessed value has (raw pixels)
 MAX_CHUNK = 64  # images per work unit on big datasets
 
 
@@ -81,6 +82,17 @@ class Quantization:
     scale: float
     zero_point: int
     dtype: str  # "uint8" | "int8"
+
+    def __post_init__(self) -> None:
+        # x / scale in float32, as QuantizeLinear divides: a scale that is not a normal float32, or
+        # so small that a pixel's value divided by it is infinite, saturates every row.
+        scale = np.float32(self.scale) if isinstance(self.scale, (int, float)) else np.float32("nan")
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            ok = np.isfinite(scale) and scale >= np.finfo(np.float32).tiny and np.isfinite(MAX_PIXEL / scale)
+        if not ok:
+            raise UserError(f"input scale {self.scale!r} (--scale, or the model's) is not a positive, normal, "
+                            "finite float32 that a pixel value can be divided by: pass the model's input "
+                            "scale (or --model INT8_MODEL)")
 
     def to_json(self) -> dict:
         return {"scale": self.scale, "zero_point": self.zero_point, "dtype": self.dtype}
@@ -209,6 +221,9 @@ def open_cache(path: Path, wanted: dict | None = None) -> Cache:
                         f"field {e}): delete {path} and rerun to rebuild it") from None
     if list(data.shape) != shape or not dtype_ok:
         raise UserError(f"{path / 'data.npy'} does not match its manifest: delete {path} and rerun")
+    if not len(keep):
+        raise UserError(f"cache {path} holds no rows (every image was left out as bad): delete it, "
+                        "fix the dataset and rerun")
     stored = manifest.get("data_fingerprint")
     if stored is not None and stored != data_fingerprint(path / "data.npy"):
         raise UserError(f"{path / 'data.npy'} was changed after the cache was built (its fingerprint differs "
@@ -408,6 +423,10 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
 def _publish(path: Path, build: Path, partial: Path, manifest: dict, bad: list, fresh: int,
              elapsed: float, log) -> Cache:
     final = path / "data.npy"
+    if len(bad) >= manifest["count"]:
+        shutil.rmtree(build, ignore_errors=True)  # every chunk is redone next time anyway
+        raise UserError(f"every one of the {manifest['count']} images is bad (the first: {bad[0][2]}): "
+                        "a cache without rows is not published; check --dataset")
     if bad:
         # Skipped images are left out of the array, never kept as zero rows.
         keep = np.setdiff1d(np.arange(manifest["count"]), [b[0] for b in bad])
@@ -436,12 +455,18 @@ def _publish(path: Path, build: Path, partial: Path, manifest: dict, bad: list, 
     return cache
 
 
+def is_cache(path: Path) -> bool:
+    """PATH is a cache, finished or being built (a build locks it first, then plans in build/):
+    never a root to make another cache inside."""
+    return any((path / name).exists() for name in ("manifest.json", "build", LOCK_NAME))
+
+
 def locate_cache(cache_arg: str | Path | None, wanted: dict) -> Path:
     """Where the cache for WANTED (expected_manifest) is, or would be built: CACHE_ARG itself
-    when it is a cache (it holds manifest.json), else its own directory under CACHE_ARG, a root
+    when it is a cache (is_cache), else its own directory under CACHE_ARG, a root
     (default: the per-user cache). A cluster node finds its cache the same way (cluster/node.py)."""
     given = Path(cache_arg) if cache_arg else default_cache_root()
-    if (given / "manifest.json").exists():
+    if is_cache(given):
         return given
     return given / f"{wanted['workload']}-{wanted['dtype']}-{wanted['layout'].lower()}-{_settings_key(wanted)}"
 
@@ -472,8 +497,17 @@ def preprocess_to(out: Path, workload: Workload, dataset: ImageNetVal, dtype: st
         cache = open_cache(out, wanted)
         log(f"cache already complete: {cache.describe()}")
         return cache
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    return build_cache(out, workload, dataset, wanted, log=log, refuse_foreign=True, **build_options)
+    try:
+        return build_cache(out, workload, dataset, wanted, log=log, refuse_foreign=True, **build_options)
+    except BaseException:
+        if made:
+            try:
+                out.rmdir()  # only if the build kept nothing in it
+            except OSError:
+                pass
+        raise
 
 
 def _foreign(path: Path) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import visionperf
+from hostile import held_preprocess, open_gate
 from visionperf.datasets.synthetic import make_imagenet
 
 pytestmark = pytest.mark.fault  # `make faults` runs every test so marked
@@ -143,47 +144,14 @@ def test_a_same_size_fix_resumes_and_rereads_the_fixed_image(imagenet_dir, tmp_p
     assert (out / "data.npy").read_bytes() == (clean / "data.npy").read_bytes()
 
 
-# The first build of the test below, held before it publishes until the test lets it go: it reads
-# a FIFO, whose open blocks until the test opens the other end. A build that finishes by itself
-# could beat the test's second command under load; this one cannot.
-_HELD_BUILD = """
-import runpy, sys
-from visionperf import cache
-gate_path = sys.argv.pop(1)
-publish = cache._publish
-def held(*args, **kwargs):
-    with open(gate_path) as gate:
-        gate.read()
-    return publish(*args, **kwargs)
-cache._publish = held
-sys.argv[0] = "visionperf"
-runpy.run_module("visionperf", run_name="__main__")
-"""
-
-
-def _open_gate(fifo: Path, first: subprocess.Popen, timeout: float = 60) -> int:
-    """The write end of FIFO, opened once the held build waits on its read end (then the build has
-    done every chunk and not published)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:  # ENXIO: no reader yet
-            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-            time.sleep(0.02)
-
-
 def test_a_second_preprocess_with_wait_waits_for_the_first(slow_dataset, tmp_path):
     out = tmp_path / "cache"
     args = ["preprocess", "resnet50", "--dataset", str(slow_dataset), "--out", str(out), "--workers", "1",
             "--count", "64"]
-    fifo = tmp_path / "gate"
-    os.mkfifo(fifo)
-    first = subprocess.Popen([sys.executable, "-c", _HELD_BUILD, str(fifo), *args],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first, fifo = held_preprocess(args, tmp_path)
     gate = None
     try:
-        gate = _open_gate(fifo, first)
+        gate = open_gate(fifo, first)
         assert not (out / "manifest.json").exists(), "the first build should still be running"
         refused = visionperf(*args, check=False)
         assert refused.returncode != 0 and "being built" in refused.stderr

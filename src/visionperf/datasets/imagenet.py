@@ -7,8 +7,13 @@ mean, no std. Any drift from it costs top-1 accuracy, so it is reproduced step b
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -107,6 +112,33 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+_stderr_copy: IO[bytes] | None = None
+
+
+@contextmanager
+def _decoder_warnings() -> Iterator[Callable[[], list[str]]]:
+    """What libjpeg prints on file descriptor 2 while the block runs (a scan with corrupt data
+    decodes with a warning that names no file), captured so that the caller can name it.
+    Descriptor-wide: decoding threads of a process would share it, and each preprocessing
+    worker decodes on one thread."""
+    global _stderr_copy
+    if _stderr_copy is None:
+        _stderr_copy = tempfile.TemporaryFile()
+    sys.stderr.flush()
+    _stderr_copy.seek(0)
+    _stderr_copy.truncate()
+    saved = os.dup(2)
+    os.dup2(_stderr_copy.fileno(), 2)
+    lines: list[str] = []
+    try:
+        yield lambda: lines
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        _stderr_copy.seek(0)
+        lines += [ln.strip() for ln in _stderr_copy.read(4096).decode("utf-8", "replace").splitlines() if ln.strip()]
+
+
 def decode_bgr(path: Path) -> np.ndarray:
     """Decode an image file to HxWx3 uint8 BGR, as `cv2.imread` does for the reference.
 
@@ -128,10 +160,14 @@ def decode_bgr(path: Path) -> np.ndarray:
             f"{MAX_PIXELS // 1_000_000} megapixels per image: replace it with the original "
             "(or preprocess with --skip-bad to leave it out)"
         )
-    try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:
-        img = None  # OpenCV refuses some headers (e.g. over its own pixel limit) by raising
+    with _decoder_warnings() as said:
+        try:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error:
+            img = None  # OpenCV refuses some headers (e.g. over its own pixel limit) by raising
+    for line in said() if img is not None else ():
+        print(f"visionperf: warning: {path}: {line} (decoded as the reference's cv2.imread decodes it)",
+              file=sys.stderr, flush=True)
     if img is None:
         raise UserError(f"{path} is not a readable image (corrupt?): replace it with the original")
     return img
