@@ -40,7 +40,7 @@ def holder(directory: str | Path) -> tuple[int | None, str]:
     """(pid, command) recorded in DIRECTORY's lock file; (None, "") when unreadable or empty."""
     for _ in range(20):  # the holder writes its pid just after it locks: give it a moment
         try:
-            text = (Path(directory) / LOCK_NAME).read_text()
+            text = (Path(directory) / LOCK_NAME).read_bytes().decode("utf-8", "replace")
         except OSError:
             return None, ""
         pid, _, cmd = text.partition("\n")
@@ -48,6 +48,13 @@ def holder(directory: str | Path) -> tuple[int | None, str]:
             return int(pid), cmd.strip()
         time.sleep(0.01)
     return None, ""
+
+
+def _holder_line() -> bytes:
+    """This process's pid and command line, as the lock file records them. Arguments are bytes
+    to the kernel: one that is not UTF-8 (a Latin-1 file name) is written as it came."""
+    args = b" ".join(os.fsencode(a) for a in ["visionperf", *sys.argv[1:]])
+    return f"{os.getpid()}\n".encode() + args + b"\n"
 
 
 class DirLock:
@@ -100,9 +107,13 @@ class DirLock:
             if not same:
                 os.close(fd)
                 continue
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n{' '.join(['visionperf', *sys.argv[1:]])}\n".encode())
             self._fd = fd
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, _holder_line())
+            except BaseException:
+                self.release()
+                raise
             return self
 
     def release(self) -> None:

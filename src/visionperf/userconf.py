@@ -8,6 +8,7 @@ in a process, so a process runs one test (`visionperf run` does).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -45,12 +46,38 @@ def read_user_conf(path: str | Path | None) -> str:
             raise UserError(f"{p}:{n}: expected 'model.scenario.key = value' (spaces around '=', "
                             f"as LoadGen reads it), got {line.strip()!r}")
     kv = parse_conf(text, str(p))  # what LoadGen itself would refuse, refused now, with its line
-    for key in kv:
-        problem = unread_key(key)
+    for key, value in kv.items():
+        problem = unread_key(key) or bad_value(key, value)
         if problem:
-            n = next(i for i, line in enumerate(text.splitlines(), 1) if line.split()[:1] == [key])
+            n = max(i for i, line in enumerate(text.splitlines(), 1) if line.split()[:1] == [key])  # the last wins
             raise UserError(f"{p}:{n}: {problem}")
     return text
+
+
+# Bounds beyond "a finite number of at least 0", which every key LoadGen reads needs: its integer
+# keys go through strtoull, so -5 wraps to 2**64 - 5 (min_duration = -5 ends in a segfault), and
+# its double keys take nan. (lowest, lowest excluded, highest) by key name.
+VALUE_BOUNDS = {
+    "target_qps": (0.0, True, None),
+    "samples_per_query": (1.0, False, None),
+    "target_latency_percentile": (0.0, True, 1.0),
+    "accuracy_log_probability": (0.0, False, 1.0),
+}
+
+
+def bad_value(key: str, text: str) -> str | None:
+    """Why the value TEXT of KEY ('model.scenario.name') cannot be what the user meant, or None;
+    the same bounds the command-line options have."""
+    name = key.rsplit(".", 1)[-1]
+    lo, lo_open, hi = VALUE_BOUNDS.get(name, (0.0, False, None))
+    value = float(int(text, 16)) if text.lower().lstrip("+-").startswith("0x") else float(text)
+    negative = text.startswith("-")  # -0 too: strtoull wraps it like any other
+    if not negative and math.isfinite(value) and (value > lo or (value == lo and not lo_open)) \
+            and (hi is None or value <= hi):
+        return None
+    want = (f"a finite number {'above' if lo_open else 'of at least'} {lo:g}"
+            + (f" and at most {hi:g}" if hi is not None else ""))
+    return f"{key} = {text}: pass {want}"
 
 
 # The keys LoadGen 6.0.17's TestSettings::FromConfig reads (test_settings_internal.cc): any

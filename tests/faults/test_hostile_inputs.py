@@ -169,3 +169,54 @@ def test_run_cache_while_preprocess_builds_it(imagenet_dir, slim_model, tmp_path
         first.communicate(timeout=120)
     assert first.returncode == 0
     assert not any(p.is_dir() and p.name.startswith("resnet50-") for p in cache.iterdir())
+
+
+# -- user.conf values ----------------------------------------------------------------------------
+
+USER_CONFS = {
+    "target_qps nan": ("Server", "resnet50.Server.target_qps = nan", "a finite number above 0"),
+    "target_qps negative": ("Offline", "*.Offline.target_qps = -100", "a finite number above 0"),
+    "target_qps zero": ("Server", "resnet50.Server.target_qps = 0", "a finite number above 0"),
+    "min_duration negative": ("Offline", "*.*.min_duration = -5", "a finite number of at least 0"),
+    "samples_per_query zero": ("MultiStream", "resnet50.MultiStream.samples_per_query = 0",
+                               "a finite number of at least 1"),
+}
+
+
+@pytest.mark.parametrize("case", USER_CONFS)
+def test_user_conf_values(case, imagenet_dir, slim_model, tmp_path):
+    scenario, line, says = USER_CONFS[case]
+    conf = tmp_path / "user.conf"
+    conf.write_text(f"# mine\n*.*.min_query_count = 1\n{line}\n")
+    out = tmp_path / "runs"
+    err = refused("run", "resnet50", "--scenario", scenario, "--backend", "null", "--model", slim_model,
+                  "--dataset", imagenet_dir, "--cache", tmp_path / "cache", "--out", out, "--user-conf", conf)
+    assert f"{conf}:3: {line.split(' =')[0]}" in err and says in err
+    assert not out.exists() and not half_written(tmp_path)
+
+
+# -- non-UTF-8 bytes in the arguments ----------------------------------------------------------------
+
+def test_non_utf8_bytes_in_arguments_reach_the_lock_file(imagenet_dir, tmp_path):
+    import subprocess
+    import sys
+
+    out = os.fsencode(tmp_path) + b"/x\xff"
+    p = subprocess.run([sys.executable, "-m", "visionperf", "preprocess", "resnet50", "--dataset", str(imagenet_dir),
+                        "--count", "2", "--workers", "1", "--out", os.fsdecode(out)],
+                       capture_output=True, timeout=120)
+    assert p.returncode == 0 and b"Traceback" not in p.stderr, p.stderr
+    assert os.path.exists(out + b"/manifest.json") and not half_written(tmp_path)
+
+
+def test_the_lock_file_records_non_utf8_arguments(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from visionperf.locks import DirLock, holder; d = sys.argv[1]; "
+            "l = DirLock(d).acquire(); print(holder(d)); l.release()")
+    arg = os.fsdecode(b"caf\xe9")
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d"), arg], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "caf" in p.stdout and not (tmp_path / "d").exists()
