@@ -220,3 +220,38 @@ def test_the_lock_file_records_non_utf8_arguments(tmp_path):
                        timeout=60)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     assert "caf" in p.stdout and not (tmp_path / "d").exists()
+
+
+# -- report on damaged runs ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def one_run(imagenet_dir, slim_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    visionperf("run", "resnet50", "--scenario", "Offline", "--backend", "null", "--model", slim_model,
+               "--dataset", imagenet_dir, "--cache", out / "cache", "--out", out / "runs", "--duration", "0.1")
+    return out / "runs"
+
+
+def _report(runs) -> str:
+    p = visionperf("report", runs, "--quiet", "--plots", runs.parent / "plots")
+    return " ".join(p.stdout.split())  # the table wraps long paths: compare without the breaks
+
+
+@pytest.mark.parametrize("garbage", ["{not json", "[]", '{"config": {"backend": ["x"], "devices": 1}}', "[" * 100_000])
+def test_report_names_a_damaged_run_json(garbage, one_run, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(one_run, runs)
+    rec = runs / "resnet50/Offline/performance/run_1/run.json"
+    rec.write_text(garbage)
+    shown = _report(runs)
+    assert "damaged:" in shown and "run.json is damaged" in shown
+    assert "run_1/run.json" in shown.replace(" ", "")
+
+
+def test_report_names_a_truncated_detail_log(one_run, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(one_run, runs)
+    detail = runs / "resnet50/Offline/performance/run_1/mlperf_log_detail.txt"
+    detail.write_bytes(detail.read_bytes()[: detail.stat().st_size // 2])
+    shown = _report(runs)
+    assert "INVALID" not in shown and "damaged" in shown and "cut short" in shown
