@@ -1,10 +1,10 @@
 """Child processes never outlive visionperf.
 
 A preprocessing worker or a `scale` point's `visionperf run` must end when the process that
-started it ends, however that ends (Ctrl-C, SIGTERM, kill -9, the OOM killer). On Linux the
-kernel does it (PR_SET_PDEATHSIG: a signal to the child when its parent dies); elsewhere, or
-if the parent died before the child asked, a watcher thread in the child notices that its
-parent changed."""
+started it ends, however that ends (Ctrl-C, SIGTERM, a closed terminal's SIGHUP, kill -9, the
+OOM killer). On Linux the kernel does it (PR_SET_PDEATHSIG: a signal to the child when its
+parent dies); elsewhere, or if the parent died before the child asked, a watcher thread in the
+child notices that its parent changed."""
 
 from __future__ import annotations
 
@@ -57,8 +57,9 @@ def die_with(parent: int, sig: int = signal.SIGKILL) -> None:
 
 def run_child(cmd: list[str], grace_s: float = 10.0) -> subprocess.CompletedProcess:
     """subprocess.run(CMD), capturing its output, with the child bound to this process: it gets
-    SIGTERM if this process dies, and if this process is interrupted (KeyboardInterrupt,
-    SIGTERM) the child is sent SIGTERM and given GRACE_S to clean up before it is killed."""
+    SIGTERM if this process dies, and if this process is interrupted (KeyboardInterrupt, or
+    Terminated: SIGTERM, SIGHUP) the child is sent the same stop (SIGINT's is SIGTERM) and given
+    GRACE_S to clean up before it is killed."""
     parent = os.getpid()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: _prctl_deathsig(signal.SIGTERM) if os.getppid() == parent else os._exit(1))
@@ -73,7 +74,7 @@ def run_child(cmd: list[str], grace_s: float = 10.0) -> subprocess.CompletedProc
             except subprocess.TimeoutExpired:
                 pass
         if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+            p.send_signal(e.signum if isinstance(e, Terminated) else signal.SIGTERM)
             try:
                 p.communicate(timeout=grace_s)
             except subprocess.TimeoutExpired:

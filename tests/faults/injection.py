@@ -12,8 +12,9 @@ import time
 import uuid
 from pathlib import Path
 
-EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}
-FIRST_WORD = {signal.SIGINT: "visionperf: interrupted", signal.SIGTERM: "visionperf: terminated"}
+EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129, signal.SIGKILL: -9}
+FIRST_WORD = {signal.SIGINT: "visionperf: interrupted", signal.SIGTERM: "visionperf: terminated",
+              signal.SIGHUP: "visionperf: terminated"}
 
 
 def start(args: list, env: dict | None = None, prog: list | None = None, **kw) -> tuple[subprocess.Popen, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from ..errors import Terminated, UserError
@@ -28,13 +29,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _on_sigterm(signum, frame):
-    import signal
+# The signals that stop a command as SIGINT does, with the same cleanup: a scheduler's or
+# `kill`'s SIGTERM, and SIGHUP (the terminal closed, an SSH session dropped).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
-    # One stop request, one cleanup: a second SIGTERM (a scheduler repeating itself, a group
-    # signal plus `scale`'s own to its child) must not interrupt the cleanup the first started.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated()
+
+def _on_stop_signal(signum, frame):
+    # One stop request, one cleanup: a second signal (a scheduler repeating itself, a group
+    # signal plus `scale`'s own to its child, a hangup after a SIGTERM) must not interrupt the
+    # cleanup the first started.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    _silence_a_hung_up_terminal()
+    raise Terminated(signum)
+
+
+def _silence_a_hung_up_terminal() -> None:
+    """Point stdout and stderr at /dev/null where they are a terminal that hung up: every write
+    there fails (EIO), and the cleanup must not die of its own progress display or message."""
+    import errno
+
+    for fd in (1, 2):
+        try:
+            os.write(fd, b"")
+        except OSError as e:
+            if e.errno == errno.EIO:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
 
 
 # What an interrupted command leaves, for the one line it prints.
@@ -78,8 +100,9 @@ def _os_error_line(e: OSError, out: str | None = None) -> str:
 
 
 def _interrupted(e: KeyboardInterrupt, command: str) -> int:
-    """The one line an interrupted command prints, and its exit status (143 for SIGTERM, 130 for ^C)."""
-    code, what = (143, "terminated") if isinstance(e, Terminated) else (130, "interrupted")
+    """The one line an interrupted command prints, and its exit status (143 for SIGTERM, 129 for
+    SIGHUP, 130 for ^C)."""
+    code, what = (128 + e.signum, "terminated") if isinstance(e, Terminated) else (130, "interrupted")
     kept = KEPT.get(command, "")
     print(f"visionperf: {what}" + (f": {kept}" if kept else ""), file=sys.stderr)
     engine = sys.modules.get("visionperf._engine")
@@ -93,14 +116,13 @@ def _interrupted(e: KeyboardInterrupt, command: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import signal
-
     args = build_parser().parse_args(argv)
     from .. import progress
 
     progress.set_quiet(getattr(args, "quiet", False))
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _on_stop_signal)
     try:
         return args.func(args)
     except UserError as e:

@@ -31,7 +31,8 @@ def main(argv: list[str]) -> int:
     die_with(driver, signal.SIGTERM)
     if _PRCTL is not None:
         _PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal stops the nodes as SIGTERM does
+        signal.signal(stop, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when the nodes go
     cluster = None
     try:
