@@ -277,16 +277,42 @@ def _measurements(f: Found) -> dict:
     }
 
 
+# What a submitter or system name may hold: it becomes a directory name in the tree, read by
+# the round's checker, by shells and by every tool a reviewer points at it.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
+
+
 def check_name(value: str, option: str) -> str:
     """A name from the user that becomes one path component (closed/<submitter>/..., <system>.json):
-    refused unless it is a single safe component, so it can never point outside --out."""
-    bad = (not value or value in (".", "..") or any(c in value for c in "/\\\0 ") or value.startswith(("-", "."))
-           or value != value.strip())
-    if bad:
-        raise UserError(f"{option} {value!r} is not a usable name: it becomes a directory name, so use "
-                        "letters, digits, '.', '_' or '-' (no '/', '\\', spaces, '..', and not starting with '-' "
-                        "or '.')")
+    refused unless it is a single safe component, so it can never point outside --out nor hold
+    what a shell or a terminal would read as more than a name."""
+    if not SAFE_NAME.fullmatch(value) or ".." in value:
+        raise UserError(f"{option} {value!r} is not a usable name: it becomes a directory name, so use only "
+                        "letters, digits, '.', '_' and '-', starting with a letter or digit (no spaces, "
+                        "'/', '..', control or shell characters)")
     return value
+
+
+# System fields that count something: the checker reads them as numbers, so a JSON number is
+# as good as its text. Every other field is text.
+COUNT_FIELDS = ("number_of_nodes", "host_processors_per_node", "host_processor_core_count",
+                "accelerators_per_node", "host_network_card_count")
+JSON_TYPE_NAMES = {dict: "an object", list: "a list", bool: "true/false", int: "a number", float: "a number",
+                   type(None): "null"}
+
+
+def check_system_types(user: dict, rnd: Round, src: str) -> None:
+    """The --system-json fields the round knows hold what its checker expects: text, or for a
+    count a whole number (its text too)."""
+    for key in rnd.system_fields:
+        if key not in user or isinstance(user[key], str):
+            continue
+        v = user[key]
+        if key in COUNT_FIELDS and isinstance(v, int) and not isinstance(v, bool):
+            continue
+        want = "a whole number or text" if key in COUNT_FIELDS else "text (a JSON string)"
+        raise UserError(f"{src}: {key} is {JSON_TYPE_NAMES.get(type(v), type(v).__name__)} ({json.dumps(v)[:40]}), "
+                        f"but the submission checker expects {want}: e.g. \"{key}\": \"...\"")
 
 
 def assemble(runs: Path, out: Path, submitter: str, system: str, user_system: dict,
@@ -300,6 +326,7 @@ def assemble(runs: Path, out: Path, submitter: str, system: str, user_system: di
     rnd = get_round(round_version or DEFAULT_ROUND)
     check_name(submitter, "--submitter")
     check_name(system, "--system")
+    check_system_types(user_system, rnd, user_file or "--system-json")
     say(f"looking for runs under {runs}")
     found = find_runs(runs)
     system_type, problems = check_runs(rnd, found, say)
