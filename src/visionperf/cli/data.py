@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from .options import (MAX_DEVICES, add_cluster, add_quiet, finite_positive_float, float_range, int_range,
+from .options import (MAX_DEVICES, add_cluster, add_quiet, finite_positive_float, float_range, int_range, path,
                       positive_int, wait_s)
 from .tables import console
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def add_sample_data_args(sub) -> None:
     s = sub.add_parser("sample-data", help="write a synthetic dataset in a real on-disk layout")
     s.add_argument("kind", help="imagenet, coco or openimages")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", type=path, required=True)
     s.add_argument("--count", type=positive_int, default=256)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample_data)
@@ -46,7 +46,7 @@ def cmd_sample_data(a) -> int:
 def add_build_model_args(sub) -> None:
     s = sub.add_parser("build-model", help="write an architecture-faithful ONNX model (synthetic weights)")
     s.add_argument("workload")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", type=path, required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--width", type=float_range(0.0, 4.0), default=1.0,
                    help="channel multiplier; < 1 gives a thinner test-sized variant (default 1)")
@@ -72,7 +72,7 @@ def add_preprocess_args(sub) -> None:
     s = sub.add_parser("preprocess", help="preprocess a dataset into a cache (parallel, resumable)")
     s.add_argument("workload")
     s.add_argument("--dataset", required=True)
-    s.add_argument("--out", required=True, help="the cache directory to write")
+    s.add_argument("--out", type=path, required=True, help="the cache directory to write")
     s.add_argument("--dtype", choices=("float32", "int8", "uint8"))
     s.add_argument("--layout", choices=("NCHW", "NHWC"))
     s.add_argument("--model", help="take dtype, scale and zero point from this (quantised) model")
@@ -149,7 +149,7 @@ def add_quantize_args(sub) -> None:
     s.add_argument("--symmetric", action="store_true",
                    help="int8 activations with zero points of 0: what --backend tensorrt runs as int8 "
                         "(default: uint8 activations, faster for ONNX Runtime on CPU)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", type=path, required=True)
     s.set_defaults(func=cmd_quantize)
 
 

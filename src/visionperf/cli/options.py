@@ -11,6 +11,7 @@ import math
 # what depends on the machine (cores, memory) is checked when the run is planned (cmd_run).
 MAX_DEVICES = 1024  # more than any real host holds: a larger count is a typo
 MAX_DURATION_S = 1e6  # ~11.6 days: LoadGen keeps min_duration in ms
+MIN_DURATION_S = 0.001  # whole ms in the user.conf: anything shorter would be written, and read, as 0
 MAX_BATCH_TIMEOUT_MS = 60_000.0
 
 
@@ -58,8 +59,17 @@ positive_int = int_range(1)
 device_count = int_range(1, MAX_DEVICES)
 batch_size = int_range(1, 65536)
 finite_positive_float = float_range(0.0)
-duration_s = float_range(0.0, MAX_DURATION_S)
+duration_s = float_range(MIN_DURATION_S, MAX_DURATION_S, lo_open=False)
 wait_s = float_range(0.0, lo_open=False)
+
+
+def path(text: str) -> str:
+    """A file or directory option (--out, --cache, --plots). An empty one, often a shell variable
+    that was never set, would otherwise mean the current directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("got an empty path (an unset shell variable?): pass a path, "
+                                         "or . for the current directory")
+    return text
 
 
 def device_list(text: str) -> list[int]:

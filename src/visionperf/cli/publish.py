@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
-from .options import add_quiet
+from .options import add_quiet, path
 from .tables import console
 
 
 def add_report_args(sub) -> None:
     s = sub.add_parser("report", help="a table of every run under DIR, and PNG plots")
     s.add_argument("dir")
-    s.add_argument("--plots", help="where to write the PNGs (default: DIR)")
+    s.add_argument("--plots", type=path, help="where to write the PNGs (default: DIR)")
     add_quiet(s, "word of what it is doing when a step takes more than a second")
     s.set_defaults(func=cmd_report)
 
@@ -45,7 +45,7 @@ def add_submission_args(sub) -> None:
     s.add_argument("--submitter", required=True)
     s.add_argument("--system", required=True)
     s.add_argument("--runs", required=True, help="the --out directory of your runs")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", type=path, required=True)
     s.add_argument("--system-json", help="system description fields the machine cannot tell")
     s.add_argument("--allow-short", action="store_true",
                    help="practice mode: waive only what a short run on synthetic data must break (duration, "
@@ -83,7 +83,7 @@ def add_accuracy_args(sub) -> None:
     s.add_argument("workload")
     s.add_argument("--log", required=True)
     s.add_argument("--dataset", required=True)
-    s.add_argument("--out", help="accuracy.txt path (default: beside the log)")
+    s.add_argument("--out", type=path, help="accuracy.txt path (default: beside the log)")
     s.set_defaults(func=cmd_accuracy)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from ..errors import UserError
 from ..workloads import SCENARIOS, WORKLOADS
 from .options import (MAX_BATCH_TIMEOUT_MS, add_cluster, add_model_and_dataset, add_quiet, batch_size,
-                      device_count, duration_s, finite_positive_float, float_range, int_range, positive_int,
-                      wait_s)
+                      device_count, duration_s, finite_positive_float, float_range, int_range, path,
+                      positive_int, wait_s)
 from .tables import console, print_report
 
 LOADGEN_BYTES_PER_SAMPLE = 216  # a query's 16 B plus its per-sample metadata, assumed ~200 B
@@ -48,8 +48,8 @@ def add_run_args(sub) -> None:
                    help="plugin: options passed to the device, 'key=value;key=value'")
     s.add_argument("--compliance", choices=("TEST01", "TEST04"),
                    help="run a compliance test (audit.config) and verify it against the runs in --out")
-    s.add_argument("--cache", help="preprocessed cache dir (default: per-user cache)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--cache", type=path, help="preprocessed cache dir (default: per-user cache)")
+    s.add_argument("--out", type=path, required=True)
     s.add_argument("--wait", type=wait_s, metavar="SECONDS",
                    help="if another visionperf is writing these results or building the cache, "
                    "wait up to SECONDS for it (default: refuse at once)")

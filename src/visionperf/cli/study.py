@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .options import (add_cluster, add_model_and_dataset, add_quiet, batch_size, device_count, device_list,
-                      duration_s, finite_positive_float, positive_int)
+                      duration_s, finite_positive_float, path, positive_int)
 from .tables import console, print_scaling
 
 
@@ -89,8 +89,8 @@ def add_scale_args(sub) -> None:
     s.add_argument("--replicas")
     s.add_argument("--batch-size", type=batch_size)
     s.add_argument("--steps", type=positive_int, default=5, help="Server: bisection steps per point")
-    s.add_argument("--cache")
-    s.add_argument("--out", required=True)
+    s.add_argument("--cache", type=path)
+    s.add_argument("--out", type=path, required=True)
     add_quiet(s, "progress bar over the runs")
     s.add_argument("--nodes", help="a multi-node study: comma-separated node counts (e.g. 1,2,4), each node "
                    "with --devices cards, beside one server with as many cards; needs --cluster")
