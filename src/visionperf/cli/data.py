@@ -105,7 +105,10 @@ def _cache_format(a, w) -> tuple[str, Quantization | None]:
         dtype = quant.dtype if quant else (a.dtype or info.input_dtype)
     else:
         dtype = a.dtype or w.input_dtype
-        if dtype != "float32":
+        # The model's own input dtype is what `run` caches unquantised (SSD-MobileNet's raw uint8
+        # pixels); any other integer input is a quantised model's, whose scale it must be told.
+        native = dtype == w.input_dtype and a.scale is None and a.zero_point is None
+        if dtype != "float32" and not native:
             if a.scale is None or a.zero_point is None:
                 raise UserError(f"--dtype {dtype} needs the model's input quantisation: pass --model "
                                 "INT8_MODEL, or --scale and --zero-point")
