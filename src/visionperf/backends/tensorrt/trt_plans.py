@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import jsonfile
 from ...atomic import write_bytes, write_text
 from ...errors import UserError
+from ...jsonfile import JsonFileError
 from ...locks import DirLock
 from .options import cache_dir
 
@@ -99,8 +101,8 @@ class TrtPlanCache:
     # A batch sweep's answer, per engine family (model, precision, GPU, TensorRT).
     def remembered_batch(self, family: str) -> int | None:
         try:
-            return int(json.loads((self.root / "sweeps.json").read_text())[family]["best"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return int(jsonfile.load(self.root / "sweeps.json", "")[family]["best"])
+        except (OSError, JsonFileError, ValueError, KeyError, TypeError):  # a damaged record: sweep again
             return None
 
     def remember_batch(self, family: str, best: int, rates: dict[int, float]) -> None:
@@ -108,8 +110,8 @@ class TrtPlanCache:
         path = self.root / "sweeps.json"
         with DirLock(self.root / ".sweeps.writing").acquire(wait=60.0):
             try:
-                table = json.loads(path.read_text())
-            except (OSError, ValueError):
+                table = jsonfile.load(path, "")
+            except (OSError, JsonFileError):
                 table = {}
             table[family] = {"best": best, "samples_per_s": {str(b): round(r, 1) for b, r in rates.items()}}
             write_text(path, json.dumps(table, indent=2, sort_keys=True) + "\n")
