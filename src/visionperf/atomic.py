@@ -23,17 +23,20 @@ def temporary_name(path: str | Path, suffix: str = "") -> Path:
 @contextmanager
 def replacing(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """`with replacing(p) as tmp:` write TMP; on leaving the block it becomes P, or on any
-    exception (KeyboardInterrupt included) it is removed and P is left as it was."""
+    exception (KeyboardInterrupt included) it is removed and P is left as it was. A failed
+    write says which file it was writing (a full disk's write() names none): P."""
     path = Path(path)
     tmp = temporary_name(path, suffix)
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             tmp.unlink()
         except OSError:
             pass
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 

@@ -362,7 +362,8 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
             shutil.rmtree(build)
         done_dir.mkdir(parents=True)
         np.lib.format.open_memmap(partial, mode="w+", dtype=np.dtype(manifest["dtype"]),
-                                  shape=tuple(manifest["shape"]))  # sparse until written
+                                  shape=tuple(manifest["shape"]))
+        _reserve(partial)
         write_text(build / "build.json", json.dumps(plan, sort_keys=True))
 
     n = len(dataset)
@@ -420,6 +421,24 @@ def _build_cache(path: Path, workload: Workload, dataset: ImageNetVal, manifest:
     return _publish(path, build, partial, manifest, bad, fresh, elapsed, log)
 
 
+def _reserve(path: Path) -> None:
+    """Allocate PATH's blocks now. A sparse array on a disk that fills up kills whichever process
+    first writes an unallocated page (SIGBUS: a worker's death, a broken pool); reserved here,
+    a full disk is an OSError naming the file, before any work."""
+    import errno
+
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            return  # a file system that cannot reserve: the array stays sparse
+        path.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    finally:
+        os.close(fd)
+
+
 def _publish(path: Path, build: Path, partial: Path, manifest: dict, bad: list, fresh: int,
              elapsed: float, log) -> Cache:
     final = path / "data.npy"
@@ -433,6 +452,7 @@ def _publish(path: Path, build: Path, partial: Path, manifest: dict, bad: list, 
         src = np.load(partial, mmap_mode="r")
         compact = build / "data.npy.compact"
         out = np.lib.format.open_memmap(compact, mode="w+", dtype=src.dtype, shape=(len(keep), *src.shape[1:]))
+        _reserve(compact)
         for s in range(0, len(keep), 256):
             out[s : s + 256] = src[keep[s : s + 256]]
         out.flush()

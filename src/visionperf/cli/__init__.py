@@ -74,24 +74,47 @@ KEPT = {
 }
 
 
-def _os_error_line(e: OSError, out: str | None = None) -> str:
-    """One line for a file the machine would not let us write (or read): which file, why, the fix.
-    A failed write() names no file: then OUT, the command's --out, is where it was writing."""
+# The options that say where a command writes, most specific first where one holds another.
+OUTPUT_OPTIONS = ("cache", "plots", "out")
+
+
+def _output_option(args: argparse.Namespace, filename: str | None) -> tuple[str, str | None]:
+    """(--OPTION, its value): the output option whose directory holds FILENAME (the deepest,
+    where one lies inside another), else the command's main output (--out; report's --plots)."""
+    best = next(((f"--{n}", getattr(args, n)) for n in ("out", "plots") if hasattr(args, n)), ("--out", None))
+    if filename:
+        target = os.path.abspath(filename)
+        depth = -1
+        for name in OUTPUT_OPTIONS:
+            value = getattr(args, name, None)
+            if not value:
+                continue
+            root = os.path.abspath(value)
+            if (target == root or target.startswith(root.rstrip(os.sep) + os.sep)) and len(root) > depth:
+                best, depth = (f"--{name}", value), len(root)
+    return best
+
+
+def _os_error_line(e: OSError, args: argparse.Namespace) -> str:
+    """One line for a file the machine would not let us write (or read): which file, why, the fix
+    (naming the option that chose where: --out, --cache, --plots). A failed write() names no
+    file: then the command's --out is where it was writing."""
     import errno
 
-    where = e.filename or (f"writing under {out}" if out else "writing a file")
+    option, value = _output_option(args, e.filename)
+    where = e.filename or (f"writing under {value}" if value else "writing a file")
     if e.filename2:
         where = f"{e.filename} -> {e.filename2}"
     why = e.strerror or str(e)
     fix = {
-        errno.EACCES: "choose a location you can write (another --out) or fix its permissions",
-        errno.EPERM: "choose a location you can write (another --out) or fix its permissions",
-        errno.EROFS: "the file system is read-only: choose another --out",
-        errno.ENOSPC: "the disk is full: free space there or choose another --out",
-        errno.EDQUOT: "your disk quota is used up: free space there or choose another --out",
+        errno.EACCES: f"choose a location you can write (another {option}) or fix its permissions",
+        errno.EPERM: f"choose a location you can write (another {option}) or fix its permissions",
+        errno.EROFS: f"the file system is read-only: choose another {option}",
+        errno.ENOSPC: f"the disk is full: free space there or choose another {option}",
+        errno.EDQUOT: f"your disk quota is used up: free space there or choose another {option}",
         errno.EFBIG: "a file size limit (ulimit -f) was reached: raise it or write less",
-        errno.ENOTDIR: "a file stands where a directory is needed: remove it or choose another --out",
-        errno.EEXIST: "a file is in the way: remove it or choose another --out",
+        errno.ENOTDIR: f"a file stands where a directory is needed: remove it or choose another {option}",
+        errno.EEXIST: f"a file is in the way: remove it or choose another {option}",
         errno.EISDIR: "a directory stands where a file is needed: remove it or choose another path",
         errno.ENOENT: "check the path",
         errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
@@ -137,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             # stdout closed early (`visionperf report DIR | head`): nothing to say to anyone
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141
-        print(f"visionperf: error: {_os_error_line(e, getattr(args, 'out', None))}", file=sys.stderr)
+        print(f"visionperf: error: {_os_error_line(e, args)}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"visionperf: error: {_os_error_line(e, getattr(args, 'out', None))}", file=sys.stderr)
+        print(f"visionperf: error: {_os_error_line(e, args)}", file=sys.stderr)
         return 2
