@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .accuracy import file_sha256
 from .atomic import replace_dir
+from .backends import get_backend
 from .errors import UserError
 from .results import read_detail
 from .rounds import Round, get_round, system_type_for
@@ -140,8 +141,6 @@ def check_performance(rnd: Round, w: str, scenario: str, run_dir: Path, what: st
 
 def _real_devices(backend: str) -> bool:
     """Whether a run.json's backend measured real devices (an unknown name is left to the checker)."""
-    from .backends import get_backend
-
     try:
         return get_backend(backend).real_devices
     except UserError:

@@ -16,6 +16,7 @@ import struct
 from pathlib import Path
 
 from . import jsonfile
+from .backends import get_backend
 from .errors import UserError
 from .rounds import Round
 
@@ -165,13 +166,8 @@ def software_facts(backends: set[str]) -> dict:
     stack = [f"Python {platform.python_version()}", f"numpy {numpy.__version__}", f"OpenCV {cv2.__version__}",
              "MLCommons LoadGen 6.0.17 (built from source)"]
     framework = f"visionperf {__version__}"
-    if "onnxruntime" in backends:
-        import onnxruntime
-
-        framework += f", ONNX Runtime {onnxruntime.__version__} (CPU)"
-    plugins = sorted(b for b in backends if b.startswith("plugin:"))
-    if plugins:
-        framework += ", device plug-in " + ", ".join(Path(b.split(":", 1)[1]).name for b in plugins)
+    for part in sorted(filter(None, (get_backend(b).software() for b in backends))):
+        framework += f", {part}"
     return {"framework": framework, "other_software_stack": ", ".join(stack)}
 
 
@@ -183,7 +179,7 @@ def machine_facts(backends: set[str], sysfs_root: str | Path = "/") -> dict:
     for part in (processor_facts(root), memory_facts(root), storage_facts(root), network_facts(root),
                  os_facts(root), software_facts(backends)):
         facts.update(part)
-    if backends and backends <= {"onnxruntime", "null", "null-gather", "simulated"}:
+    if backends and all(get_backend(b).host_cpu_only for b in backends):
         # Runs on the host's CPU alone (the null and simulated backends are the harness without a
         # device): no accelerator. The checker needs "0" as a string (0 reads as empty).
         facts.update({"accelerators_per_node": "0", "accelerator_model_name": "N/A",
