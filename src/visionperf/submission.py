@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .accuracy import file_sha256
+from . import jsonfile
 from .atomic import replace_dir
 from .backends import get_backend
 from .errors import UserError
+from .jsonfile import JsonFileError
 from .results import read_detail
 from .rounds import Round, get_round, system_type_for
 from .workloads import SCENARIOS, WORKLOADS
@@ -85,8 +87,8 @@ def find_runs(runs: Path) -> list[Found]:
 
 def _run_json(d: Path) -> dict:
     try:
-        rec = json.loads((d / "run.json").read_text())
-    except (OSError, ValueError):
+        rec = jsonfile.load(d / "run.json", "restore it or rerun that benchmark")
+    except (OSError, JsonFileError):
         return {}
     if not isinstance(rec, dict):
         raise UserError(f"{d / 'run.json'} is not a JSON object (a visionperf run record): "

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from .. import jsonfile
 from ..errors import UserError
+from ..jsonfile import JsonFileError
 from .options import add_quiet, path
 from .tables import console
 
@@ -94,8 +95,8 @@ def _run_record(log: str, n_labels: int) -> dict:
     run_json = Path(log).with_name("run.json")
     if run_json.exists():
         try:
-            record = json.loads(run_json.read_text())
-        except ValueError:
+            record = jsonfile.load(run_json, "")
+        except JsonFileError:
             record = None
         cache = record.get("cache", {}) if isinstance(record, dict) else None
         skipped = cache.get("skipped_dataset_indices") or [] if isinstance(cache, dict) else None
