@@ -152,19 +152,16 @@ def hop(fx, a) -> None:
     from visionperf.cache import open_cache
     from visionperf.cluster import Cluster
     from visionperf.datasets import open_dataset
-    from visionperf.harness import RunConfig
-    from visionperf.models import check_model
-    from visionperf.workloads import get_workload
+    from visionperf.run import RunConfig
 
     print(f"\n== The hop per batch: one node, 2 cards at {a.card_rate:g}/s, one batch at a time "
           f"({a.calls} calls per size, medians)")
-    w = get_workload("resnet50")
     cfg = RunConfig("resnet50", "Offline", model=str(fx["model"]), dataset=str(fx["dataset"]), backend="simulated",
                     devices=2, card_rate=a.card_rate, cache=str(fx["cache"]))
-    model = check_model(cfg.model, w)
+    spec = cfg.validate()
     with Cluster.open("local:1", None, log=lambda m: None) as c:
-        cache = c.prepare_cache(cfg, w, open_dataset(w, cfg.dataset), model, log=lambda m: None)
-        c.start(cfg, w, model, cache, "Offline", [], log=lambda m: None)
+        cache = c.prepare_cache(spec, open_dataset(spec.workload, cfg.dataset), log=lambda m: None)
+        c.build(spec, cache, [], log=lambda m: None)
         n = len(open_cache(Path(cfg.cache)).data)
         c.load(np.arange(n))
         actor = c.nodes[0].actor

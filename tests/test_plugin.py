@@ -145,7 +145,7 @@ PY_DEVICE = textwrap.dedent('''
 
     import numpy as np
 
-    import visionperf.harness as harness
+    from visionperf.backends.base import Backend
 
     TARGET = int(sys.argv[1])
 
@@ -173,7 +173,7 @@ PY_DEVICE = textwrap.dedent('''
                 for i, part in enumerate(plan)]
 
 
-    harness.make_devices = make_devices
+    Backend.make_devices = lambda self, *args, **kw: make_devices(self.name, *args, **kw)
     from visionperf.cli import main
 
     sys.exit(main(sys.argv[2:]))

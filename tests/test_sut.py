@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from visionperf import _engine
-from visionperf.harness import _rate
+from visionperf.run.warmup import completion_rate as _rate
 from visionperf.sut import EngineError, NativeDevice, SystemUnderTest, tensor
 
 N = 40

@@ -174,7 +174,7 @@ def test_a_second_preprocess_with_wait_waits_for_the_first(slow_dataset, tmp_pat
 
 def test_wait_is_an_option_of_run_and_preprocess_and_reaches_the_run_config():
     from visionperf.cli import build_parser
-    from visionperf.harness import RunConfig
+    from visionperf.run import RunConfig
 
     p = build_parser()
     a = p.parse_args(["run", "resnet50", "--scenario", "Offline", "--model", "m.onnx", "--dataset", "d",

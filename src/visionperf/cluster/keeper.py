@@ -1,13 +1,13 @@
 """local:N's keeper: the N node processes of a local cluster, held by a process of their own that
-takes them all down with it, and goes with the driver that started it, however that ends.
+takes them all down with it, and goes with the head that started it, however that ends.
 
 Ray's reaper ends a killed driver's raylets and GCS, but their agents (dashboard, runtime env)
 then wait a minute on the GCS that is gone before they exit. The keeper is the nodes' subreaper:
 every process they leave behind becomes its child, and it kills them all when it goes, which is
-when the driver closes its stdin (the run ended) or dies (PR_SET_PDEATHSIG). It runs in a session
-of its own, so a Ctrl-C at the terminal reaches the driver, which then closes it in order.
+when the head closes its stdin (the run ended) or dies (PR_SET_PDEATHSIG). It runs in a session
+of its own, so a Ctrl-C at the terminal reaches the head, which then closes it in order.
 
-    python -m visionperf.cluster.keeper N DRIVER_PID   ->  prints {"address": ...}, then waits
+    python -m visionperf.cluster.keeper N HEAD_PID   ->  prints {"address": ...}, then waits
 """
 
 from __future__ import annotations
@@ -27,18 +27,18 @@ OBJECT_STORE = 96 * 2**20  # each node's Ray object store: answers are small
 def main(argv: list[str]) -> int:
     from ..children import _PRCTL, die_with
 
-    n, driver = int(argv[0]), int(argv[1])
-    die_with(driver, signal.SIGTERM)
+    n, head = int(argv[0]), int(argv[1])
+    die_with(head, signal.SIGTERM)
     if _PRCTL is not None:
         _PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     for stop in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal stops the nodes as SIGTERM does
         signal.signal(stop, lambda *_: sys.exit(0))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when the nodes go
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the head decides when the nodes go
     cluster = None
     try:
         cluster = start(n)
         print(json.dumps({"address": cluster.address}), flush=True)
-        sys.stdin.read()  # until the driver closes it, or dies
+        sys.stdin.read()  # until the head closes it, or dies
     finally:
         if cluster is not None:
             with suppress(Exception):

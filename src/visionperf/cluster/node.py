@@ -1,5 +1,5 @@
 """The node side of a cluster run: one NodeServer actor per node, an ordinary single-node engine
-behind it (harness.build_local), and `visionperf preprocess` as a Ray task on a node."""
+behind it (run.build_engine), and `visionperf preprocess` as a Ray task on a node."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..run import RunConfig, build_engine
 
 
 class NodeServer:
@@ -38,7 +39,7 @@ class NodeServer:
         self._seq = 0
 
     def describe(self) -> dict:
-        """Who this node is, and what it runs: the driver refuses nodes that differ from it."""
+        """Who this node is, and what it runs: the head refuses nodes that differ from it."""
         import ray
 
         from .. import _engine
@@ -63,33 +64,21 @@ class NodeServer:
         return {"path": str(path), "rows": len(self._cache.data), "manifest": m,
                 "identity": cache_identity(m)}
 
-    def build(self, cfg, scenario: str) -> dict:
-        """This node's plan, devices and engine (harness.build_local, as a single-node run)."""
-        from ..harness import build_local
-        from ..models import check_model
-        from ..workloads import get_workload
-
+    def build(self, cfg: RunConfig) -> dict:
+        """This node's plan, devices and engine (run.build_engine, as on one server)."""
         if self._cache is None:
             raise RuntimeError("open_cache comes first")
-        w = get_workload(cfg.workload)
-        model = check_model(cfg.model, w)
-        if cfg.backend == "onnxruntime":  # as `run` checks on one machine: a core per CPU device
-            from ..errors import UserError
-            from ..topology import read_topology
-
-            cores = len(read_topology().cores)
-            if cfg.devices > cores:
-                raise UserError(f"--devices {cfg.devices}: this node has {cores} physical core(s) and each "
-                                f"onnxruntime device needs one: pass --devices {cores} or fewer")
+        spec = cfg.validate()
+        spec.backend.check_device_count(cfg.devices, where="this node")  # a node plans on its own cores
         lines: list[str] = []
         notes: list[str] = []
-        local = build_local(cfg, w, model, self._cache.data, scenario, notes, lines.append)
-        self._sut, self._devices = local.sut, local.devices
-        self._sut.start(0.0, throughput_only=scenario == "Offline")
-        return {"plan": [dataclasses.asdict(p) for p in local.plan], "log": lines, "notes": notes,
+        built = build_engine(spec, self._cache.data, notes, lines.append)
+        self._sut, self._devices = built.sut, built.devices
+        self._sut.start(0.0, throughput_only=spec.scenario == "Offline")
+        return {"plan": [dataclasses.asdict(p) for p in built.plan], "log": lines, "notes": notes,
                 "devices": [{"name": d.name, "batch_size": int(d.batch_size),
                              "max_in_flight": int(getattr(d, "max_in_flight", 1)),
-                             "peak_rate": getattr(d, "peak_rate", None)} for d in local.devices],
+                             "peak_rate": getattr(d, "peak_rate", None)} for d in built.devices],
                 "max_response_bytes": int(self._sut.max_response_bytes)}
 
     def load(self, indices, seq: int) -> None:
@@ -129,7 +118,7 @@ class NodeServer:
         return rows
 
     def reset_stats(self) -> None:
-        """Counters from now (the driver's warm-up is over, LoadGen's test is next)."""
+        """Counters from now (the head's warm-up is over, LoadGen's test is next)."""
         self._sut.reset_stats()
         for d in self._devices:
             if hasattr(d, "reset_stats"):

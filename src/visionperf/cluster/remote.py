@@ -1,4 +1,4 @@
-"""The driver side of a cluster run: each node as one asynchronous device of the driver's engine
+"""The head's side of a cluster run: each node as one asynchronous device of the head's engine
 (RemoteNode), the responses handed on as the nodes packed them (RemotePost), and how large a
 batch each node is sent and how many it holds (forward_plan)."""
 
@@ -42,8 +42,8 @@ class _Ticket:
 
 
 class RemoteNode:
-    """One node, as the driver's engine sees it: an asynchronous device (backends.AsyncDevice)
-    that takes a batch's cache indices (reads_input is False: the driver gathers nothing) and
+    """One node, as the head's engine sees it: an asynchronous device (backends.AsyncDevice)
+    that takes a batch's cache indices (reads_input is False: the head gathers nothing) and
     returns the node's responses as one output of prepacked rows.
 
     Answers are awaited by a thread of this node's own, oldest first (the order the engine
@@ -51,7 +51,7 @@ class RemoteNode:
     found. So a batch the engine looks for a little early costs a check of an event, not a
     Ray call: collect waits up to WAIT_SLICE_S for it (an event wait, no CPU) rather than
     return at once and have the engine ask again 20 us later through Python. The driver thread
-    it holds serves this node alone.
+    (the engine's) that it holds serves this node alone.
 
     ready_ns is the node's pace: one round trip plus the batch's own service time at the node's
     peak rate after it is sent, and never before the batch ahead of it plus its service time;
@@ -205,7 +205,7 @@ def first_line(e) -> str:
 
 
 class RemotePost:
-    """The driver's post-processing: none, the nodes did it; their rows are handed on as they
+    """The head's post-processing: none, the nodes did it; their rows are handed on as they
     are (the engine's prepacked post-processing, bindings.cc Prepacked)."""
 
     def __init__(self, max_response_bytes: int):
@@ -224,7 +224,7 @@ def forward_plan(scenario: str, devices: list[dict], round_trip_s: float) -> tup
     Offline: large batches, each filling every card OFFLINE_FILLS times, so the hop's cost is
     spread thin; credits: two, and those in transit during a round trip at the node's peak.
     Server and the streams: one batch for every card of the node at once (the node's cards run
-    it side by side, so it takes one card batch's time, no longer), formed under the driver's
+    it side by side, so it takes one card batch's time, no longer), formed under the head's
     timeout; credits: what the node's cards hold at once (each card's own queue of in-flight
     batches already keeps it busy through the hop) and no more, so that a batch never waits
     at one node behind others while another node could start it (p99 is made there), and

@@ -3,7 +3,7 @@
 
 For each node count K: an Offline run over K nodes of D cards each (the cluster), and beside it
 one server with the same K x D cards (this machine, no cluster): how much of one server's
-scaling the hop between nodes keeps, and what the driver pays per sample for it. Each point is
+scaling the hop between nodes keeps, and what the head pays per sample for it. Each point is
 a full `visionperf run` in its own process (scaling.study), so LoadGen's own metric is the
 figure. With local:N, the K-node point starts local:K; with a cluster's address, it uses the
 first K nodes of it (--nodes K).
@@ -29,7 +29,7 @@ class NodePoint:
     valid: bool
     linear_pct: float  # of K x the first point's per-node figure
     one_node: float | None  # samples/s of one server with the same cards
-    driver_cpu_us_per_sample: float | None  # the driver's host CPU per sample (LoadGen, engine, Ray)
+    driver_cpu_us_per_sample: float | None  # the head's host CPU per sample (LoadGen, engine, Ray)
     node_cpu_us_per_sample: float | None  # the nodes' host CPU per sample, averaged over nodes
     round_trip_ms: float | None
 

@@ -1,6 +1,6 @@
 """A run's cluster: the address (`auto`, host:port, local:N), joining it (or starting N node
-processes here), one NodeServer per node checked against this driver, the nodes' caches, their
-engines and the driver's over them, LoadGen's loads forwarded, and run.json's per-node record."""
+processes here), one NodeServer per node checked against this head, the nodes' caches, their
+engines and the head's over them, LoadGen's loads forwarded, and run.json's per-node record."""
 
 from __future__ import annotations
 
@@ -19,7 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..cache import Cache, ensure_cache, expected_manifest
 from ..errors import UserError
+from ..placement import Partition
+from ..run import Built, RunSpec
+from ..run.cpu import host_cpu
+from ..sut import EngineError, SystemUnderTest
 from .node import NodeServer, preprocess_on_node
 from .remote import (
     CALL_TIMEOUT_S,
@@ -35,7 +40,7 @@ NAMESPACE = "visionperf"
 SETUP_TIMEOUT_S = 180.0  # a node's actor starting, opening its cache, building its engine
 LOAD_TIMEOUT_S = 60.0  # a node loading LoadGen's sample set (plus a second per 2,000 samples)
 PINGS = 15  # round trips timed per node at the start
-WAIT_SLICE_S = 0.0005  # how long collect waits for an answer due now (the driver thread serves every node)
+WAIT_SLICE_S = 0.0005  # how long collect waits for an answer due now (one driver thread serves every node)
 MAX_CONCURRENCY = 32  # a node's actor threads: its credits' batches, and the small calls beside them
 
 
@@ -165,7 +170,7 @@ class Cluster:
                 for k, n in enumerate(chosen)]
 
     def _start_servers(self, log) -> None:
-        """One NodeServer per node, pinned there, and every node checked against this driver."""
+        """One NodeServer per node, pinned there, and every node checked against this head."""
         ray = self.ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -207,13 +212,12 @@ class Cluster:
         return out
 
     # -- the run -------------------------------------------------------------------------------
-    def prepare_cache(self, cfg, w, dataset, model, log=print):
+    def prepare_cache(self, spec: RunSpec, dataset, log=print) -> Cache:
         """The run's cache as every node holds it: found by each node where a single-node run
         would look (--cache, or the per-user cache root), checked against this run's manifest
-        and against one another. The driver gets its row count and skipped images only, and one
+        and against one another. The head gets its row count and skipped images only, and one
         byte per row for its engine, which gathers nothing."""
-        from ..cache import Cache, ensure_cache, expected_manifest
-
+        cfg, w, model = spec.config, spec.workload, spec.model
         wanted = expected_manifest(w, dataset, model.input_dtype, w.layout, model.quantization)
         if self.address.is_local:  # the nodes share this disk: build it once here, as a run does
             ensure_cache(w, dataset, cfg.cache, dtype=model.input_dtype, layout=w.layout,
@@ -248,16 +252,14 @@ class Cluster:
             f"{str(m.get('data_fingerprint'))[:12]}), {self.nodes[0].name} at {first['path']}")
         return Cache(Path(first["path"]), m, np.zeros((first["rows"], 1), np.uint8), keep)
 
-    def start(self, cfg, w, model, cache, scenario: str, notes: list[str], log=print):
-        """Every node's engine (harness.build_local there), and the driver's over them."""
-        from ..harness import Local
-        from ..placement import Partition
-        from ..sut import EngineError
-
+    def build(self, spec: RunSpec, cache: Cache, notes: list[str], log=print) -> Built:
+        """Every node's engine (run.build_engine there), and the head's over them."""
+        cfg, scenario = spec.config, spec.scenario
         self.scenario = scenario
         node_cfg = dataclasses.replace(cfg, cluster=None, nodes=None, model=_absolute(cfg.model),
-                                       dataset=_absolute(cfg.dataset), cache=_absolute(cfg.cache))
-        built = self._all("build", (node_cfg, scenario), SETUP_TIMEOUT_S, "building its engine")
+                                       dataset=_absolute(cfg.dataset), cache=_absolute(cfg.cache),
+                                       user_conf=None)  # LoadGen's settings are the head's alone
+        built = self._all("build", (node_cfg,), SETUP_TIMEOUT_S, "building its engine")
         sizes = {b["max_response_bytes"] for b in built}
         if len(sizes) != 1:
             raise UserError(f"the nodes answer responses of different sizes ({sorted(sizes)} bytes): run one "
@@ -268,7 +270,7 @@ class Cluster:
             log(f"{n.name} " + "\n".join(b["log"]))
             notes.extend(x for x in b["notes"] if x not in notes)
         self._time_round_trips()
-        # Every node on one driver thread (the engine gives devices pinned to one CPU one driver):
+        # Every node on one engine driver thread (the engine gives devices pinned to one CPU one driver):
         # one queue of work, and whichever node has room takes the next batch from it, in every
         # scenario (Server's samples would otherwise be dealt to the nodes in turn, fast or slow).
         cpu = (max(os.sched_getaffinity(0)),)
@@ -284,12 +286,16 @@ class Cluster:
         self.devices = devices
         batch = max(d.batch_size for d in devices)
         try:
-            sut = _driver_sut_class()(devices, cache.data, [()], [0] * len(devices), RemotePost(max_bytes), w, batch)
+            sut = HeadSUT(devices, cache.data, [()], [0] * len(devices), RemotePost(max_bytes), spec.workload, batch)
         except EngineError as e:
             raise UserError(str(e)) from None
         sut.set_load_hook(self.load)
         plan = [Partition(**p) for n in self.nodes for p in n.built["plan"]]
-        return Local(plan, None, devices, batch, sut)
+        return Built(plan, devices, batch, sut)
+
+    def where(self, spec: RunSpec, built: Built) -> str:
+        return (f"{len(built.devices)} node(s) x {spec.config.devices} {spec.config.backend} device(s), "
+                "forwarded in batches of")
 
     def _time_round_trips(self) -> None:
         """Each node's round trip (an empty call there and back), the median of PINGS."""
@@ -318,6 +324,12 @@ class Cluster:
 
     def record(self, run_s: float) -> dict:
         """run.json's `cluster`: each node's samples, throughput and host CPU during the test."""
+        return {"cluster": self._node_record(run_s)}
+
+    def describe(self, record: dict) -> list[str]:
+        return describe_nodes(record["cluster"])
+
+    def _node_record(self, run_s: float) -> dict:
         stats = []
         for n in self.nodes:
             try:
@@ -334,23 +346,19 @@ class Cluster:
                 entry["error"] = s["unreachable"]
             else:
                 samples = int(sum(d["samples"] for d in s["devices"]))
-                card = sum(d["card_copy_cpu_s"] for d in s["devices"])
-                cpu = s["cpu_s"] - card - s["sample_load_cpu_s"]
+                cpu = host_cpu(s["cpu_s"], s["devices"], s["sample_load_cpu_s"])
                 entry.update({"samples": samples, "batches": int(sum(d["batches"] for d in s["devices"])),
                               # while it served: from its first batch's arrival to its last answer
                               "samples_per_s": round(samples / s["serving_s"], 2) if s["serving_s"] > 0 else None,
-                              "host_cpu_s": round(cpu, 3), "simulated_card_copy_cpu_s": round(card, 3),
-                              "host_cpu_us_per_sample": round(cpu / samples * 1e6, 2) if samples else None,
+                              "host_cpu_s": round(cpu.host_s, 3),
+                              "simulated_card_copy_cpu_s": round(cpu.card_copy_s, 3),
+                              "host_cpu_us_per_sample": cpu.us_per_sample(samples),
                               "device_stats": s["devices"]})
                 if s["error"]:
                     entry["error"] = s["error"]
             nodes.append(entry)
         return {"address": self.address.text, "nodes": nodes, "round_trip_ms": round(self.round_trip_s * 1e3, 3),
                 "test_s": round(run_s, 3), "ray": self.ray.__version__}
-
-    @staticmethod
-    def describe(record: dict) -> list[str]:
-        return describe_nodes(record)
 
     def close(self) -> None:
         """Every node's actor stopped; a local:N cluster shut down with its processes."""
@@ -367,19 +375,14 @@ class Cluster:
             self._local = None
 
 
-def _driver_sut_class():
-    from ..sut import SystemUnderTest
+class HeadSUT(SystemUnderTest):
+    """The head's engine. Never in throughput-only mode: there a driver thread wakes only when
+    the newest batch a device holds is nearly done (right for a card, whose submit is cheap and
+    whose batches end when announced), which would leave a node's credits unused through the
+    round trip; here each answer is collected, and its credit spent again, as it comes."""
 
-    class DriverSUT(SystemUnderTest):
-        """The driver's engine. Never in throughput-only mode: there a driver wakes only when the
-        newest batch a device holds is nearly done (right for a card, whose submit is cheap and
-        whose batches end when announced), which would leave a node's credits unused through
-        the round trip; here each answer is collected, and its credit spent again, as it comes."""
-
-        def start(self, batch_timeout_s: float = 0.0, throughput_only: bool = False) -> None:
-            super().start(batch_timeout_s, throughput_only=False)
-
-    return DriverSUT
+    def start(self, batch_timeout_s: float = 0.0, throughput_only: bool = False) -> None:
+        super().start(batch_timeout_s, throughput_only=False)
 
 
 def _absolute(path: str | None) -> str | None:

@@ -1,0 +1,119 @@
+"""A run's options (RunConfig) and their one check (RunConfig.validate).
+
+Every option is checked here, before any work: a run that cannot go is refused in one line
+before a cache is built, a device opened or an output directory locked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import compliance
+from ..backends import get_backend
+from ..backends.base import Backend
+from ..errors import UserError
+from ..models import check_model
+from ..models.check import ModelInfo
+from ..userconf import read_user_conf
+from ..workloads import Workload, check_scenario, get_workload
+
+
+@dataclass
+class RunConfig:
+    workload: str
+    scenario: str
+    mode: str = "performance"
+    model: str = ""
+    dataset: str = ""
+    backend: str = "onnxruntime"
+    devices: int = 1
+    batch_size: int | None = None
+    target_qps: float | None = None
+    duration: float | None = None
+    user_conf: str | None = None
+    out: str = "results"
+    cache: str | None = None
+    batch_timeout_ms: float | None = None
+    count: int | None = None  # use only the first COUNT images of the dataset
+    post_threads: int | None = None  # None: one per device for detection, none for classification
+    replicas: str | None = None  # device | node | one (default: device for cards, one for CPU devices)
+    card_rate: float | None = None  # simulated cards: samples/s each (default: the paper's Table II)
+    in_flight: int = 2  # simulated cards: batches each holds at once
+    compliance: str | None = None  # "TEST01" | "TEST04": an audit run, verified after
+    backend_options: str = ""  # plugin:PATH devices: "key=value;..." handed to the device
+    skip_postprocess: bool = False  # measurement only: empty responses
+    wait: float | None = None  # seconds to wait for another visionperf holding OUT or the cache
+    latency_by_minute: bool = False  # keep p50/p99 of one-sample queries per minute in run.json (soak)
+    cluster: str | None = None  # run over the nodes of a Ray cluster: auto, an address or local:N (cluster/)
+    nodes: int | None = None  # with cluster: use only the first NODES nodes (default: every node)
+
+    def validate(self) -> RunSpec:
+        """This configuration checked, with what it names; one line for the first option that cannot be run."""
+        w = get_workload(self.workload)
+        scenario = check_scenario(self.scenario)
+        _check_scenario_options(self, w, scenario)
+        model = check_model(self.model, w)
+        backend = get_backend(self.backend)
+        backend.preflight()
+        fixed = model.fixed_batch if backend.runs_model_batch else None
+        _check_batching(self, model, fixed)
+        audit = _audit(self, w)
+        return RunSpec(self, w, scenario, model, backend, fixed, read_user_conf(self.user_conf), audit)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A validated RunConfig and what it names."""
+
+    config: RunConfig
+    workload: Workload
+    scenario: str  # spelt as LoadGen spells it
+    model: ModelInfo
+    backend: Backend
+    fixed_batch: int | None  # the model's batch dimension, where the backend runs it as the batch size
+    base_conf: str  # the text of --user-conf ("" without one)
+    audit: str | None  # the audit.config of a --compliance run
+
+    @property
+    def default_batch_size(self) -> int:
+        return self.config.batch_size or self.fixed_batch or self.workload.default_batch_size
+
+    def first_notes(self) -> list[str]:
+        """run.json's notes that the options alone decide."""
+        if self.model.synthetic_weights:
+            return [f"model {self.model.path.name} has synthetic weights: its accuracy is meaningless"]
+        return []
+
+
+def _check_scenario_options(cfg: RunConfig, w: Workload, scenario: str) -> None:
+    if cfg.mode not in ("performance", "accuracy"):
+        raise UserError(f"unknown mode {cfg.mode!r}: choose performance or accuracy")
+    if scenario == "Server" and not w.server_latency_bound_ms:
+        raise UserError(f"{w.name} has no Server scenario (Edge only)")
+    if cfg.latency_by_minute and scenario not in ("Server", "SingleStream"):
+        raise UserError(f"--latency-by-minute times one-sample queries (Server, SingleStream); {scenario} issues "
+                        "many samples per query: drop the option")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise UserError(f"--out {cfg.out} is a file: pass a directory for the results")
+
+
+def _check_batching(cfg: RunConfig, model: ModelInfo, fixed: int | None) -> None:
+    if fixed and cfg.batch_size is not None and cfg.batch_size != fixed:
+        raise UserError(f"--batch-size {cfg.batch_size}: {model.path.name} only takes batches of {fixed} "
+                        f"(a fixed batch dimension): pass --batch-size {fixed}, or export the model with a "
+                        "dynamic batch dimension")
+    if cfg.in_flight < 1:
+        raise UserError(f"--in-flight must be at least 1, got {cfg.in_flight}")
+    if cfg.batch_size and cfg.batch_size < 1:  # 0 (or none) takes the model's or the workload's
+        raise UserError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    if cfg.post_threads is not None and cfg.post_threads < 0:
+        raise UserError(f"--post-threads must be 0 or more, got {cfg.post_threads}")
+
+
+def _audit(cfg: RunConfig, w: Workload) -> str | None:
+    if not cfg.compliance:
+        return None
+    if cfg.mode != "performance":
+        raise UserError("--compliance runs are performance runs: drop --mode accuracy")
+    return compliance.audit_config(cfg.compliance, w)
