@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from ..errors import UserError
@@ -63,7 +64,7 @@ def add_run_args(sub) -> None:
 
 
 def cmd_run(a) -> int:
-    from ..harness import RunConfig, run
+    from ..run import LocalMachine, RunConfig, run
 
     cfg = RunConfig(
         workload=a.workload, scenario=a.scenario, mode=a.mode, model=a.model, dataset=a.dataset,
@@ -83,9 +84,17 @@ def cmd_run(a) -> int:
     con = console()
     from ..progress import RunDisplay
 
-    report = run(cfg, log=lambda m: con.print(f"[dim]{m}[/dim]"), display=RunDisplay(con, quiet=a.quiet))
+    report = run(cfg, log=lambda m: con.print(f"[dim]{m}[/dim]"), display=RunDisplay(con, quiet=a.quiet),
+                 machine=_open_cluster(a) if a.cluster else LocalMachine.open)
     print_report(con, report)
     return 0
+
+
+def _open_cluster(a):
+    """Opens the nodes of --cluster as the run's machine (once its options are checked)."""
+    from ..cluster import Cluster
+
+    return partial(Cluster.open, a.cluster, a.nodes)
 
 
 def _mem_available() -> int | None:
