@@ -263,7 +263,7 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma-separated: offline, server, hop, graph")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
-    from visionperf.cluster.session import LocalCluster
+    from visionperf.cluster.local import LocalCluster
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -21,7 +21,7 @@ from test_sut import EchoDevice, LabelPost, N, make_data
 from visionperf.cluster import forward_plan, parse_address
 from visionperf.cluster.remote import RemotePost
 from visionperf.cluster.scaling import cluster_args
-from visionperf.cluster.session import NAMESPACE, NODE_RESOURCE, _version_mismatch
+from visionperf.cluster.connect import NAMESPACE, NODE_RESOURCE, _version_mismatch
 from visionperf.errors import UserError
 from visionperf.sut import SystemUnderTest
 

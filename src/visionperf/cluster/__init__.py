@@ -35,7 +35,8 @@ builds the cache once here, as a single-node run would, and every node reads it.
 
 from .node import NodeServer
 from .remote import RemoteNode, RemotePost, forward_plan
-from .session import Address, Cluster, parse_address, preprocess_everywhere
+from .connect import Address, parse_address
+from .session import Cluster, preprocess_everywhere
 
 __all__ = ["Address", "Cluster", "NodeServer", "RemoteNode", "RemotePost", "forward_plan", "parse_address",
            "preprocess_everywhere"]

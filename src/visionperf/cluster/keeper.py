@@ -56,7 +56,7 @@ def start(n: int):
     first cores."""
     from ray.cluster_utils import Cluster
 
-    from .session import NODE_RESOURCE
+    from .connect import NODE_RESOURCE
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     mine = sorted(os.sched_getaffinity(0))

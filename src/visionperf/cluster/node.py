@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, _engine, progress
+from ..cache import _KEYED, Quantization, locate_cache, open_cache, preprocess_to
+from ..datasets import open_dataset
 from ..run import RunConfig, build_engine
+from ..workloads import get_workload
 
 
 class NodeServer:
@@ -42,8 +45,6 @@ class NodeServer:
         """Who this node is, and what it runs: the head refuses nodes that differ from it."""
         import ray
 
-        from .. import _engine
-
         return {"pid": os.getpid(), "hostname": socket.gethostname(), "visionperf": __version__,
                 "python": platform.python_version(), "ray": ray.__version__,
                 "engine_abi": int(_engine.DEVICE_ABI_VERSION), "machine": platform.machine(),
@@ -54,8 +55,6 @@ class NodeServer:
 
     def open_cache(self, cache_arg: str | None, wanted: dict) -> dict:
         """Find this node's cache for WANTED (cache.locate_cache, as a single-node run looks)."""
-        from ..cache import locate_cache, open_cache
-
         path = locate_cache(cache_arg, wanted)
         if not (path / "manifest.json").exists():
             raise MissingCache(str(path))
@@ -154,8 +153,6 @@ def _process_cpu_s() -> float:
 def cache_identity(manifest: dict) -> dict:
     """What must be equal on every node: the fields that name a cache (sources, settings), the
     images left out, and the fingerprint of the bytes themselves."""
-    from ..cache import _KEYED
-
     out = {k: manifest.get(k) for k in _KEYED}
     out["skipped"] = [int(b[0]) for b in manifest.get("skipped", [])]
     out["data_fingerprint"] = manifest.get("data_fingerprint")
@@ -167,11 +164,6 @@ def preprocess_on_node(workload: str, dataset: str, count: int | None, out: str,
                        skip_bad: bool) -> dict:
     """`visionperf preprocess`, run as a Ray task on one node: its cache, from its dataset.
     Nodes that share storage wait for one another's build (the cache's lock) and then find it."""
-    from .. import progress
-    from ..cache import Quantization, preprocess_to
-    from ..datasets import open_dataset
-    from ..workloads import get_workload
-
     progress.set_quiet(True)  # no progress bar in a node's log
     w = get_workload(workload)
     lines: list[str] = []

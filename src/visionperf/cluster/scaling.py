@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..errors import UserError
-from ..scaling import save_plot
+from ..scaling import save_plot, study
 from .session import parse_address
 
 
@@ -49,8 +49,6 @@ def study_nodes(workload: str, nodes: list[int], devices: int, address: str, out
                 log=print, one_node: bool = True, progress=None) -> list[NodePoint]:
     """Every K in NODES over the cluster (and, ONE_NODE, one server with K x DEVICES cards);
     PROGRESS (progress.StudyProgress) hears each run start and end."""
-    from ..scaling import study
-
     out.mkdir(parents=True, exist_ok=True)
     single = {}
     if one_node:

@@ -1,16 +1,13 @@
-"""A run's cluster: the address (`auto`, host:port, local:N), joining it (or starting N node
-processes here), one NodeServer per node checked against this head, the nodes' caches, their
-engines and the head's over them, LoadGen's loads forwarded, and run.json's per-node record."""
+"""A run's cluster as its machine: joined (connect.py) or started here (local.py), one NodeServer
+per node checked against this head, the nodes' caches, their engines and the head's over them,
+LoadGen's loads forwarded, and run.json's per-node record."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import signal
-import socket
-import sys
 import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -18,71 +15,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, _engine
 from ..cache import Cache, ensure_cache, expected_manifest
 from ..errors import UserError
 from ..placement import Partition
 from ..run import Built, RunSpec
 from ..run.cpu import host_cpu
 from ..sut import EngineError, SystemUnderTest
+from .connect import NAMESPACE, NODE_RESOURCE, Address, import_ray, join, parse_address, reachable
+from .local import LocalCluster
 from .node import NodeServer, preprocess_on_node
-from .remote import (
-    CALL_TIMEOUT_S,
-    RemoteNode,
-    RemotePost,
-    call,
-    first_line,
-    forward_plan,
-)
+from .remote import CALL_TIMEOUT_S, RemoteNode, RemotePost, call, forward_plan
 
-NODE_RESOURCE = "visionperf_node"  # nodes so marked (ray start --resources) are the ones used
-NAMESPACE = "visionperf"
 SETUP_TIMEOUT_S = 180.0  # a node's actor starting, opening its cache, building its engine
 LOAD_TIMEOUT_S = 60.0  # a node loading LoadGen's sample set (plus a second per 2,000 samples)
 PINGS = 15  # round trips timed per node at the start
 WAIT_SLICE_S = 0.0005  # how long collect waits for an answer due now (one driver thread serves every node)
 MAX_CONCURRENCY = 32  # a node's actor threads: its credits' batches, and the small calls beside them
-
-
-@dataclass(frozen=True)
-class Address:
-    """What --cluster names: `auto` (the cluster this machine belongs to, or $RAY_ADDRESS), a
-    Ray address (the head's host:port), or local:N. Not Ray Client (ray://): it relays every
-    call through the head's client server, a second hop per forwarded batch on top of the one
-    that already limits Server (README, "Beyond one server")."""
-
-    text: str
-    local_nodes: int = 0
-
-    @property
-    def is_local(self) -> bool:
-        return self.local_nodes > 0
-
-
-def parse_address(text: str) -> Address:
-    text = (text or "").strip()
-    if text.startswith("local:"):
-        n = text[6:]
-        if not n.isdigit() or not 1 <= int(n) <= 64:
-            raise UserError(f"--cluster {text}: local:N starts N node processes on this machine, N from 1 to 64 "
-                            "(e.g. local:2)")
-        return Address(text, int(n))
-    if not text:
-        raise UserError("--cluster needs an address: auto, a Ray address such as 10.0.0.1:6379, or local:N")
-    if text.startswith("ray://"):
-        raise UserError(f"--cluster {text}: Ray Client relays every call through the head's client server, a "
-                        "second hop for every batch: run visionperf on a machine of the cluster (e.g. the head) "
-                        "with --cluster HEAD:6379 or auto")
-    return Address(text)
-
-
-def import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--cluster runs on Ray, which is not installed: pip install 'visionperf[cluster]' "
-                        "(or make install EXTRAS=cluster)") from None
-    return ray
 
 
 @dataclass
@@ -132,8 +81,8 @@ class Cluster:
                 local = LocalCluster(address.local_nodes, log)
                 target = local.address
             else:
-                target = _reachable(address.text)
-            _init(ray, target, address)
+                target = reachable(address.text)
+            join(ray, target, address)
         except BaseException:
             if local is not None:
                 _quietly(local.shutdown)
@@ -183,8 +132,6 @@ class Cluster:
                 scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False),
             ).remote(n.name)
         described = self._all("describe", (), SETUP_TIMEOUT_S, "starting visionperf there", setup=True)
-        from .. import _engine
-
         mine = {"visionperf": __version__, "python": platform.python_version(), "ray": ray.__version__,
                 "engine_abi": int(_engine.DEVICE_ABI_VERSION)}
         for n, d in zip(self.nodes, described):
@@ -394,107 +341,6 @@ def _quietly(fn, *args) -> None:
     """Cleanup that must go on past a failure of its own (a node already gone, say)."""
     with suppress(Exception):
         fn(*args)
-
-
-class LocalCluster:
-    """local:N: N Ray nodes on this machine, held by a keeper process (keeper.py) that takes them
-    all down with it, and goes when this process closes it or dies."""
-
-    def __init__(self, n: int, log):
-        import subprocess
-        import tempfile
-
-        t0 = time.perf_counter()
-        self._err = tempfile.TemporaryFile()  # noqa: SIM115 (the keeper writes it while it lives)
-        self._proc = subprocess.Popen([sys.executable, "-m", "visionperf.cluster.keeper", str(n), str(os.getpid())],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
-                                      start_new_session=True)
-        line = _read_line(self._proc.stdout, SETUP_TIMEOUT_S)
-        try:
-            self.address = json.loads(line)["address"]
-        except (ValueError, KeyError, TypeError):
-            self.shutdown()
-            raise UserError(f"--cluster local:{n}: Ray could not start {n} node process(es) here: "
-                            f"{self._last_error() or 'no reason given'}") from None
-        log(f"cluster local:{n}: started {n} node process(es) on this machine in {time.perf_counter() - t0:.1f} s")
-
-    def _last_error(self) -> str:
-        self._err.seek(0)
-        lines = [ln for ln in self._err.read().decode(errors="replace").splitlines() if ln.strip()]
-        return lines[-1].strip()[:300] if lines else ""
-
-    def shutdown(self, timeout_s: float = 30.0) -> None:
-        import subprocess
-
-        if self._proc.poll() is None:
-            with suppress(OSError):
-                self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._err.close()
-
-
-def _read_line(stream, timeout_s: float) -> str:
-    """One line from STREAM (a child's stdout), or "" if none comes within TIMEOUT_S."""
-    import selectors
-
-    sel = selectors.DefaultSelector()
-    sel.register(stream, selectors.EVENT_READ)
-    try:
-        if not sel.select(timeout_s):
-            return ""
-        return stream.readline().decode(errors="replace")
-    finally:
-        sel.close()
-
-
-def _reachable(text: str) -> str:
-    """TEXT if something listens there (host:port); `auto` is left to Ray. Checked
-    first so that an address nobody answers is one line at once, not Ray's minute of retries."""
-    if text == "auto":
-        return text
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"--cluster {text}: not a Ray address: pass host:port (the head's GCS, e.g. "
-                        "10.0.0.1:6379), auto, or local:N")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as e:
-        raise UserError(f"--cluster {text}: no Ray cluster answers there ({e.strerror or e}): start one "
-                        "(`ray start --head` on the head node), or check the address") from None
-    return text
-
-
-def _init(ray, target: str, address: Address) -> None:
-    import logging
-
-    try:
-        ray.init(address=target, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR,
-                 include_dashboard=False if address.is_local else None, configure_logging=True)
-    except ConnectionError as e:
-        raise UserError(f"--cluster {address.text}: no Ray cluster found ({first_line(e)}): start one with "
-                        "`ray start --head`, set RAY_ADDRESS, or pass local:N") from None
-    except Exception as e:  # noqa: BLE001 (Ray raises RuntimeError for a version mismatch, and others)
-        text = str(e)
-        if "version" in text.lower() and "mismatch" in text.lower():
-            raise UserError(f"--cluster {address.text}: {_version_mismatch(text)}: install the same Ray and "
-                            "Python on the driver and every node") from None
-        raise UserError(f"--cluster {address.text}: cannot join the cluster: {first_line(e)}") from None
-
-
-def _version_mismatch(text: str) -> str:
-    """Ray's multi-line version mismatch message, as one clause."""
-    import re
-
-    vers = re.findall(r"Ray:\s*([\w.+-]+)", text)
-    pys = re.findall(r"Python:\s*([\w.+-]+)", text)
-    if len(vers) >= 2:
-        return (f"the cluster runs Ray {vers[0]}" + (f" (Python {pys[0]})" if pys else "")
-                + f", this machine Ray {vers[1]}" + (f" (Python {pys[1]})" if len(pys) > 1 else ""))
-    return "Ray version mismatch (" + " ".join(text.split())[:200] + ")"
 
 
 # -- preprocessing on every node ---------------------------------------------------------------
