@@ -22,5 +22,5 @@ class HostCpu:
 
 def host_cpu(cpu_s: float, device_stats: list[dict], sample_load_cpu_s: float) -> HostCpu:
     """CPU_S (the process's, over the test) less the simulated cards' copies in DEVICE_STATS and the sample load."""
-    card = sum(st["card_copy_cpu_s"] for st in device_stats)
+    card = sum(device["card_copy_cpu_s"] for device in device_stats)
     return HostCpu(cpu_s - card - sample_load_cpu_s, card)

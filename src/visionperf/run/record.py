@@ -74,7 +74,7 @@ def write_record(report: RunReport, spec: RunSpec, samples: Samples, built: Buil
         record["latency_by_minute"] = measured.latency_by_minute
     times = measured.times
     if times.power is not None:
-        done = sum(st["samples"] for st in measured.device_stats)
+        done = sum(device["samples"] for device in measured.device_stats)
         rate = done / times.run_s if times.run_s > 0 and spec.config.mode == "performance" else None
         record["power"] = report.power = times.power.to_json(rate)
     machine_fields = machine.record(times.run_s)  # a cluster's nodes; the figures above are this process's
@@ -85,7 +85,7 @@ def write_record(report: RunReport, spec: RunSpec, samples: Samples, built: Buil
 
 
 def _cpu_fields(built: Built, measured: Measured) -> dict:
-    samples = sum(st["samples"] for st in measured.device_stats)
+    samples = sum(device["samples"] for device in measured.device_stats)
     cpu = host_cpu(measured.times.cpu_s, measured.device_stats, built.sut.load_cpu_s)
     py_cpu = measured.times.python_cpu_s
     fields = {"host_cpu_s": round(cpu.host_s, 3), "simulated_card_copy_cpu_s": round(cpu.card_copy_s, 3),
