@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from visionperf.cache import ensure_cache
+from visionperf.preprocess import ensure_cache
 from visionperf.datasets import open_dataset, preprocess_one
 from visionperf.errors import UserError
 from visionperf.workloads import RESNET50
@@ -62,8 +62,8 @@ def test_preprocess_into_someone_elses_directory_is_refused_but_an_unfinished_pu
     """`preprocess --out DIR`: a directory holding files a build never makes (a data.npy of
     someone else's too) is refused, judged under the build lock; a build killed while publishing
     (its array renamed into place, the manifest not yet written) finishes on the rerun."""
-    from visionperf import cache as cache_mod
-    from visionperf.cache import preprocess_to
+    from visionperf import preprocess as cache_mod
+    from visionperf.preprocess import preprocess_to
 
     ds = open_dataset(RESNET50, imagenet_dir, 8)
     for name in ("thesis.tex", "data.npy"):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import visionperf
-from visionperf.cache import ensure_cache
+from visionperf.preprocess import ensure_cache
 from visionperf.datasets import open_dataset
 from visionperf.models.check import check_model
 from visionperf.results import read_result

@@ -15,7 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import visionperf
 from test_imagenet import reference_pre_process_vgg
-from visionperf.cache import Quantization, ensure_cache, open_cache
+from visionperf.cache import Quantization, open_cache
+from visionperf.preprocess import ensure_cache
 from visionperf.datasets import open_dataset, preprocess_one
 from visionperf.errors import UserError
 from visionperf.workloads import RESNET50

@@ -337,7 +337,7 @@ def test_run_at_a_terminal_shows_live_progress_and_a_pipe_gets_no_control_charac
 def test_quiet_reaches_the_preprocessing_bar():
     progress.set_quiet(True)
     try:
-        from visionperf.cache import _progress
+        from visionperf.preprocess import _progress
 
         assert _progress().disable
     finally:

@@ -31,14 +31,14 @@ def refused(*args, env: dict | None = None, within_s: float = 120, **kw) -> str:
 # test's next command under load; this one cannot.
 _HELD_BUILD = """
 import runpy, sys
-from visionperf import cache
+from visionperf import preprocess
 gate_path = sys.argv.pop(1)
-publish = cache._publish
+publish = preprocess._publish
 def held(*args, **kwargs):
     with open(gate_path) as gate:
         gate.read()
     return publish(*args, **kwargs)
-cache._publish = held
+preprocess._publish = held
 sys.argv[0] = "visionperf"
 runpy.run_module("visionperf", run_name="__main__")
 """

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import visionperf
-from visionperf.cache import _settings_key, ensure_cache, expected_manifest
+from visionperf.cache import _settings_key, expected_manifest
+from visionperf.preprocess import ensure_cache
 from visionperf.datasets import open_dataset
 from visionperf.locks import LOCK_NAME, Busy, DirLock
 from visionperf.report import find

@@ -120,7 +120,7 @@ def _cache_format(a, w) -> tuple[str, Quantization | None]:
 
 
 def cmd_preprocess(a) -> int:
-    from ..cache import preprocess_to
+    from ..preprocess import preprocess_to
     from ..datasets import open_dataset
     from ..workloads import get_workload
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, _engine, progress
-from ..cache import _KEYED, Quantization, locate_cache, open_cache, preprocess_to
+from ..cache import _KEYED, Quantization, locate_cache, open_cache
 from ..datasets import open_dataset
+from ..preprocess import preprocess_to
 from ..run import RunConfig, build_engine
 from ..workloads import get_workload
 

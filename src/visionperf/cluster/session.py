@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, _engine
-from ..cache import Cache, ensure_cache, expected_manifest
+from ..cache import Cache, expected_manifest
 from ..errors import UserError
 from ..placement import Partition
+from ..preprocess import ensure_cache
 from ..run import Built, RunSpec
 from ..run.cpu import host_cpu
 from ..sut import EngineError, SystemUnderTest

@@ -11,10 +11,11 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..cache import Cache, ensure_cache
+from ..cache import Cache
 from ..errors import UserError
 from ..placement import Partition, card_plan, cpu_partitions, describe_plan, replica_plan
 from ..postprocess import make_postprocess
+from ..preprocess import ensure_cache
 from ..sut import EngineError, SystemUnderTest
 from ..topology import read_topology
 from .config import RunSpec
