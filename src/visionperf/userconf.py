@@ -211,14 +211,34 @@ def latency_bound(conf_text: str, model: str, scenario: str,
     """
     if scenario != "Server":
         return None
+    try:
+        hit = conf_setting(conf_text, model, "Server", "target_latency", mlperf_conf)
+    except LookupError:
+        return None
+    if hit is not None:
+        return LatencyBound(_strtoull(hit[0]), hit[1], hit[2])
+    return LatencyBound(100, "LoadGen default", "server_target_latency_ns")
+
+
+def conf_setting(conf_text: str, model: str, scenario: str, key: str,
+                 mlperf_conf: str | None = None) -> tuple[str, str, str] | None:
+    """(value, "user.conf" | "mlperf.conf", the key that matched) for KEY as LoadGen applies the
+    confs: mlperf.conf, then the user.conf, each file resolved on its own (most specific key
+    first), and a key the user.conf has at any level replaces mlperf.conf's. None where neither
+    sets it (LoadGen's default holds); LookupError where mlperf.conf cannot be read."""
     base = loadgen_mlperf_conf() if mlperf_conf is None else mlperf_conf
     for source, text in (("user.conf", conf_text), ("mlperf.conf", base)):
         if text is None:
-            return None
-        hit = conf_value(parse_conf(text, source), model, "Server", "target_latency")
+            raise LookupError("LoadGen's mlperf.conf cannot be read")
+        hit = conf_value(parse_conf(text, source), model, scenario, key)
         if hit is not None:
-            return LatencyBound(_strtoull(hit[0]), source, hit[1])
-    return LatencyBound(100, "LoadGen default", "server_target_latency_ns")
+            return hit[0], source, hit[1]
+    return None
+
+
+def conf_int(text: str) -> int:
+    """An integer key's value as LoadGen reads it (strtoull)."""
+    return _strtoull(text)
 
 
 def latency_bound_ms(conf_text: str, model: str, scenario: str, mlperf_conf: str | None = None) -> int | None:

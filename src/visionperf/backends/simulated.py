@@ -10,8 +10,11 @@ logits, so host post-processing does its real work.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ..errors import UserError
 from ..workloads import Workload
 from .base import Backend, DeviceRequest, native_devices
 
@@ -70,6 +73,10 @@ def card_rate_for(workload: Workload, card_rate: float | None) -> tuple[float, i
     return (card_rate or rate), batch
 
 
+# A card slower than this per batch gives the warm-up (windows of 0.5 s) nothing to measure and
+# holds every wait on it for as long: --card-rate 1e-9 would make one batch take centuries.
+MAX_BATCH_S = 60.0
+
 
 class Simulated(Backend):
     """Native simulated cards at a configured rate, planned like the paper's cards."""
@@ -81,7 +88,28 @@ class Simulated(Backend):
     def score_format(self, workload, model):
         return score_format(workload)
 
+    def card_rate(self, workload: Workload, card_rate: float | None, batch_size: int, max_s: float) -> float:
+        """Each card's samples/s; a --card-rate at which one batch would take longer than
+        MAX_BATCH_S (or MAX_S) is refused, naming the smallest rate allowed."""
+        rate, _ = card_rate_for(workload, card_rate)
+        limit = min(MAX_BATCH_S, max_s)
+        if batch_size / rate > limit:
+            raise UserError(f"--card-rate {rate:g}: one batch of {batch_size} would take {_seconds(batch_size / rate)} "
+                            f"on a card, more than the {limit:g} s a batch may take: pass --card-rate "
+                            f"{_rate_up(batch_size / limit)} or more")
+        return rate
+
     def devices(self, request: DeviceRequest, log=print) -> list:
         rate, _ = card_rate_for(request.workload, request.card_rate)
         pool = output_pool(request.workload, request.model.kind, request.output_shapes)
         return native_devices("simulated", "card", request, request.in_flight, f"rate={rate!r}", pool, rate)
+
+
+def _seconds(s: float) -> str:
+    return f"{s / (365.25 * 86400):.3g} years" if s > 2 * 365 * 86400 else f"{s:,.0f} s"
+
+
+def _rate_up(rate: float) -> str:
+    """RATE written with 3 significant digits, rounded up (so that the figure passes)."""
+    digits = 2 - math.floor(math.log10(rate))
+    return f"{math.ceil(rate * 10 ** digits) / 10 ** digits:g}"

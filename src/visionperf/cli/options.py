@@ -84,6 +84,13 @@ def device_list(text: str) -> list[int]:
     return counts
 
 
+def add_max_hours(s: argparse.ArgumentParser, each: str = "") -> None:
+    """--max-hours: how long a LoadGen test may be expected to take (run.length)."""
+    s.add_argument("--max-hours", type=finite_positive_float, default=4.0, metavar="H",
+                   help=f"refuse {each}a run whose LoadGen test would take longer than H hours, as estimated "
+                   "from the settings in force before it starts (default 4)")
+
+
 def add_model_and_dataset(s: argparse.ArgumentParser) -> None:
     """What every benchmark run (run, and each point of scale) reads."""
     s.add_argument("--model", required=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..workloads import SCENARIOS, WORKLOADS
-from .options import (MAX_BATCH_TIMEOUT_MS, add_cluster, add_model_and_dataset, add_quiet, batch_size,
-                      device_count, duration_s, finite_positive_float, float_range, int_range, path,
-                      positive_int, wait_s)
+from .options import (MAX_BATCH_TIMEOUT_MS, add_cluster, add_max_hours, add_model_and_dataset, add_quiet,
+                      batch_size, device_count, duration_s, finite_positive_float, float_range, int_range,
+                      path, positive_int, wait_s)
 from .tables import console, print_report
 
 LOADGEN_BYTES_PER_SAMPLE = 216  # a query's 16 B plus its per-sample metadata, assumed ~200 B
@@ -57,6 +57,7 @@ def add_run_args(sub) -> None:
     s.add_argument("--latency-by-minute", action="store_true",
                    help="Server, SingleStream: keep p50/p99 latency per minute of the test in run.json "
                    "(for long runs: is the last minute like the first?)")
+    add_max_hours(s)
     add_cluster(s, run=True)
     add_quiet(s, "live progress (elapsed time, samples, rates, latency so far, device busy shares) or "
               "preprocessing bar")
@@ -74,6 +75,7 @@ def cmd_run(a) -> int:
         skip_postprocess=a.skip_postprocess, replicas=a.replicas, card_rate=a.card_rate,
         in_flight=a.in_flight, compliance=a.compliance, backend_options=a.backend_option,
         wait=a.wait, latency_by_minute=a.latency_by_minute, cluster=a.cluster, nodes=a.nodes,
+        max_hours=a.max_hours,
     )
     if a.nodes and not a.cluster:
         raise UserError("--nodes chooses nodes of a --cluster: pass --cluster ADDRESS too, or drop --nodes")

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
-from .options import (add_cluster, add_model_and_dataset, add_quiet, batch_size, device_count, device_list,
-                      duration_s, finite_positive_float, path, positive_int)
+from .options import (add_cluster, add_max_hours, add_model_and_dataset, add_quiet, batch_size, device_count,
+                      device_list, duration_s, finite_positive_float, path, positive_int)
 from .tables import console, print_scaling
 
 
@@ -89,6 +89,7 @@ def add_scale_args(sub) -> None:
     s.add_argument("--replicas")
     s.add_argument("--batch-size", type=batch_size)
     s.add_argument("--steps", type=positive_int, default=5, help="Server: bisection steps per point")
+    add_max_hours(s, "each ")
     s.add_argument("--cache", type=path)
     s.add_argument("--out", type=path, required=True)
     add_quiet(s, "progress bar over the runs")
@@ -129,7 +130,7 @@ def _study_run_args(a) -> list[str]:
     """The `visionperf run` options every point of a scaling study shares."""
     run_args = ["--backend", a.backend, "--model", a.model, "--dataset", a.dataset, "--duration", repr(a.duration)]
     for flag, val in (("--cache", a.cache), ("--card-rate", a.card_rate), ("--replicas", a.replicas),
-                      ("--batch-size", a.batch_size)):
+                      ("--batch-size", a.batch_size), ("--max-hours", a.max_hours)):
         if val is not None:
             run_args += [flag, str(val)]
     return run_args

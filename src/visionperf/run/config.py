@@ -6,16 +6,18 @@ before a cache is built, a device opened or an output directory locked.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import compliance
+from .length import DEFAULT_MAX_HOURS, LengthSettings, check_length
 from ..backends import get_backend
 from ..backends.base import Backend
 from ..errors import UserError
 from ..models import check_model
 from ..models.check import ModelInfo
-from ..userconf import read_user_conf
+from ..userconf import Overrides, make_user_conf, read_user_conf
 from ..workloads import Workload, check_scenario, get_workload
 
 
@@ -47,6 +49,7 @@ class RunConfig:
     latency_by_minute: bool = False  # keep p50/p99 of one-sample queries per minute in run.json (soak)
     cluster: str | None = None  # run over the nodes of a Ray cluster: auto, an address or local:N (cluster/)
     nodes: int | None = None  # with cluster: use only the first NODES nodes (default: every node)
+    max_hours: float = DEFAULT_MAX_HOURS  # refuse a LoadGen test expected to take longer
 
     def validate(self) -> RunSpec:
         """This configuration checked, with what it names; one line for the first option that cannot be run."""
@@ -59,7 +62,9 @@ class RunConfig:
         fixed = model.fixed_batch if backend.runs_model_batch else None
         _check_batching(self, model, fixed)
         audit = _audit(self, w)
-        return RunSpec(self, w, scenario, model, backend, fixed, read_user_conf(self.user_conf), audit)
+        spec = RunSpec(self, w, scenario, model, backend, fixed, read_user_conf(self.user_conf), audit)
+        _check_length(spec)
+        return spec
 
 
 @dataclass(frozen=True)
@@ -117,3 +122,27 @@ def _audit(cfg: RunConfig, w: Workload) -> str | None:
     if cfg.mode != "performance":
         raise UserError("--compliance runs are performance runs: drop --mode accuracy")
     return compliance.audit_config(cfg.compliance, w)
+
+
+def card_rate_ceiling(spec: RunSpec) -> float | None:
+    """Samples/s this run's devices can never exceed together, where the options say (simulated
+    cards on one server: the card rate times the cards; one batch at that rate must fit its bound)."""
+    cfg = spec.config
+    card_rate = getattr(spec.backend, "card_rate", None)
+    if card_rate is None:
+        return None
+    rate = card_rate(spec.workload, cfg.card_rate, spec.default_batch_size, cfg.max_hours * 3600)
+    return None if cfg.cluster else rate * cfg.devices
+
+
+def _check_length(spec: RunSpec) -> None:
+    """The test's length as far as the options and confs already tell, refused beyond --max-hours
+    before any work (run.length; checked again with LoadGen's own reading before the test)."""
+    cfg = spec.config
+    if not (cfg.max_hours > 0 and math.isfinite(cfg.max_hours)):
+        raise UserError(f"--max-hours must be a finite number above 0, got {cfg.max_hours:g}")
+    rate = card_rate_ceiling(spec)
+    conf_text = make_user_conf(spec.base_conf, spec.workload.name, spec.scenario,
+                               Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration))
+    length = LengthSettings.from_confs(conf_text, spec.workload.name, spec.scenario, cfg.mode)
+    check_length(length, rate, cfg.count, cfg.max_hours)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..targets import server_batch_timeout_s
 from ..userconf import LatencyBound, Overrides, latency_bound, make_user_conf, test_settings
-from .config import RunSpec
+from .config import RunSpec, card_rate_ceiling
+from .length import LengthSettings, check_length
 from .machine import Built
 
 
@@ -46,6 +47,13 @@ def write_settings(spec: RunSpec, partial: Path, overrides: Overrides, notes: li
                      f"is {w.server_latency_bound_ms:g} ms: set {w.name}.Server.target_latency = "
                      f"{w.server_latency_bound_ms:g} in --user-conf for the rule's bound")
     return Settings(user_conf, loadgen, bound_ms, bound)
+
+
+def check_test_length(spec: RunSpec, settings: Settings, warm_rate: float, total: int) -> None:
+    """LoadGen's own reading of the settings, refused in one line where its test would outlast
+    --max-hours at the devices' rate (their ceiling where known, else the warm-up's)."""
+    length = LengthSettings.from_loadgen(settings.loadgen, spec.scenario, spec.config.mode)
+    check_length(length, card_rate_ceiling(spec) or warm_rate, total, spec.config.max_hours)
 
 
 def batch_timeout_s(scenario: str, bound_ms: float | None, batch_time_s: float, given_ms: float | None) -> float:
