@@ -1,16 +1,5 @@
-"""What long commands show while they work: a live line during a LoadGen test (`run`), a bar
-over the runs of a scaling study (`scale`), and what `submission` and `report` are doing.
-
-On a terminal it is a rich display that redraws in place; when the output is not a terminal
-(CI, a pipe, a file) it is one plain line a minute instead, so that a log shows a long command
-is alive without filling up; `--quiet` turns both off. Nothing here goes into LoadGen's logs
-or run.json: it only prints.
-
-The run's line reads counters the engine keeps anyway (Engine.live(): samples, batches and busy
-time per device, and for one-sample queries a latency histogram), from a thread of its own a
-few times a second. Those reads are relaxed atomic loads, under no lock the hot path takes, so
-watching costs the drivers nothing (benchmarks/progress_overhead.py measures it).
-"""
+"""`run`'s live block: what a LoadGen test will do (RunPlan), what it has done so far (Tracker,
+from the engine's counters), and the thread that shows it (RunWatch, RunDisplay)."""
 
 from __future__ import annotations
 
@@ -18,55 +7,22 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Self
 
-from .targets import (
+from ..targets import (
     LOADGEN_OFFLINE_SLACK,
     early_stopping_passes,
     server_queries_allowed_over,
 )
 
+from .text import LINE_EVERY_S, fmt_duration, fmt_latency, is_live
+
 REFRESH_S = 0.25  # how often a terminal's line is redrawn (and the counters read)
-LINE_EVERY_S = 60.0  # one plain line this often when the output is not a terminal
 RATE_WINDOW_S = 2.0  # "now" in the current rate: the last this many seconds
 SHOW_DEVICES = 8  # busy share per device up to this many; beyond, the spread (min/median/max)
 MIN_QUERIES_FOR_RISK = 200  # a p99 over the bound is worth a warning from this many queries
 ES_EVERY_S = 2.0  # early stopping's check costs O(overlatency queries): at most this often
-
-
-_quiet = False  # --quiet, for displays made deep inside a command (the preprocessing bar)
-
-
-def set_quiet(on: bool) -> None:
-    global _quiet
-    _quiet = bool(on)
-
-
-def quiet() -> bool:
-    """Whether the command was given --quiet."""
-    return _quiet
-
-
-def is_live(console) -> bool:
-    """Whether CONSOLE can redraw a line in place (a terminal that is not `dumb`)."""
-    return bool(console.is_terminal) and not console.is_dumb_terminal
-
-
-def fmt_duration(s: float) -> str:
-    """A duration as people say it: 4.2 s, 42 s, 3 min 05 s, 10 min, 1 h 02 min."""
-    s = max(0.0, s)
-    if s < 60:
-        return f"{s:.0f} s" if s >= 9.5 else f"{s:.1f} s"
-    if s < 3600:
-        m, r = divmod(round(s), 60)
-        return f"{m} min {r:02d} s" if r else f"{m} min"
-    h, r = divmod(round(s) // 60, 60)
-    return f"{h} h {r:02d} min" if r else f"{h} h"
-
-
-def fmt_latency(s: float) -> str:
-    return f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
 
 
 # ---- a LoadGen test: what it will do, and what it has done so far ---------------------------
@@ -420,160 +376,3 @@ class RunWatch:
             con.print(f"live progress stopped: {type(e).__name__}: {e}", markup=False, highlight=False)
         finally:
             self.cpu_s = time.thread_time() - cpu0
-
-
-# ---- `scale`: a bar over the runs of a study ---------------------------------------------
-
-@dataclass
-class _StudyState:
-    total: int
-    done: int = 0
-    durations: list[float] = field(default_factory=list)
-    current: str = ""
-    started: float = 0.0
-    t_begin: float = 0.0
-
-    def left_s(self, now: float) -> float | None:
-        """Mean time of a finished run x the runs left, less the current run's time so far."""
-        if not self.durations:
-            return None
-        mean = sum(self.durations) / len(self.durations)
-        running = now - self.started if self.current else 0.0
-        return max(0.0, mean * (self.total - self.done) - min(running, mean))
-
-
-class StudyProgress:
-    """`scale`'s progress: a bar over its runs with the one under way and the time left
-    (mean run time so far x runs left); a plain line a minute when the output is not a
-    terminal; nothing with QUIET. (The study prints each result as it finishes.)"""
-
-    def __init__(self, console, total_runs: int, quiet: bool = False, line_every_s: float = LINE_EVERY_S):
-        self.console = console
-        self.quiet = quiet
-        self.state = _StudyState(total_runs)
-        self.line_every_s = line_every_s
-        self._progress = None
-        self._task = None
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
-
-    def __enter__(self) -> Self:
-        self.state.t_begin = time.monotonic()
-        if self.quiet:
-            return self
-        if is_live(self.console):
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                SpinnerColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            state = self.state
-
-            class Left(TextColumn):
-                def render(self, task):
-                    left = state.left_s(time.monotonic())
-                    from rich.text import Text
-
-                    return Text("" if left is None else f"about {fmt_duration(left)} left", style="dim")
-
-            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn(), Left(""),
-                                      console=self.console, transient=True, redirect_stdout=False,
-                                      redirect_stderr=False)
-            self._progress.start()
-            self._task = self._progress.add_task("starting", total=self.state.total)
-        else:
-            self._ticker = threading.Thread(target=self._tick, name="visionperf-progress", daemon=True)
-            self._ticker.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join()
-        if self._progress is not None:
-            self._progress.stop()
-
-    def run_started(self, what: str) -> None:
-        self.state.current, self.state.started = what, time.monotonic()
-        if self._progress is not None:
-            self._progress.update(self._task, description=what)
-
-    def run_finished(self) -> None:
-        s = self.state
-        s.done += 1
-        s.durations.append(time.monotonic() - s.started)
-        s.current = ""
-        if self._progress is not None:
-            self._progress.update(self._task, completed=s.done)
-
-    def line(self) -> str:
-        s, now = self.state, time.monotonic()
-        left = s.left_s(now)
-        return (f"progress: {s.done} of {s.total} runs done" + (f", running {s.current}" if s.current else "")
-                + f", {fmt_duration(now - s.t_begin)} elapsed"
-                + (f", about {fmt_duration(left)} left" if left is not None else ""))
-
-    def _tick(self) -> None:
-        while not self._stop.wait(self.line_every_s):
-            self.console.print(self.line(), markup=False, highlight=False)
-
-
-# ---- `submission`, `report`: what is under way, once it takes a while -------------------
-
-class Activity:
-    """Says what a command is doing once a step has taken more than AFTER_S: a spinner with
-    the step on a terminal, a plain line a minute otherwise, nothing with QUIET. Call it with
-    each step as it starts (cheap: it only keeps the text)."""
-
-    def __init__(self, console, quiet: bool = False, after_s: float = 1.0, line_every_s: float = LINE_EVERY_S,
-                 poll_s: float = 0.1):
-        self.console = console
-        self.quiet = quiet
-        self.after_s = after_s
-        self.line_every_s = line_every_s
-        self.poll_s = poll_s
-        self.what = ""
-        self._since = time.monotonic()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._status = None
-
-    def __call__(self, what: str) -> None:
-        self.what = what
-        self._since = time.monotonic()
-
-    def __enter__(self) -> Self:
-        self._since = time.monotonic()
-        if not self.quiet:
-            self._thread = threading.Thread(target=self._watch, name="visionperf-activity", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self._status is not None:
-            self._status.stop()
-
-    def _watch(self) -> None:
-        live = is_live(self.console)
-        t_begin = last_line = time.monotonic()
-        while not self._stop.wait(self.poll_s):
-            now = time.monotonic()
-            what = self.what
-            if live:
-                if self._status is None and what and now - self._since >= self.after_s:
-                    self._status = self.console.status(what)
-                    self._status.start()
-                elif self._status is not None:
-                    self._status.update(what)
-            elif what and now - last_line >= self.line_every_s:
-                self.console.print(f"progress: {what} ({fmt_duration(now - t_begin)} so far)",
-                                   markup=False, highlight=False)
-                last_line = now
