@@ -88,6 +88,14 @@ class Simulated(Backend):
     def score_format(self, workload, model):
         return score_format(workload)
 
+    def card_memory_bytes(self, in_flight: int, batch_size: int, row_bytes: int) -> int:
+        """A card's own memory: a copy of every input batch it holds (engine/src/simulated.cc)."""
+        return in_flight * batch_size * row_bytes
+
+    def examples_bytes(self, workload: Workload, sample_bytes: int) -> int:
+        """The output examples every card returns (one pool for them all)."""
+        return (RETINANET_POOL if workload.name == "retinanet" else POOL) * sample_bytes
+
     def card_rate(self, workload: Workload, card_rate: float | None, batch_size: int, max_s: float) -> float:
         """Each card's samples/s; a --card-rate at which one batch would take longer than
         MAX_BATCH_S (or MAX_S) is refused, naming the smallest rate allowed."""

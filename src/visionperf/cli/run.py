@@ -12,9 +12,6 @@ from .options import (MAX_BATCH_TIMEOUT_MS, add_cluster, add_max_hours, add_mode
                       path, positive_int, wait_s)
 from .tables import console, print_report
 
-LOADGEN_BYTES_PER_SAMPLE = 216  # a query's 16 B plus its per-sample metadata, assumed ~200 B
-LOADGEN_DEFAULT_DURATION_S = 600.0  # mlperf.conf's min_duration when neither --duration nor a user.conf says
-
 
 def add_run_args(sub) -> None:
     s = sub.add_parser("run", help="run a benchmark through the real LoadGen")
@@ -99,32 +96,12 @@ def _open_cluster(a):
     return partial(Cluster.open, a.cluster, a.nodes)
 
 
-def _mem_available() -> int | None:
-    """Bytes the kernel says can be had without swapping (None where it does not say)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def check_run_machine(a) -> None:
-    """What a run's options ask of this machine, refused before anything is read or written."""
+    """What a run's options ask of this machine's cores, refused before anything is read or written
+    (its memory: run.memory)."""
     from ..backends import get_backend
 
     get_backend(a.backend).check_device_count(a.devices)
-    if a.target_qps is not None and a.scenario in ("Offline", "Server"):
-        duration = a.duration or LOADGEN_DEFAULT_DURATION_S
-        need = a.target_qps * duration * 1.1 * LOADGEN_BYTES_PER_SAMPLE
-        avail = _mem_available()
-        if avail and need > avail / 2:
-            fit = avail / 2 / (duration * 1.1 * LOADGEN_BYTES_PER_SAMPLE)
-            raise UserError(f"--target-qps {a.target_qps:g}: LoadGen would hold {a.target_qps * duration * 1.1:,.0f} "
-                            f"samples ({need / 2**30:,.1f} GiB) for a {duration:g} s {a.scenario} test, more than "
-                            f"half of the {avail / 2**30:,.1f} GiB available: pass --target-qps {fit:,.0f} or less, "
-                            "or a shorter --duration")
 
 
 def add_include_dir_args(sub) -> None:

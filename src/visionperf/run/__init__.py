@@ -1,7 +1,8 @@
 """One benchmark run, as named steps: the options checked (config), the samples and their cache
 (samples), the machine's devices and engine (machine), the warm-up and the targets (warmup),
-LoadGen's settings and the batch timeout (settings), the test's expected length (length), the
-output directory (outdir), LoadGen's test (loadgen_test) and what the run leaves (record).
+LoadGen's settings and the batch timeout (settings), the test's expected length (length) and
+memory (memory), the output directory (outdir), LoadGen's test (loadgen_test) and what the run
+leaves (record).
 
 LoadGen owns time (it issues queries and writes the logs), the QSL (`SampleStore`) owns samples,
 the SUT owns compute; this package only wires them together and files the results in the
@@ -19,7 +20,7 @@ from .machine import Built, LocalMachine, Machine, OpenMachine, build_engine
 from .outdir import final_dir, fresh_partial, publish, result_dir, results_claimed
 from .record import RunReport, report_run, verify_audit, write_record
 from .samples import prepare_samples
-from .settings import check_test_length, start_for_test, write_settings
+from .settings import check_test, start_for_test, write_settings
 from .warmup import targets, warm_up
 
 __all__ = ["Built", "LocalMachine", "Machine", "OpenMachine", "RunConfig", "RunReport", "RunSpec", "build_engine",
@@ -45,7 +46,7 @@ def _run_on(spec: RunSpec, machine: Machine, log, display) -> RunReport:
         overrides = targets(spec, warm, built.devices, samples.total, notes)
         partial = fresh_partial(spec)
         settings = write_settings(spec, partial, overrides, notes)
-        check_test_length(spec, settings, warm.rate, samples.total)
+        memory = check_test(spec, settings, warm.rate, samples.total)
         timeout_text = start_for_test(spec, built, settings, warm.batch_time_s, notes)
         log(f"running {spec.workload.name} {spec.scenario} {spec.config.mode} on {machine.where(spec, built)} "
             f"{built.batch_size}" + timeout_text)
@@ -55,6 +56,7 @@ def _run_on(spec: RunSpec, machine: Machine, log, display) -> RunReport:
     measured = figures_of_test(spec, built, partial, timing)
     final = final_dir(spec)
     report = report_run(spec, built, measured, samples, partial, final, notes, started)
+    report.memory_estimate_bytes = memory.total
     write_record(report, spec, samples, built, measured, machine, partial, log)
     publish(partial, final, log)
     report.compliance = verify_audit(spec, final, samples.dataset)

@@ -7,7 +7,7 @@ before a cache is built, a device opened or an output directory locked.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import compliance
@@ -63,8 +63,7 @@ class RunConfig:
         _check_batching(self, model, fixed)
         audit = _audit(self, w)
         spec = RunSpec(self, w, scenario, model, backend, fixed, read_user_conf(self.user_conf), audit)
-        _check_length(spec)
-        return spec
+        return replace(spec, length=_check_length(spec))
 
 
 @dataclass(frozen=True)
@@ -79,6 +78,7 @@ class RunSpec:
     fixed_batch: int | None  # the model's batch dimension, where the backend runs it as the batch size
     base_conf: str  # the text of --user-conf ("" without one)
     audit: str | None  # the audit.config of a --compliance run
+    length: LengthSettings | None = None  # LoadGen's test as the options and confs describe it, before any work
 
     @property
     def default_batch_size(self) -> int:
@@ -135,7 +135,7 @@ def card_rate_ceiling(spec: RunSpec) -> float | None:
     return None if cfg.cluster else rate * cfg.devices
 
 
-def _check_length(spec: RunSpec) -> None:
+def _check_length(spec: RunSpec) -> LengthSettings | None:
     """The test's length as far as the options and confs already tell, refused beyond --max-hours
     before any work (run.length; checked again with LoadGen's own reading before the test)."""
     cfg = spec.config
@@ -146,3 +146,4 @@ def _check_length(spec: RunSpec) -> None:
                                Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration))
     length = LengthSettings.from_confs(conf_text, spec.workload.name, spec.scenario, cfg.mode)
     check_length(length, rate, cfg.count, cfg.max_hours)
+    return length

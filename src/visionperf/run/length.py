@@ -35,14 +35,17 @@ class LengthSettings:
     max_duration_s: float  # 0: no cap
     min_query_count: int
     max_query_count: int  # 0: no cap
-    target_qps: float | None  # Server, Offline; None: set later from the warm-up
+    target_qps: float | None  # LoadGen's (SingleStream, MultiStream: 1 / the expected latency); None: set
+    # later from the warm-up
     samples_per_query: int  # MultiStream's; 1 elsewhere (Offline's one query is counted apart)
     accuracy_samples: int  # accuracy_sample_count_override; 0: the whole dataset
 
     @classmethod
     def from_loadgen(cls, ts, scenario: str, mode: str) -> LengthSettings:
         """From LoadGen's own TestSettings (mlperf.conf, then the run's user.conf)."""
-        qps = {"Server": ts.server_target_qps, "Offline": ts.offline_expected_qps}.get(scenario)
+        qps = {"Server": ts.server_target_qps, "Offline": ts.offline_expected_qps,
+               "SingleStream": _per_second(ts.single_stream_expected_latency_ns),
+               "MultiStream": _per_second(ts.multi_stream_expected_latency_ns)}[scenario]
         return cls(scenario, mode, ts.min_duration_ms / 1000, ts.max_duration_ms / 1000, int(ts.min_query_count),
                    int(ts.max_query_count), qps,
                    int(ts.multi_stream_samples_per_query) if scenario == "MultiStream" else 1,
@@ -56,19 +59,24 @@ class LengthSettings:
 
         defaults = cls.from_loadgen(lg.TestSettings(), scenario, mode)
 
-        def setting(key: str):
+        def setting(key: str, user_conf_only: bool = False):
             try:
                 hit = conf_setting(conf_text, model, scenario, key)
             except LookupError:
                 raise _Unreadable from None
-            return None if hit is None else hit[0]
+            return None if hit is None or (user_conf_only and hit[1] != "user.conf") else hit[0]
 
         def integer(key: str, default: int) -> int:
             v = setting(key)
             return default if v is None else conf_int(v)
 
         try:
-            qps = setting("target_qps") if scenario in ("Server", "Offline") else None
+            # a target the run's user.conf does not set is set from the warm-up
+            if scenario in ("Server", "Offline"):
+                qps = setting("target_qps", user_conf_only=True)
+            else:
+                latency_ms = setting("target_latency", user_conf_only=True)
+                qps = None if latency_ms is None or not conf_int(latency_ms) else 1000 / conf_int(latency_ms)
             return cls(scenario, mode, integer("min_duration", int(defaults.min_duration_s * 1000)) / 1000,
                        integer("max_duration", 0) / 1000, integer("min_query_count", defaults.min_query_count),
                        integer("max_query_count", 0), None if qps is None else float(qps),
@@ -78,8 +86,28 @@ class LengthSettings:
             return None
 
 
+def _per_second(latency_ns: float) -> float | None:
+    return 1e9 / latency_ns if latency_ns > 0 else None
+
+
 class _Unreadable(Exception):
     pass
+
+
+def issued_samples(t: LengthSettings, total: int | None) -> int | None:
+    """How many samples LoadGen issues (and keeps a record of) in the test; None where it
+    depends on what is not known yet (the warm-up's target, the dataset's size)."""
+    if t.mode == "accuracy":
+        return t.accuracy_samples or total
+    if t.target_qps is None:
+        return None
+    if t.scenario == "Offline":
+        return max(t.min_query_count, int(LOADGEN_OFFLINE_SLACK * t.min_duration_s * t.target_qps))
+    # Server schedules, and the streams generate, min_duration x target_qps queries up front
+    queries = max(t.min_query_count, math.ceil(t.min_duration_s * t.target_qps))
+    if t.max_query_count:
+        queries = min(queries, t.max_query_count)
+    return queries * t.samples_per_query
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ class RunReport:
     run_s: float = 0.0  # LoadGen's test alone (StartTest to its return)
     compliance: dict = field(default_factory=dict)  # check -> passed
     power: dict | None = None  # GPU board power over the test (run.json "power"), where NVML reads it
+    memory_estimate_bytes: int | None = None  # what the run was estimated to need (run.memory)
 
 
 def report_run(spec: RunSpec, built: Built, measured: Measured, samples: Samples, partial: Path, final: Path,
@@ -118,6 +119,7 @@ def _run_record(r: RunReport, spec: RunSpec) -> dict:
         "notes": r.notes,
         "wall_s": round(r.wall_s, 3),
         "test_s": round(r.run_s, 3),
+        "memory_estimate_bytes": r.memory_estimate_bytes,
         "environment": {"python": sys.version.split()[0], "platform": platform.platform(),
                         "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__},
     }

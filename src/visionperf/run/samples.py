@@ -10,6 +10,7 @@ from ..cache import Cache
 from ..datasets import Dataset, open_dataset
 from .config import RunSpec
 from .machine import Machine
+from .memory import check_memory, mem_available, memory_needed
 
 
 @dataclass
@@ -24,9 +25,11 @@ class Samples:
 
 
 def prepare_samples(spec: RunSpec, machine: Machine, notes: list[str], log=print) -> Samples:
-    """The dataset opened and its cache prepared by MACHINE; NOTES says what makes the run not submittable."""
+    """The dataset opened and its cache prepared by MACHINE, once the run's memory is known to fit
+    (run.memory); NOTES says what makes the run not submittable."""
     cfg = spec.config
     dataset = open_dataset(spec.workload, cfg.dataset, cfg.count)
+    check_memory(memory_needed(spec, len(dataset.labels), spec.length), mem_available())
     if dataset.synthetic:
         notes.append(f"dataset {dataset.root} is synthetic (made by sample-data): not a real accuracy figure")
     cache = machine.prepare_cache(spec, dataset, log)
