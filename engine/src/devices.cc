@@ -171,4 +171,14 @@ Plugin load_plugin(const std::string& path) {
   return {holder, api};
 }
 
+NativeKind native_kind(const std::string& kind) {
+  if (kind == "null" || kind == "null-gather") return {null_device_api(), nullptr, kind == "null-gather"};
+  if (kind == "simulated") return {simulated_device_api(), nullptr, true};
+  if (kind.rfind("plugin:", 0) == 0) {
+    Plugin p = load_plugin(kind.substr(7));
+    return {p.api, p.library, true};
+  }
+  throw Error("unknown native device " + kind);
+}
+
 }  // namespace vp
