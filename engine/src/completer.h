@@ -44,7 +44,7 @@ struct PostQueue {
   std::vector<int> cpus;
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<std::pair<Lane*, Batch*>> q;
+  std::deque<std::pair<Lane*, Batch*>> batches;
   bool stop = false;
   size_t threads = 0;
 };
@@ -76,11 +76,11 @@ class Completer {
   size_t max_response_bytes() const { return post_.max_response_bytes(); }
 
   // A batch the device is done with (STATUS from collect or run): failed, queued for a post-
-  // processing thread, or (none, or they are behind) finished here with R. Returns it to its lane.
-  void deliver(PostQueue* queue, Responder& r, Lane& lane, Batch* b, int status);
+  // processing thread, or (none, or they are behind) finished here with RESPONDER. Returns it to its lane.
+  void deliver(PostQueue* queue, Responder& responder, Lane& lane, Batch* batch, int status);
   // Every spare batch sits in post-processing: finish the oldest queued one here. False
   // when nothing is queued.
-  bool help(PostQueue* queue, Responder& r);
+  bool help(PostQueue* queue, Responder& responder);
 
   LatencyLog latency_log;  // start() it to keep per-minute latencies (off by default)
   // The live display's latency histograms (Lane::live): counted while on.
@@ -93,8 +93,8 @@ class Completer {
     void complete(mlperf::QuerySampleResponse* responses, size_t n) override;
   };
 
-  void finish(Lane& lane, Batch* b, Responder& r);  // post-process and complete
-  void post_loop(PostQueue& q);
+  void finish(Lane& lane, Batch* batch, Responder& responder);  // post-process and complete
+  void post_loop(PostQueue& queue);
 
   Post& post_;
   LoadGenSink loadgen_;

@@ -41,7 +41,6 @@ class Driver {
   // Joins the thread once WorkQueues::stop() was called; a thread stuck in a blocking run is
   // left running (the watchdog has answered its samples).
   void join();
-  const std::vector<int>& cpus() const { return cpus_; }
   bool blocking() const { return blocking_; }
   Lane& lane(size_t k) const { return *lanes_[k]; }
   DriverQueue& queue() const { return queue_; }
@@ -53,7 +52,7 @@ class Driver {
   void serve(Lane& lane, Pass& pass);
   bool collect(Lane& lane, Pass& pass, int64_t* poll_at);  // false: the device was found stuck
   void feed(Lane& lane, Pass& pass);
-  void run_blocking(Lane& lane, Batch* b, int rows, int64_t t0, Pass& pass);
+  void run_blocking(Lane& lane, Batch* batch, int rows, int64_t t0, Pass& pass);
   bool sleep(Pass& pass);          // false: stopped, nothing left
   bool wait_while_dead();          // false: stopped
   Batch* acquire(Lane& lane);

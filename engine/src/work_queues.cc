@@ -43,15 +43,15 @@ void WorkQueues::issue(const mlperf::QuerySample* samples, size_t n) {
     completer_.fail(&samples[0].id, 1, "");
     return;
   }
-  DriverQueue& q = *queues_[k];
+  DriverQueue& queue = *queues_[k];
   int64_t t = now_ns();
   {
-    std::lock_guard<std::mutex> lk(q.mu);
-    if (!q.dead.load()) {
-      q.singles.push_back({samples[0].id, samples[0].index, t});
-      if (q.singles.size() >= q.need) {
-        q.signal = true;
-        q.cv.notify_one();  // no system call unless the driver sleeps
+    std::lock_guard<std::mutex> lk(queue.mu);
+    if (!queue.dead.load()) {
+      queue.singles.push_back({samples[0].id, samples[0].index, t});
+      if (queue.singles.size() >= queue.need) {
+        queue.signal = true;
+        queue.cv.notify_one();  // no system call unless the driver sleeps
       }
       return;
     }
@@ -61,10 +61,10 @@ void WorkQueues::issue(const mlperf::QuerySample* samples, size_t n) {
 
 size_t WorkQueues::route_single() {
   for (size_t tries = 0; tries < queues_.size(); ++tries) {
-    DriverQueue& q = *queues_[route_next_];
-    if (!q.dead.load(std::memory_order_relaxed)) {
+    DriverQueue& queue = *queues_[route_next_];
+    if (!queue.dead.load(std::memory_order_relaxed)) {
       size_t k = route_next_;
-      if (++route_count_ >= q.chunk) {
+      if (++route_count_ >= queue.chunk) {
         route_count_ = 0;
         route_next_ = (route_next_ + 1) % queues_.size();
       }
@@ -78,14 +78,14 @@ size_t WorkQueues::route_single() {
 
 void WorkQueues::add_bulk(const mlperf::QuerySample* samples, size_t n) {
   if (n == 0) return;
-  auto r = std::make_shared<BulkRange>();
-  r->samples = samples;
-  r->n = n;
+  auto range = std::make_shared<BulkRange>();
+  range->samples = samples;
+  range->n = n;
   {
     std::lock_guard<std::mutex> lk(bulk_mu_);
-    if (live_lanes_.load() > 0) r = (bulk_.push_back(std::move(r)), nullptr);
+    if (live_lanes_.load() > 0) range = (bulk_.push_back(std::move(range)), nullptr);
   }
-  if (r) {  // every device is dead
+  if (range) {  // every device is dead
     std::vector<mlperf::ResponseId> ids(n);
     for (size_t k = 0; k < n; ++k) ids[k] = samples[k].id;
     completer_.fail(ids.data(), int(n), "");
@@ -98,9 +98,9 @@ void WorkQueues::fail_bulk() {
   std::vector<mlperf::ResponseId> ids;
   {
     std::lock_guard<std::mutex> lk(bulk_mu_);
-    for (auto& r : bulk_) {
-      size_t i = r->next.fetch_add(r->n, std::memory_order_relaxed);
-      for (size_t k = i; k < r->n; ++k) ids.push_back(r->samples[k].id);
+    for (auto& range : bulk_) {
+      size_t i = range->next.fetch_add(range->n, std::memory_order_relaxed);
+      for (size_t k = i; k < range->n; ++k) ids.push_back(range->samples[k].id);
     }
     bulk_.clear();
   }
@@ -111,17 +111,17 @@ void WorkQueues::lane_died() {
   if (live_lanes_.fetch_sub(1) == 1) fail_bulk();
 }
 
-void WorkQueues::close(DriverQueue& q, bool driver_thread) {
+void WorkQueues::close(DriverQueue& queue, bool driver_thread) {
   std::vector<mlperf::ResponseId> ids;
   {
-    std::lock_guard<std::mutex> lk(q.mu);
-    q.dead = true;
-    for (auto& s : q.singles) ids.push_back(s.id);
-    q.singles.clear();
+    std::lock_guard<std::mutex> lk(queue.mu);
+    queue.dead = true;
+    for (auto& s : queue.singles) ids.push_back(s.id);
+    queue.singles.clear();
   }
   if (driver_thread) {  // FORMING is the driver thread's (and empty while a blocking run is stuck)
-    for (auto& s : q.forming) ids.push_back(s.id);
-    q.forming.clear();
+    for (auto& s : queue.forming) ids.push_back(s.id);
+    queue.forming.clear();
   }
   if (!ids.empty()) completer_.fail(ids.data(), int(ids.size()), "");
 }
@@ -136,22 +136,22 @@ void WorkQueues::stop() {
 }
 
 void WorkQueues::wake_all() {
-  for (auto& q : queues_) q->wake();
+  for (auto& queue : queues_) queue->wake();
 }
 
-bool WorkQueues::take_bulk(DriverQueue& q, Batch* b, int limit) {
+bool WorkQueues::take_bulk(DriverQueue& queue, Batch* batch, int limit) {
   for (;;) {
-    if (q.bulk) {
-      BulkRange& r = *q.bulk;
-      size_t i = r.next.fetch_add(size_t(limit), std::memory_order_relaxed);
-      if (i < r.n) {
-        int m = int(std::min(size_t(limit), r.n - i));
-        for (int k = 0; k < m; ++k) {
-          b->ids[k] = r.samples[i + k].id;
-          b->idx[k] = r.samples[i + k].index;
-          b->issued[k] = 0;
+    if (queue.bulk) {
+      BulkRange& range = *queue.bulk;
+      size_t first = range.next.fetch_add(size_t(limit), std::memory_order_relaxed);
+      if (first < range.n) {
+        int taken = int(std::min(size_t(limit), range.n - first));
+        for (int k = 0; k < taken; ++k) {
+          batch->ids[k] = range.samples[first + k].id;
+          batch->idx[k] = range.samples[first + k].index;
+          batch->issued[k] = 0;
         }
-        b->n = m;
+        batch->n = taken;
         return true;
       }
     }
@@ -162,38 +162,38 @@ bool WorkQueues::take_bulk(DriverQueue& q, Batch* b, int limit) {
         bulk_.pop_front();
       if (!bulk_.empty()) next = bulk_.front();
     }
-    if (!next || next == q.bulk) {
-      q.bulk = std::move(next);
+    if (!next || next == queue.bulk) {
+      queue.bulk = std::move(next);
       return false;
     }
-    q.bulk = std::move(next);
+    queue.bulk = std::move(next);
   }
 }
 
-bool WorkQueues::take(DriverQueue& q, Batch* b, int limit, int64_t now) {
-  if (int(q.forming.size()) < limit) {
-    std::lock_guard<std::mutex> lk(q.mu);
-    while (!q.singles.empty() && int(q.forming.size()) < limit) {
-      if (q.forming.empty()) q.forming_deadline = q.singles.front().issued + batch_timeout_ns_;
-      q.forming.push_back(q.singles.front());
-      q.singles.pop_front();
+bool WorkQueues::take(DriverQueue& queue, Batch* batch, int limit, int64_t now) {
+  if (int(queue.forming.size()) < limit) {
+    std::lock_guard<std::mutex> lk(queue.mu);
+    while (!queue.singles.empty() && int(queue.forming.size()) < limit) {
+      if (queue.forming.empty()) queue.forming_deadline = queue.singles.front().issued + batch_timeout_ns_;
+      queue.forming.push_back(queue.singles.front());
+      queue.singles.pop_front();
     }
   }
-  if (!q.forming.empty()) {
-    if (int(q.forming.size()) < limit && now < q.forming_deadline && !stopping() && !aborting()) return false;
+  if (!queue.forming.empty()) {
+    if (int(queue.forming.size()) < limit && now < queue.forming_deadline && !stopping() && !aborting()) return false;
     // At most this device's batch (devices of one driver may take different sizes); the
     // rest stays, keeping the oldest sample's deadline.
-    int m = std::min(int(q.forming.size()), limit);
-    for (int k = 0; k < m; ++k) {
-      b->ids[k] = q.forming[k].id;
-      b->idx[k] = q.forming[k].idx;
-      b->issued[k] = q.forming[k].issued;
+    int taken = std::min(int(queue.forming.size()), limit);
+    for (int k = 0; k < taken; ++k) {
+      batch->ids[k] = queue.forming[k].id;
+      batch->idx[k] = queue.forming[k].idx;
+      batch->issued[k] = queue.forming[k].issued;
     }
-    b->n = m;
-    q.forming.erase(q.forming.begin(), q.forming.begin() + m);
+    batch->n = taken;
+    queue.forming.erase(queue.forming.begin(), queue.forming.begin() + taken);
     return true;
   }
-  return take_bulk(q, b, limit);
+  return take_bulk(queue, batch, limit);
 }
 
 }  // namespace vp

@@ -73,11 +73,11 @@ class WorkQueues {
   // A many-sample query; SAMPLES stay alive until they complete.
   void add_bulk(const mlperf::QuerySample* samples, size_t n);
 
-  // The driver's thread: fills B with up to LIMIT samples, a formed Server batch first (formed
+  // The driver's thread: fills BATCH with up to LIMIT samples, a formed Server batch first (formed
   // until full or its timeout at NOW, unless stopping or aborting), then a bulk claim.
-  bool take(DriverQueue& q, Batch* b, int limit, int64_t now);
-  // Q's driver has no live device: its queued (and, from its own thread, forming) samples fail.
-  void close(DriverQueue& q, bool driver_thread);
+  bool take(DriverQueue& queue, Batch* batch, int limit, int64_t now);
+  // QUEUE's driver has no live device: its queued (and, from its own thread, forming) samples fail.
+  void close(DriverQueue& queue, bool driver_thread);
   void fail_bulk();  // every sample of a many-sample query not yet claimed
   void lane_died();  // with no live device left, nobody takes shared work
 
@@ -89,7 +89,7 @@ class WorkQueues {
 
  private:
   size_t route_single();
-  bool take_bulk(DriverQueue& q, Batch* b, int limit);
+  bool take_bulk(DriverQueue& queue, Batch* batch, int limit);
 
   Completer& completer_;
   std::vector<std::unique_ptr<DriverQueue>> queues_;
