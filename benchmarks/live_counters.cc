@@ -1,5 +1,5 @@
 // What the live display adds to the engine's hot path, per sample and per batch, in
-// nanoseconds (built and run by progress_overhead.py against engine/src/engine.h):
+// nanoseconds (built and run by progress_overhead.py against the engine's own headers):
 //  - LiveLatency::add, per one-sample query while the display watches (Server, SingleStream);
 //  - a Relaxed<> counter update against the plain field it replaced (every batch, always).
 // One thread, and two threads adding to one lane's histogram (the driver and a post thread).
@@ -8,7 +8,8 @@
 #include <thread>
 #include <vector>
 
-#include "engine.h"
+#include "lane.h"
+#include "latency.h"
 
 namespace {
 double ns_per(long n, std::chrono::steady_clock::time_point t0) {

@@ -1,19 +1,19 @@
-// visionperf._engine: the thin Python face of the engine (nanobind). The engine itself is
-// usable without Python; this file adds only the Python device bridge, which takes the GIL
-// once per batch and never per sample.
+// visionperf._engine: the engine bound to Python (nanobind). Conversions only: the engine
+// itself is usable without Python, and the one Python device bridge is python_device.h.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/array.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
-#include <cctype>
-#include <deque>
-#include <cstring>
+#include <atomic>
 
 #include "engine.h"
+#include "latency.h"
 #include "nms.h"
+#include "python_device.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -22,6 +22,8 @@ namespace vp {
 namespace {
 
 using Tensor = std::pair<int, std::vector<int64_t>>;  // (vp_dtype, one sample's dims)
+using Bytes = nb::ndarray<const uint8_t, nb::c_contig, nb::device::cpu>;
+using Indices = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
 vp_tensor to_tensor(const Tensor& t) {
   vp_tensor out{};
@@ -33,258 +35,37 @@ vp_tensor to_tensor(const Tensor& t) {
   return out;
 }
 
-const char* dtype_name(int32_t d) {
-  switch (d) {
-    case VP_UINT8: return "uint8";
-    case VP_INT8: return "int8";
-    case VP_FLOAT16: return "float16";
-    case VP_FLOAT32: return "float32";
-    case VP_INT32: return "int32";
-    case VP_INT64: return "int64";
-  }
-  return "?";
+// The parameters of ("nms", PARAMS): an NmsParams, or a mapping of its fields (a copy
+// edited in Python: {**params, "score_threshold": ...}).
+NmsParams nms_params(nb::handle params) {
+  if (nb::isinstance<NmsParams>(params)) return nb::cast<NmsParams>(params);
+  nb::object p = nb::type<NmsParams>()();
+  for (auto [key, value] : nb::cast<nb::dict>(params)) nb::setattr(p, key, value);
+  return nb::cast<NmsParams>(p);
 }
 
-// A buffer's elements are of type D: the same size, and float for float, integer for integer
-// (struct format characters, byte-order prefix aside).
-bool same_element_type(const Py_buffer& b, int32_t d) {
-  std::string f = b.format ? b.format : "B";
-  while (!f.empty() && std::strchr("@=<>!", f[0])) f.erase(0, 1);
-  if (f.size() != 1 || size_t(b.itemsize) != dtype_size(d)) return false;
-  bool is_float = std::strchr("efd", f[0]) != nullptr;
-  bool is_int = std::strchr("bBhHiIlLqQ", f[0]) != nullptr;
-  bool want_float = d == VP_FLOAT16 || d == VP_FLOAT32;
-  bool want_signed = d == VP_INT8 || d == VP_INT32 || d == VP_INT64;
-  if (want_float) return is_float;
-  return is_int && (d == VP_UINT8 ? f[0] == 'B' : (want_signed == bool(std::islower(f[0]))));
-}
-
-// One line from a Python exception: "RuntimeError: message" (what() starts with the
-// traceback's first line instead).
-std::string python_error_line(nb::python_error& e) {
-  std::string out;
-  try {
-    out = nb::cast<std::string>(nb::handle(e.type()).attr("__name__"));
-    std::string msg = nb::cast<std::string>(nb::str(e.value()));
-    if (!msg.empty()) out += ": " + msg;
-  } catch (...) {
-    out = e.what();
-  }
-  auto nl = out.find('\n');
-  return nl == std::string::npos ? out : out.substr(0, nl);
-}
-
-// A Python device (ONNX Runtime partition, a GPU runtime, a remote node). Two kinds:
-//  - blocking: ADAPTER.run(memoryview, rows, qsl_idx) computes one batch on the driver's
-//    thread and returns its outputs;
-//  - asynchronous (the adapter has submit and collect, like a card):
-//    ADAPTER.submit(memoryview, rows, qsl_idx) queues the batch and returns at once, with
-//    a ticket or (ticket, ready_ns): ready_ns (CLOCK_MONOTONIC) is when to look, an estimate;
-//    ADAPTER.collect(ticket, timeout_s) returns the outputs of the oldest batch, or None if it
-//    is not done within timeout_s (0: poll; None: wait).
-// Outputs are C-contiguous buffers of at least rows x one sample's bytes each; the memoryview
-// is the engine's again once the call returns (copy what is needed). The GIL is taken once
-// per call, never per sample; the device releases it while it computes or waits.
-class PyDevice : public Device {
- public:
-  PyDevice(DeviceInfo info, nb::object adapter) : Device(std::move(info)), adapter_(std::move(adapter)) {
-    async_ = nb::hasattr(adapter_, "submit") && nb::hasattr(adapter_, "collect");
-    if (async_) this->info.exact_ready = false;
-  }
-  ~PyDevice() override {
-    nb::gil_scoped_acquire g;
-    adapter_.reset();
-  }
-  bool blocking() const override { return !async_; }
-  int submit(const void*, int, uint64_t*, int64_t*) override {
-    error_ = "a Python device is given its batch's indices";
-    return VP_ERROR;
-  }
-  int submit_indexed(const void* input, int rows, const size_t* qsl_idx, int n, uint64_t* ticket,
-                     int64_t* ready_ns) override {
-    if (!async_) return Device::submit_indexed(input, rows, qsl_idx, n, ticket, ready_ns);
-    nb::gil_scoped_acquire g;
-    try {
-      nb::object r = adapter_.attr("submit")(view(input, rows), rows, indices(qsl_idx, n));
-      if (nb::isinstance<nb::tuple>(r)) {
-        nb::tuple t = nb::borrow<nb::tuple>(r);
-        if (t.size() != 2) throw Error("submit returned a tuple of " + std::to_string(t.size()) + ", expected (ticket, ready_ns)");
-        *ticket = nb::cast<uint64_t>(t[0]);
-        *ready_ns = nb::cast<int64_t>(t[1]);
-      } else {
-        *ticket = nb::cast<uint64_t>(r);
-        *ready_ns = 0;
-      }
-      rows_.push_back(rows);
-      return VP_OK;
-    } catch (nb::python_error& e) {
-      error_ = python_error_line(e);
-    } catch (const std::exception& e) {
-      error_ = e.what();
-    }
-    return VP_ERROR;
-  }
-  int collect(uint64_t ticket, void* const* outputs, int64_t timeout_ns) override {
-    if (!async_) return VP_ERROR;
-    nb::gil_scoped_acquire g;
-    bool done = false;  // after VP_OK or VP_ERROR the ticket is done: its rows leave the FIFO
-    try {
-      nb::object timeout = timeout_ns < 0 ? nb::none() : nb::cast(1e-9 * double(timeout_ns));
-      nb::object outs = adapter_.attr("collect")(ticket, timeout);
-      if (outs.is_none()) return VP_NOT_READY;
-      done = true;
-      copy_outputs(outs, next_rows(), outputs);
-      return VP_OK;
-    } catch (nb::python_error& e) {
-      error_ = python_error_line(e);
-    } catch (const std::exception& e) {
-      error_ = e.what();
-    }
-    if (!done) next_rows();
-    return VP_ERROR;
-  }
-  int run(const void* input, int rows, const size_t* qsl_idx, void* const* outputs) override {
-    nb::gil_scoped_acquire g;
-    try {
-      copy_outputs(adapter_.attr("run")(view(input, rows), rows, indices(qsl_idx, rows)), rows, outputs);
-      return VP_OK;
-    } catch (nb::python_error& e) {
-      error_ = python_error_line(e);
-    } catch (const std::exception& e) {
-      error_ = e.what();
-    }
-    return VP_ERROR;
-  }
-  std::string last_error() override { return error_; }
-
- private:
-  nb::object view(const void* input, int rows) {
-    size_t bytes = size_t(rows) * info.input_row_bytes();
-    PyObject* mv = PyMemoryView_FromMemory(static_cast<char*>(const_cast<void*>(input)), Py_ssize_t(bytes), PyBUF_READ);
-    if (!mv) throw nb::python_error();
-    return nb::steal(mv);
-  }
-  static nb::list indices(const size_t* qsl_idx, int n) {
-    nb::list idx;
-    for (int i = 0; i < n; ++i) idx.append(qsl_idx[i]);
-    return idx;
-  }
-  // The engine collects the oldest batch first, so the rows of the tickets are a FIFO.
-  int next_rows() {
-    if (rows_.empty()) return info.batch_size;
-    int r = rows_.front();
-    rows_.pop_front();
-    return r;
-  }
-
-  void copy_outputs(nb::handle outs, int rows, void* const* outputs) {
-    size_t k = 0;
-    for (nb::handle o : outs) {
-      if (k >= info.outputs.size()) throw Error("returned more outputs than the " + std::to_string(info.outputs.size()) + " expected");
-      Py_buffer buf;
-      if (PyObject_GetBuffer(o.ptr(), &buf, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) throw nb::python_error();
-      size_t got = size_t(buf.len);
-      size_t need = size_t(rows) * tensor_bytes(info.outputs[k]);
-      bool same_type = same_element_type(buf, info.outputs[k].dtype);
-      if (got >= need && same_type) std::memcpy(outputs[k], buf.buf, need);
-      std::string format = buf.format ? buf.format : "B";
-      PyBuffer_Release(&buf);
-      if (!same_type)
-        throw Error("output " + std::to_string(k) + " has elements of type '" + format + "', expected " +
-                    dtype_name(info.outputs[k].dtype));
-      if (got < need)
-        throw Error("output " + std::to_string(k) + " has " + std::to_string(got) + " bytes for " + std::to_string(rows) +
-                    " rows, expected " + std::to_string(need) + ": wrong shape or type");
-      ++k;
-    }
-    if (k != info.outputs.size()) throw Error("returned " + std::to_string(k) + " outputs, expected " + std::to_string(info.outputs.size()));
-  }
-
-  nb::object adapter_;
-  bool async_ = false;
-  std::deque<int> rows_;  // rows of each submitted, uncollected batch, oldest first
-  std::string error_;
-};
-
-// Responses made in Python beside a Python device (official graphs with NMS inside): output 0
-// holds, per sample, an 8-byte size and then the response bytes.
-class Prepacked : public Post {
- public:
-  explicit Prepacked(size_t max_bytes) : max_(max_bytes) {}
-  size_t max_response_bytes() const override { return max_; }
-  bool run(const void* const* outputs, int n, const size_t*, uint8_t* resp, size_t* offset, size_t* size,
-           PostScratch*, std::string* error) override {
-    const auto* in = static_cast<const uint8_t*>(outputs[0]);
-    for (int i = 0; i < n; ++i) {
-      const uint8_t* row = in + size_t(i) * (8 + max_);
-      uint64_t sz;
-      std::memcpy(&sz, row, 8);
-      if (sz > max_) {
-        *error = "a prepacked response of " + std::to_string(sz) + " bytes exceeds " + std::to_string(max_);
-        return false;
-      }
-      std::memcpy(resp + size_t(i) * max_, row + 8, sz);
-      offset[i] = size_t(i) * max_;
-      size[i] = sz;
-    }
-    return true;
-  }
-
- private:
-  size_t max_;
-};
-
-// ("nms", {...}): the parameters of postprocess/nms.py's NMS, anchors as float32 [A, 4].
-NmsParams nms_params(const nb::tuple& spec) {
-  nb::dict d = nb::cast<nb::dict>(spec[1]);
-  NmsParams p;
-  p.class_major = nb::cast<int>(d["class_major"]);
-  p.num_anchors = nb::cast<int>(d["num_anchors"]);
-  p.num_classes = nb::cast<int>(d["num_classes"]);
-  p.score_dtype = nb::cast<int>(d["score_dtype"]);
-  p.box_dtype = nb::cast<int>(d["box_dtype"]);
-  p.score_threshold = nb::cast<double>(d["score_threshold"]);
-  p.iou_threshold = nb::cast<float>(d["iou_threshold"]);
-  p.max_candidates = nb::cast<int>(d["max_candidates"]);
-  p.max_per_class = nb::cast<int>(d["max_per_class"]);
-  p.max_per_image = nb::cast<int>(d["max_per_image"]);
-  auto perm = nb::cast<std::vector<int>>(d["perm"]);
-  auto inv = nb::cast<std::vector<float>>(d["inv_scales"]);
-  for (int k = 0; k < 4; ++k) {
-    p.perm[k] = perm.at(k);
-    p.inv_scales[k] = inv.at(k);
-  }
-  p.clip = nb::cast<int>(d["clip"]);
-  p.uint8_scale = nb::cast<double>(d["uint8_scale"]);
-  p.uint8_zero_point = nb::cast<float>(d["uint8_zero_point"]);
-  if (d.contains("retinanet")) {  // RetinaNet's extra parameters (nms.h)
-    p.retinanet = nb::cast<int>(d["retinanet"]);
-    p.level_anchors = nb::cast<std::vector<int>>(d["level_anchors"]);
-    p.box_exp_clip = nb::cast<float>(d["box_exp_clip"]);
-    p.image_size = nb::cast<float>(d["image_size"]);
-  }
-  auto a = nb::cast<nb::ndarray<const float, nb::c_contig, nb::device::cpu>>(d["anchors"]);
-  p.anchors.assign(a.data(), a.data() + a.size());
-  if (p.anchors.size() != size_t(p.num_anchors) * 4) throw Error("anchors must be [num_anchors, 4]");
-  return p;
-}
-
+// ("classify", output tensor, label offset) | ("skip",) | ("prepacked", max bytes) | ("nms", params)
 std::unique_ptr<Post> make_post(const nb::tuple& spec) {
   std::string kind = nb::cast<std::string>(spec[0]);
   if (kind == "classify") return make_classify(to_tensor(nb::cast<Tensor>(spec[1])), nb::cast<int>(spec[2]));
   if (kind == "skip") return make_skip();
-  if (kind == "prepacked") return std::make_unique<Prepacked>(nb::cast<size_t>(spec[1]));
-  if (kind == "nms") return make_nms(nms_params(spec));
+  if (kind == "prepacked") return make_prepacked(nb::cast<size_t>(spec[1]));
+  if (kind == "nms") return make_nms(nms_params(spec[1]));
   throw Error("unknown post-processing " + kind);
 }
 
-using Bytes = nb::ndarray<const uint8_t, nb::c_contig, nb::device::cpu>;
+std::vector<size_t> cache_indices(const Indices& idx, const SampleStore& store) {
+  std::vector<size_t> v(idx.data(), idx.data() + idx.shape(0));
+  for (size_t i : v)
+    if (i >= store.total()) throw Error("sample index " + std::to_string(i) + " is outside the cache");
+  return v;
+}
 
 // NMS on one image at a time, as the engine runs it, for Python callers (tests, benchmarks,
 // post-processing beside a Python device): parameters, tables and scratch made once.
 class PyNms {
  public:
-  explicit PyNms(const nb::tuple& spec) : p_(nms_params(spec)), post_(make_nms(p_)), scratch_(post_->scratch()) {}
+  explicit PyNms(const nb::tuple& spec) : p_(nms_params(spec[1])), post_(make_nms(p_)), scratch_(post_->scratch()) {}
   int run(nb::ndarray<nb::c_contig, nb::device::cpu> boxes, nb::ndarray<nb::c_contig, nb::device::cpu> scores,
           float qsl_idx, nb::ndarray<float, nb::c_contig, nb::device::cpu> out, int repeats) {
     if (boxes.nbytes() != size_t(p_.num_anchors) * 4 * dtype_size(p_.box_dtype) ||
@@ -354,27 +135,16 @@ class PyEngine {
                   int batch, int in_flight, const Tensor& input, const std::vector<Tensor>& outputs,
                   const std::string& options, std::vector<Bytes> examples, int example_count, int index, int count) {
     DeviceInfo d = info(name, std::move(cpus), numa, replica, batch, in_flight, input, outputs);
-    const vp_device_api* api;
-    std::shared_ptr<void> lib;
-    if (kind == "null" || kind == "null-gather") {
-      api = null_device_api();
-      d.reads_input = kind == "null-gather";
-    } else if (kind == "simulated") {
-      api = simulated_device_api();
-    } else if (kind.rfind("plugin:", 0) == 0) {
-      Plugin p = load_plugin(kind.substr(7));
-      api = p.api;
-      lib = p.library;
-    } else {
-      throw Error("unknown native device " + kind);
-    }
+    NativeKind native = native_kind(kind);
+    d.reads_input = native.reads_input;
     std::vector<const void*> ex;
     for (auto& e : examples) {
       ex.push_back(e.data());
       examples_.push_back(e);  // kept alive: the device reads them on every batch
     }
     if (!ex.empty() && ex.size() != outputs.size()) throw Error("one example array per output");
-    engine_->add_device(std::make_unique<ApiDevice>(std::move(d), api, lib, options, index, count, ex, example_count));
+    engine_->add_device(std::make_unique<ApiDevice>(std::move(d), native.api, native.library, options, index, count,
+                                                    ex, example_count));
   }
 
   void add_python_device(nb::object adapter, const std::string& name, std::vector<int> cpus, int numa, int replica,
@@ -384,19 +154,17 @@ class PyEngine {
     DeviceInfo d = info(name, std::move(cpus), numa, replica, batch, std::max(1, in_flight), input, outputs);
     d.reads_input = reads_input;
     d.fixed_batch = fixed_batch;
-    engine_->add_device(std::make_unique<PyDevice>(std::move(d), std::move(adapter)));
+    engine_->add_device(make_python_device(std::move(d), std::move(adapter)));
   }
 
-  void load(nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> idx) {
-    std::vector<size_t> v(idx.data(), idx.data() + idx.shape(0));
-    for (size_t i : v)
-      if (i >= engine_->store().total()) throw Error("sample index " + std::to_string(i) + " is outside the cache");
+  void load(Indices idx) {
+    std::vector<size_t> v = cache_indices(idx, engine_->store());
     nb::gil_scoped_release r;
     engine_->store().load(v.data(), v.size());
   }
 
-  // A cluster's driver (visionperf/cluster/): HOOK(indices: int64 array, or None on unload) after each
-  // of LoadGen's loads, under the GIL, once per call. Its exception is recorded by the engine.
+  // A cluster's head (visionperf/cluster/): HOOK(indices: int64 array, or None on unload)
+  // after each of LoadGen's loads, under the GIL, once per call.
   void set_load_hook(nb::object hook) {
     if (hook.is_none()) {
       engine_->set_load_hook(nullptr);
@@ -421,10 +189,8 @@ class PyEngine {
   }
 
   // A cluster node (visionperf/cluster/node.py): one forwarded batch, GIL released while it runs.
-  nb::bytes serve(nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> idx) {
-    std::vector<size_t> v(idx.data(), idx.data() + idx.shape(0));
-    for (size_t i : v)
-      if (i >= engine_->store().total()) throw Error("sample index " + std::to_string(i) + " is outside the cache");
+  nb::bytes serve(Indices idx) {
+    std::vector<size_t> v = cache_indices(idx, engine_->store());
     std::string rows;
     {
       nb::gil_scoped_release r;
@@ -455,21 +221,17 @@ class PyEngine {
 
   nb::list stats() {
     nb::list out;
-    for (auto& l : engine_->lanes()) {
-      auto& d = l->dev->info;
-      vp_device_counters c = l->dev->counters();
-      c.copy_cpu_s -= l->counters_base.copy_cpu_s;  // since reset_stats, like the lane's own
-      c.late_s -= l->counters_base.late_s;
+    for (const DeviceStats& d : engine_->stats()) {
       nb::dict s;
       s["name"] = d.name;
       s["cpus"] = d.cpus;
-      s["batches"] = uint64_t(l->stats.batches);
-      s["samples"] = uint64_t(l->stats.samples);
-      s["busy_s"] = double(l->stats.busy_s);
-      s["host_s"] = double(l->stats.host_s);
-      s["post_s"] = 1e-9 * double(l->stats.post_ns.load());
-      s["card_copy_cpu_s"] = c.copy_cpu_s;
-      s["late_s"] = c.late_s;
+      s["batches"] = d.batches;
+      s["samples"] = d.samples;
+      s["busy_s"] = d.busy_s;
+      s["host_s"] = d.host_s;
+      s["post_s"] = d.post_s;
+      s["card_copy_cpu_s"] = d.card_copy_cpu_s;
+      s["late_s"] = d.late_s;
       s["batch_size"] = d.batch_size;
       s["max_in_flight"] = d.max_in_flight;
       s["fixed_batch"] = d.fixed_batch;
@@ -478,27 +240,11 @@ class PyEngine {
     return out;
   }
 
-  // What the live display samples while a test runs (progress.py), from another thread: the
-  // lanes' counters and latency histograms, relaxed loads only. It takes no lock the hot path
-  // takes and never asks a device (counters() may lock in a plug-in), so reading as often
-  // as it likes costs the drivers nothing.
   nb::tuple live() {
-    nb::list samples, batches, busy;
-    std::vector<uint64_t> hist(LiveLatency::kBins, 0);
-    bool latency = engine_->live_latency_on();
-    for (auto& l : engine_->lanes()) {
-      samples.append(uint64_t(l->stats.samples));
-      batches.append(uint64_t(l->stats.batches));
-      busy.append(double(l->stats.busy_s));
-      if (latency)
-        for (int b = 0; b < LiveLatency::kBins; ++b) hist[size_t(b)] += l->live.counts[b].load(std::memory_order_relaxed);
-    }
+    LiveView v = engine_->live();
     nb::list bins;  // (lower s, upper s, count) of each bin that holds a sample
-    for (int b = 0; b < LiveLatency::kBins; ++b)
-      if (hist[size_t(b)])
-        bins.append(nb::make_tuple(1e-9 * double(LiveLatency::lower_ns(b)), 1e-9 * double(LiveLatency::upper_ns(b)),
-                                   hist[size_t(b)]));
-    return nb::make_tuple(samples, batches, busy, bins);
+    for (const LiveView::Bin& b : v.latency) bins.append(nb::make_tuple(b.lower_s, b.upper_s, b.count));
+    return nb::make_tuple(nb::cast(v.samples), nb::cast(v.batches), nb::cast(v.busy_s), bins);
   }
 
   std::unique_ptr<Engine> engine_;
@@ -508,11 +254,50 @@ class PyEngine {
   std::vector<Bytes> examples_;
 };
 
-}  // namespace
-}  // namespace vp
+// NmsParams's fields, also readable by name (params["anchors"]) and spread into a dict
+// ({**params, ...}), as the mapping the parameters once were.
+constexpr const char* kNmsFields[] = {
+    "class_major", "num_anchors", "num_classes", "score_dtype", "box_dtype", "score_threshold", "iou_threshold",
+    "max_candidates", "max_per_class", "max_per_image", "perm", "inv_scales", "clip", "uint8_scale",
+    "uint8_zero_point", "anchors", "retinanet", "level_anchors", "box_exp_clip", "image_size"};
 
-NB_MODULE(_engine, m) {
-  using namespace vp;
+void bind_nms(nb::module_& m) {
+  nb::class_<NmsParams>(m, "NmsParams", "The parameters of decode + NMS (engine/src/nms.h)")
+      .def(nb::init<>())
+      .def_rw("class_major", &NmsParams::class_major)
+      .def_rw("num_anchors", &NmsParams::num_anchors)
+      .def_rw("num_classes", &NmsParams::num_classes)
+      .def_rw("score_dtype", &NmsParams::score_dtype)
+      .def_rw("box_dtype", &NmsParams::box_dtype)
+      .def_rw("score_threshold", &NmsParams::score_threshold)
+      .def_rw("iou_threshold", &NmsParams::iou_threshold)
+      .def_rw("max_candidates", &NmsParams::max_candidates)
+      .def_rw("max_per_class", &NmsParams::max_per_class)
+      .def_rw("max_per_image", &NmsParams::max_per_image)
+      .def_rw("perm", &NmsParams::perm)
+      .def_rw("inv_scales", &NmsParams::inv_scales)
+      .def_rw("clip", &NmsParams::clip)
+      .def_rw("uint8_scale", &NmsParams::uint8_scale)
+      .def_rw("uint8_zero_point", &NmsParams::uint8_zero_point)
+      .def_rw("retinanet", &NmsParams::retinanet)
+      .def_rw("level_anchors", &NmsParams::level_anchors)
+      .def_rw("box_exp_clip", &NmsParams::box_exp_clip)
+      .def_rw("image_size", &NmsParams::image_size)
+      .def_prop_rw(
+          "anchors",  // [A, 4] float32 (cy, cx, h, w): a view of the parameters' own copy
+          [](NmsParams& p) {
+            return nb::ndarray<nb::numpy, float, nb::ndim<2>>(p.anchors.data(), {p.anchors.size() / 4, 4}, nb::handle());
+          },
+          [](NmsParams& p, nb::ndarray<const float, nb::c_contig, nb::device::cpu> a) {
+            p.anchors.assign(a.data(), a.data() + a.size());
+          },
+          nb::for_getter(nb::rv_policy::reference_internal))
+      .def("keys", [](nb::handle) {
+        nb::list out;
+        for (const char* f : kNmsFields) out.append(f);
+        return out;
+      })
+      .def("__getitem__", [](nb::handle self, const std::string& key) { return nb::getattr(self, key.c_str()); });
   // NMS on one image, as the engine runs it (tests hold it against the NumPy reference).
   nb::class_<PyNms>(m, "Nms")
       .def(nb::init<nb::tuple>(), "spec"_a)
@@ -531,8 +316,16 @@ NB_MODULE(_engine, m) {
           return out;
         },
         "spec"_a, "boxes"_a, "scores"_a, "qsl_idx"_a = 0.0f, "repeats"_a = 1);
+}
+
+}  // namespace
+}  // namespace vp
+
+NB_MODULE(_engine, m) {
+  using namespace vp;
   m.doc() = "visionperf's compiled engine: LoadGen SUT and QSL, drivers, gather, devices, post-processing";
   nb::exception<Error>(m, "EngineError", PyExc_RuntimeError);
+  bind_nms(m);
   m.def("loadgen_abandoned", [] { return g_loadgen_abandoned.load(); },
         "True once an interrupted LoadGen test was left running: end the process with os._exit.");
   m.attr("DEVICE_ABI_VERSION") = VP_DEVICE_ABI_VERSION;
@@ -576,7 +369,7 @@ NB_MODULE(_engine, m) {
            nb::call_guard<nb::gil_scoped_release>())
       .def("run_test", &PyEngine::run_test)
       .def("set_load_hook", &PyEngine::set_load_hook, "hook"_a.none(),
-           "HOOK(indices, or None on unload) after each of LoadGen's loads (a cluster's driver)")
+           "HOOK(indices, or None on unload) after each of LoadGen's loads (a cluster's head)")
       .def("serve", &PyEngine::serve, "indices"_a,
            "one forwarded batch (a cluster node): rows of [8-byte size | max_response_bytes] in order")
       .def_prop_ro("max_response_bytes", [](PyEngine& e) { return e.engine_->max_response_bytes(); })
@@ -603,8 +396,8 @@ NB_MODULE(_engine, m) {
            "count"_a, "timeout_s"_a)
       .def("abort", [](PyEngine& e) { e.engine_->abort(); })
       .def("error", [](PyEngine& e) { return e.engine_->error(); })
-      .def("latency_log_start", [](PyEngine& e) { e.engine_->latency_log.start(vp::now_ns()); })
-      .def("latency_minutes", [](PyEngine& e) { return e.engine_->latency_log.minutes(); })
+      .def("latency_log_start", [](PyEngine& e) { e.engine_->latency_log_start(); })
+      .def("latency_minutes", [](PyEngine& e) { return e.engine_->latency_minutes(); })
       .def_static("latency_bin_upper_s", &vp::LatencyLog::bin_upper_s)
       .def_prop_ro_static("latency_bins", [](nb::handle) { return vp::LatencyLog::kBins; })
       .def("stats", &PyEngine::stats)

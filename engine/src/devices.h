@@ -1,6 +1,6 @@
 // Devices as the engine drives them: every device speaks the plug-in ABI of
 // visionperf/device.h (native null and simulated devices, and plug-ins loaded from a shared
-// library), or is a Python object behind the bridge in bindings.cc.
+// library), or is a Python object behind the bridge in python_device.h.
 #pragma once
 
 #include <memory>
@@ -81,6 +81,16 @@ struct Plugin {
   const vp_device_api* api;
 };
 Plugin load_plugin(const std::string& path);
+
+// A device kind the engine runs itself, by the name sut.py gives it: "null" (every batch
+// complete at once, no gather), "null-gather" (the same after the host gather), "simulated"
+// (simulated.cc) or "plugin:PATH" (load_plugin). Throws Error for any other name.
+struct NativeKind {
+  const vp_device_api* api;
+  std::shared_ptr<void> library;  // a plug-in's: kept until its devices are closed
+  bool reads_input = true;
+};
+NativeKind native_kind(const std::string& kind);
 
 // "key=value;key=value" lookup for device options; DEFAULT when absent.
 double option_double(const char* options, const char* key, double fallback);

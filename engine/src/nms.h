@@ -2,6 +2,7 @@
 // one kernel per output layout (SSD class-major, SSD box-major, RetinaNet), as a Post.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <vector>
 
@@ -17,8 +18,8 @@ struct NmsParams {
   double score_threshold = 0;  // double: fp16's raw threshold is derived from it as the reference NMS does (score > threshold)
   float iou_threshold = 0;
   int max_candidates = 0, max_per_class = 0, max_per_image = 0;
-  int perm[4] = {0, 1, 2, 3};     // where (ty, tx, th, tw) sit among the 4 encoded values
-  float inv_scales[4] = {1, 1, 1, 1};
+  std::array<int, 4> perm = {0, 1, 2, 3};  // where (ty, tx, th, tw) sit among the 4 encoded values
+  std::array<float, 4> inv_scales = {1, 1, 1, 1};
   int clip = 0;                   // clip decoded boxes to [0, 1], dropping those left without area (TF clip_to_window)
   double uint8_scale = 1;     // double: the uint8 table is float32((q - zero_point) * scale), computed in double as numpy does
   float uint8_zero_point = 0;

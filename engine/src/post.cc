@@ -1,5 +1,8 @@
 #include "post.h"
 
+#include <cstring>
+#include <string>
+
 namespace vp {
 namespace {
 
@@ -52,6 +55,32 @@ class Skip : public Post {
   }
 };
 
+class Prepacked : public Post {
+ public:
+  explicit Prepacked(size_t max_bytes) : max_(max_bytes) {}
+  size_t max_response_bytes() const override { return max_; }
+  bool run(const void* const* outputs, int n, const size_t*, uint8_t* resp, size_t* offset, size_t* size,
+           PostScratch*, std::string* error) override {
+    const auto* in = static_cast<const uint8_t*>(outputs[0]);
+    for (int i = 0; i < n; ++i) {
+      const uint8_t* row = in + size_t(i) * (8 + max_);
+      uint64_t sz;
+      std::memcpy(&sz, row, 8);
+      if (sz > max_) {
+        *error = "a prepacked response of " + std::to_string(sz) + " bytes exceeds " + std::to_string(max_);
+        return false;
+      }
+      std::memcpy(resp + size_t(i) * max_, row + 8, sz);
+      offset[i] = size_t(i) * max_;
+      size[i] = sz;
+    }
+    return true;
+  }
+
+ private:
+  size_t max_;
+};
+
 }  // namespace
 
 std::unique_ptr<Post> make_classify(const vp_tensor& output, int label_offset) {
@@ -59,5 +88,7 @@ std::unique_ptr<Post> make_classify(const vp_tensor& output, int label_offset) {
 }
 
 std::unique_ptr<Post> make_skip() { return std::make_unique<Skip>(); }
+
+std::unique_ptr<Post> make_prepacked(size_t max_bytes) { return std::make_unique<Prepacked>(max_bytes); }
 
 }  // namespace vp

@@ -1,6 +1,6 @@
 // Host post-processing of one batch: device outputs -> MLPerf response bytes per sample.
-// Runs on driver or post-processing threads, never under the GIL (except the Python
-// fallback in bindings.cc, which takes it once per batch).
+// Runs on driver or post-processing threads, never under the GIL. The kinds: classification,
+// none, prepacked (made beside the device), and decode + NMS (nms.h).
 #pragma once
 
 #include <memory>
@@ -33,5 +33,10 @@ std::unique_ptr<Post> make_classify(const vp_tensor& output, int label_offset);
 
 // No post-processing at all: empty responses (only to measure what NMS costs).
 std::unique_ptr<Post> make_skip();
+
+// Responses made beside the device (in Python, next to a Python device: official graphs with
+// NMS inside; or by a cluster's node): output 0 holds, per sample, an 8-byte size and then
+// up to MAX_BYTES response bytes.
+std::unique_ptr<Post> make_prepacked(size_t max_bytes);
 
 }  // namespace vp

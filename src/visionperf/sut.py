@@ -1,8 +1,8 @@
 """The system under test: the Python face of the compiled engine (engine/src/engine.h).
 
-    LoadGen (C++) --IssueQuery--> engine: per-driver queues | shared bulk ranges
-      -> one pinned driver thread per core group: gather -> device submit/collect
-      -> post-processing (argmax | decode+NMS, no GIL) -> QuerySamplesComplete per batch
+    LoadGen (C++) --IssueQuery--> engine: work queues (per-driver queues | shared bulk ranges)
+      -> drivers, one pinned thread per core group: gather -> device submit/collect
+      -> completer: post-processing (argmax | decode+NMS, no GIL) -> one completion per batch
 
 This module only assembles the engine from a run's plan: the sample store (the cache's rows,
 one replica per device or NUMA node), the devices (native `null`, `null-gather`, `simulated`
@@ -205,7 +205,7 @@ class SystemUnderTest:
 
     def set_load_hook(self, hook) -> None:
         """HOOK(indices, or None on unload) after every load, LoadGen's and load()'s alike: a
-        cluster's driver tells its nodes which samples to load (cluster/session.py). From LoadGen's
+        cluster's head tells its nodes which samples to load (cluster/session.py). From LoadGen's
         callbacks its exception becomes the engine's error(); from load() it is raised."""
         self._load_hook = hook
         self._engine.set_load_hook(hook)
@@ -226,7 +226,7 @@ class SystemUnderTest:
         return self._engine.stats()
 
     def latency_log_start(self) -> None:
-        """Keep per-minute latency histograms of one-sample queries from now (engine.h LatencyLog)."""
+        """Keep per-minute latency histograms of one-sample queries from now (engine/src/latency.h)."""
         self._engine.latency_log_start()
 
     def live_latency(self, on: bool) -> None:

@@ -4,9 +4,9 @@ logits and thresholding per level, is described with its NumPy reference in reti
 
 Hand-written because this is the part that must never limit a card: the paper's budgets are
 51.6 us per image for SSD-MobileNet and 2.3 ms for SSD-ResNet34. The kernels, one per output
-layout, are C++ in the engine, where its post-processing threads run them without the GIL. They
-replaced the numba kernels that lived here, the port having measured 2.5-5.4x faster per image
-on one core (commit 1f35a12); benchmarks/nms.py measures them against vectorised NumPy. The tricks:
+layout, are C++ in the engine, where its post-processing threads run them without the GIL:
+2.5-5.4x faster per image on one core than numba kernels were; benchmarks/nms.py measures them
+against vectorised NumPy. The tricks:
 
 * threshold on the raw score first (float32 values, fp16 bit patterns, which order like their
   values for non-negative numbers, or uint8 quantised bytes against the last byte whose value
@@ -79,31 +79,32 @@ class NMS:
     @anchors.setter
     def anchors(self, anchors: np.ndarray) -> None:
         self._anchors = np.ascontiguousarray(anchors, np.float32)
-        self._specs: dict[int, tuple] = {}  # num_classes -> ("nms", {...}), built once
+        self._specs: dict[int, tuple] = {}  # num_classes -> ("nms", NmsParams), built once
         self._local = threading.local()  # per thread: (spec, the engine's kernel and scratch)
 
     def engine_spec(self, num_classes: int) -> tuple:
-        """The engine's ("nms", {...}) post-processing for NUM_CLASSES classes (background 0
-        included), as engine/src/bindings.cc's nms_params reads it. Built once, then cached."""
+        """The engine's ("nms", NmsParams) post-processing for NUM_CLASSES classes (background 0
+        included): the parameters of engine/src/nms.h, readable by name as a mapping too
+        (params["anchors"]). Built once, then cached."""
         spec = self._specs.get(num_classes)
         if spec is None:
             s, fmt = self.spec, self.fmt
-            spec = self._specs[num_classes] = ("nms", {
-                "class_major": int(s.layout == "class-major"), "num_anchors": s.num_anchors,
-                "num_classes": int(num_classes), "score_dtype": _DTYPE_CODES[fmt.dtype],
-                "box_dtype": _DTYPE_CODES["float32"], "score_threshold": s.score_threshold,
-                "iou_threshold": s.iou_threshold, "max_candidates": s.max_candidates_per_class,
-                "max_per_class": s.max_per_class, "max_per_image": s.max_per_image,
-                "perm": [int(v) for v in self.perm], "inv_scales": [float(v) for v in self.inv_scales],
-                "clip": int(s.clip_boxes), "uint8_scale": float(fmt.scale),
-                "uint8_zero_point": float(fmt.zero_point), "anchors": self._anchors})
+            p = _engine.NmsParams()
+            p.class_major, p.num_anchors = int(s.layout == "class-major"), s.num_anchors
+            p.num_classes, p.score_dtype = int(num_classes), _DTYPE_CODES[fmt.dtype]
+            p.box_dtype, p.score_threshold = _DTYPE_CODES["float32"], s.score_threshold
+            p.iou_threshold, p.max_candidates = s.iou_threshold, s.max_candidates_per_class
+            p.max_per_class, p.max_per_image = s.max_per_class, s.max_per_image
+            p.perm, p.inv_scales = [int(v) for v in self.perm], [float(v) for v in self.inv_scales]
+            p.clip, p.uint8_scale, p.uint8_zero_point = int(s.clip_boxes), float(fmt.scale), float(fmt.zero_point)
+            p.anchors = self._anchors
             if s.layout == "retinanet":  # logits: the kernel thresholds them (postprocess/retinanet.py)
                 from .retinanet import logit_threshold
 
-                spec[1].update(retinanet=1, score_threshold=float(logit_threshold(s.score_threshold)),
-                               level_anchors=[int(n) for n in s.level_anchors],
-                               box_exp_clip=float(np.float32(s.box_exp_clip)), image_size=float(s.image_size),
-                               clip=0)
+                p.retinanet, p.score_threshold = 1, float(logit_threshold(s.score_threshold))
+                p.level_anchors = [int(n) for n in s.level_anchors]
+                p.box_exp_clip, p.image_size, p.clip = float(np.float32(s.box_exp_clip)), float(s.image_size), 0
+            spec = self._specs[num_classes] = ("nms", p)
         return spec
 
     def __call__(self, boxes: np.ndarray, scores: np.ndarray, qsl_idx: int, out: np.ndarray) -> int:
