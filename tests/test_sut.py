@@ -1,6 +1,6 @@
 """The engine's dispatch and batching, driven directly: queries issued without LoadGen and every
 response recorded (id, bytes). Each behaviour runs on every kind of device the engine drives:
-a Python device (blocking `run`, through the bridge in bindings.cc), an asynchronous Python
+a Python device (blocking `run`, through the bridge in python_device.h), an asynchronous Python
 device (submit/collect, like a GPU's streams) and an asynchronous plug-in
 (tests/plugins/echo_device.c, submit/collect through the C ABI)."""
 

@@ -206,7 +206,7 @@ def first_line(e) -> str:
 
 class RemotePost:
     """The head's post-processing: none, the nodes did it; their rows are handed on as they
-    are (the engine's prepacked post-processing, bindings.cc Prepacked)."""
+    are (the engine's prepacked post-processing, post.h make_prepacked)."""
 
     def __init__(self, max_response_bytes: int):
         self.max_response_bytes = int(max_response_bytes)
