@@ -70,7 +70,7 @@ class PythonDevice : public Device {
                      int64_t* ready_ns) override {
     if (!async_) return Device::submit_indexed(input, rows, qsl_idx, n, ticket, ready_ns);
     nb::gil_scoped_acquire g;
-    try {
+    return guarded([&] {
       nb::object r = adapter_.attr("submit")(view(input, rows), rows, indices(qsl_idx, n));
       if (nb::isinstance<nb::tuple>(r)) {
         nb::tuple t = nb::borrow<nb::tuple>(r);
@@ -83,47 +83,47 @@ class PythonDevice : public Device {
       }
       rows_.push_back(rows);
       return VP_OK;
-    } catch (nb::python_error& e) {
-      error_ = python_error_line(e);
-    } catch (const std::exception& e) {
-      error_ = e.what();
-    }
-    return VP_ERROR;
+    });
   }
   int collect(uint64_t ticket, void* const* outputs, int64_t timeout_ns) override {
     if (!async_) return VP_ERROR;
     nb::gil_scoped_acquire g;
     bool done = false;  // after VP_OK or VP_ERROR the ticket is done: its rows leave the FIFO
-    try {
+    int status = guarded([&] {
       nb::object timeout = timeout_ns < 0 ? nb::none() : nb::cast(1e-9 * double(timeout_ns));
       nb::object outs = adapter_.attr("collect")(ticket, timeout);
       if (outs.is_none()) return VP_NOT_READY;
       done = true;
       copy_outputs(outs, next_rows(), outputs);
       return VP_OK;
-    } catch (nb::python_error& e) {
-      error_ = python_error_line(e);
-    } catch (const std::exception& e) {
-      error_ = e.what();
-    }
-    if (!done) next_rows();
-    return VP_ERROR;
+    });
+    if (status == VP_ERROR && !done) next_rows();
+    return status;
   }
   int run(const void* input, int rows, const size_t* qsl_idx, void* const* outputs) override {
     nb::gil_scoped_acquire g;
-    try {
+    return guarded([&] {
       copy_outputs(adapter_.attr("run")(view(input, rows), rows, indices(qsl_idx, rows)), rows, outputs);
       return VP_OK;
-    } catch (nb::python_error& e) {
-      error_ = python_error_line(e);
-    } catch (const std::exception& e) {
-      error_ = e.what();
-    }
-    return VP_ERROR;
+    });
   }
   std::string last_error() override { return error_; }
 
  private:
+  // F's status, or VP_ERROR with the error kept for last_error() when the Python call (or
+  // checking what it returned) throws: the engine fails that batch's samples, never the process.
+  template <class F>
+  int guarded(F&& f) {
+    try {
+      return f();
+    } catch (nb::python_error& e) {
+      error_ = python_error_line(e);
+    } catch (const std::exception& e) {
+      error_ = e.what();
+    }
+    return VP_ERROR;
+  }
+
   nb::object view(const void* input, int rows) {
     size_t bytes = size_t(rows) * info.input_row_bytes();
     PyObject* mv = PyMemoryView_FromMemory(static_cast<char*>(const_cast<void*>(input)), Py_ssize_t(bytes), PyBUF_READ);
