@@ -86,9 +86,34 @@ class PyNms {
   std::unique_ptr<PostScratch> scratch_;
 };
 
-// Set once a LoadGen test was left running after Ctrl-C (Engine::run_test): the process must
-// then end with os._exit (cli.py), as LoadGen's static logger cannot be destroyed mid-test.
+// Set once an interrupted LoadGen test or warm-up left a thread running (Engine::
+// loadgen_abandoned): the process must then end with os._exit (cli.py), as LoadGen's static
+// logger cannot be destroyed mid-test, nor the engine while its drivers run.
 std::atomic<bool> g_loadgen_abandoned{false};
+
+// Python's signal handlers, run from an engine call that released the GIL and polls this
+// (Engine::run_test, the warm-up): a handler's exception (KeyboardInterrupt, or the CLI's
+// Terminated) is kept and re-raised once the engine has stopped waiting.
+class SignalPoll {
+ public:
+  std::function<bool()> interrupted() {
+    return [this] {
+      nb::gil_scoped_acquire g;
+      if (PyErr_CheckSignals() == 0) return false;
+      PyErr_Fetch(&type_, &value_, &tb_);
+      return true;
+    };
+  }
+  void reraise() {
+    if (!type_) return;
+    PyErr_Restore(type_, value_, tb_);
+    type_ = value_ = tb_ = nullptr;
+    throw nb::python_error();
+  }
+
+ private:
+  PyObject *type_ = nullptr, *value_ = nullptr, *tb_ = nullptr;
+};
 
 class PyEngine {
  public:
@@ -200,23 +225,42 @@ class PyEngine {
   }
 
   bool run_test(const TestConfig& c) {
-    PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
+    SignalPoll signals;
     bool ok;
     {
       nb::gil_scoped_release r;
-      ok = engine_->run_test(c, [&] {
-        nb::gil_scoped_acquire g;
-        if (PyErr_CheckSignals() == 0) return false;
-        PyErr_Fetch(&type, &value, &tb);  // re-raised once the test has stopped
-        return true;
-      });
+      ok = engine_->run_test(c, signals.interrupted());
     }
-    if (engine_->loadgen_abandoned()) g_loadgen_abandoned = true;
-    if (type) {
-      PyErr_Restore(type, value, tb);
-      throw nb::python_error();
-    }
+    after_interruptible(signals);
     return ok;
+  }
+
+  std::vector<std::pair<int64_t, int>> measure_rate(double seconds) {
+    SignalPoll signals;
+    std::vector<std::pair<int64_t, int>> events;
+    {
+      nb::gil_scoped_release r;
+      engine_->measure_rate(seconds, signals.interrupted(), &events);
+    }
+    after_interruptible(signals);
+    return events;
+  }
+
+  std::vector<double> measure_latency(int samples, double seconds) {
+    SignalPoll signals;
+    std::vector<double> times;
+    {
+      nb::gil_scoped_release r;
+      engine_->measure_latency(samples, seconds, signals.interrupted(), &times);
+    }
+    after_interruptible(signals);
+    return times;
+  }
+
+  // After an interruptible call: the process must end with _exit if it left a thread running.
+  void after_interruptible(SignalPoll& signals) {
+    if (engine_->loadgen_abandoned()) g_loadgen_abandoned = true;
+    signals.reraise();
   }
 
   nb::list stats() {
@@ -363,10 +407,8 @@ NB_MODULE(_engine, m) {
       .def("stop", [](PyEngine& e) { e.engine_->stop(); }, nb::call_guard<nb::gil_scoped_release>())
       .def("load", &PyEngine::load)
       .def("unload", [](PyEngine& e) { e.engine_->store().unload(); }, nb::call_guard<nb::gil_scoped_release>())
-      .def("measure_rate", [](PyEngine& e, double s) { return e.engine_->measure_rate(s); },
-           nb::call_guard<nb::gil_scoped_release>())
-      .def("measure_latency", [](PyEngine& e, int n, double s) { return e.engine_->measure_latency(n, s); },
-           nb::call_guard<nb::gil_scoped_release>())
+      .def("measure_rate", &PyEngine::measure_rate)
+      .def("measure_latency", &PyEngine::measure_latency)
       .def("run_test", &PyEngine::run_test)
       .def("set_load_hook", &PyEngine::set_load_hook, "hook"_a.none(),
            "HOOK(indices, or None on unload) after each of LoadGen's loads (a cluster's head)")

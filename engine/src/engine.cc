@@ -84,6 +84,16 @@ struct Engine::Parts {
   LoadHook load_hook;
   bool started = false;
   std::atomic<bool> loadgen_abandoned{false};
+  std::atomic<bool> drivers_left{false};  // an interrupted warm-up left them waiting on their devices
+
+  Warmup::Stop warmup_stop(const std::function<bool()>& interrupted, Engine& engine) {
+    if (drivers_left) throw Error("the engine was left running after an interrupted warm-up");
+    return {interrupted, [&engine] { engine.abort(); }};
+  }
+  bool warmup_ended(Warmup::End end) {
+    if (end == Warmup::End::abandoned) drivers_left = true;
+    return end == Warmup::End::finished;
+  }
 };
 
 Engine::Engine(std::unique_ptr<SampleStore> store, std::unique_ptr<Post> post, int batch_size) {
@@ -111,6 +121,7 @@ void Engine::start() {
   Parts& p = *parts_;
   if (p.started) return;
   if (p.lanes.empty()) throw Error("no devices");
+  if (p.drivers_left) throw Error("the engine was left running after an interrupted warm-up");
   int live = 0;  // a device found stuck stays dead across restarts (the error is kept)
   for (auto& l : p.lanes) live += l->dead.load() ? 0 : 1;
   p.queues.open(live, p.batch_timeout_ns);
@@ -137,6 +148,10 @@ void Engine::stop() {
   p.queues.stop();
   p.watchdog.stop();
   p.queues.wake_all();
+  if (p.drivers_left) {  // they wait on their devices, and may still complete into the queues
+    p.started = false;
+    return;
+  }
   for (auto& d : p.drivers) d->join();
   p.completer.stop_post_threads();
   p.queues.fail_bulk();  // nothing left unanswered: any sample of a many-sample query not yet claimed
@@ -160,18 +175,24 @@ bool Engine::run_test(const TestConfig& config, const std::function<bool()>& int
 void Engine::abort() { parts_->queues.abort(); }
 
 bool Engine::loadgen_abandoned() const {
-  return parts_->loadgen_abandoned.load() || parts_->watchdog.abandoned();
+  return parts_->loadgen_abandoned.load() || parts_->watchdog.abandoned() || parts_->drivers_left.load();
 }
 
 void Engine::set_load_hook(LoadHook hook) { parts_->load_hook = std::move(hook); }
 
-std::vector<std::pair<int64_t, int>> Engine::measure_rate(double seconds) {
-  size_t chunk = std::max<size_t>(1, capacity()) * size_t(parts_->batch_size);
-  return parts_->warmup.measure_rate(seconds, chunk);
+bool Engine::measure_rate(double seconds, const std::function<bool()>& interrupted,
+                          std::vector<std::pair<int64_t, int>>* events) {
+  Parts& p = *parts_;
+  Warmup::Stop stop = p.warmup_stop(interrupted, *this);
+  size_t chunk = std::max<size_t>(1, capacity()) * size_t(p.batch_size);
+  return p.warmup_ended(p.warmup.measure_rate(seconds, chunk, stop, events));
 }
 
-std::vector<double> Engine::measure_latency(int samples, double seconds) {
-  return parts_->warmup.measure_latency(samples, seconds);
+bool Engine::measure_latency(int samples, double seconds, const std::function<bool()>& interrupted,
+                             std::vector<double>* times) {
+  Parts& p = *parts_;
+  Warmup::Stop stop = p.warmup_stop(interrupted, *this);
+  return p.warmup_ended(p.warmup.measure_latency(samples, seconds, stop, times));
 }
 
 std::string Engine::serve(const size_t* indices, size_t n) { return parts_->server.serve(indices, n); }

@@ -93,7 +93,8 @@ class Engine {
   // Starts the drivers (and post-processing and watchdog threads). Again after stop() is fine.
   void start();
   // Completes what is in flight, fails what is queued and unclaimed, joins every thread
-  // (except one stuck in a blocking device: see loadgen_abandoned()).
+  // (except one stuck in a blocking device, and drivers an interrupted warm-up left: see
+  // loadgen_abandoned()).
   void stop();
 
   // ---- a LoadGen test ----
@@ -104,8 +105,9 @@ class Engine {
   // Fails every queued sample, and every sample issued after, at once.
   void abort();
   // True once a thread was left running: LoadGen's after an interrupted test it could not
-  // end, or a driver stuck in a blocking device. The engine must then never be destroyed, and
-  // the process must end with _exit.
+  // end, a driver stuck in a blocking device, or drivers whose devices still held a batch when
+  // a warm-up was interrupted. The engine must then never be destroyed, nor measured or
+  // started again, and the process must end with _exit.
   bool loadgen_abandoned() const;
   // LoadGen's load and unload callbacks call HOOK after the store's own (a cluster's head:
   // the nodes load the same samples). LoadGen cannot take an exception: the hook's is
@@ -113,11 +115,18 @@ class Engine {
   void set_load_hook(LoadHook hook);
 
   // ---- outside a LoadGen test, on the loaded samples ----
-  // Warm-up: completions (time ns since the start, samples) while the engine is kept fed
-  // for SECONDS.
-  std::vector<std::pair<int64_t, int>> measure_rate(double seconds);
-  // Warm-up: the seconds of each query of SAMPLES, one query at a time, for SECONDS.
-  std::vector<double> measure_latency(int samples, double seconds);
+  // Warm-up: completions (time ns since the start, samples) into EVENTS while the engine is
+  // kept fed for SECONDS. INTERRUPTED is polled every 100 ms while it waits on the devices;
+  // when it says so the engine is aborted (abort()) and what the devices hold is waited for
+  // half a second: drivers whose devices still hold a batch then are left running
+  // (loadgen_abandoned()), and stop() does not join them. Returns false if it was interrupted
+  // (EVENTS then left as it was).
+  bool measure_rate(double seconds, const std::function<bool()>& interrupted,
+                    std::vector<std::pair<int64_t, int>>* events);
+  // Warm-up: the seconds of each query of SAMPLES into TIMES, one query at a time, for
+  // SECONDS; interrupted as measure_rate() is.
+  bool measure_latency(int samples, double seconds, const std::function<bool()>& interrupted,
+                       std::vector<double>* times);
   // A cluster node: runs one forwarded batch of cache indices as a many-sample query and
   // blocks until every sample is answered; returns rows of [8-byte size |
   // max_response_bytes()] in the order given. Any thread, several at once. Throws Error if a

@@ -1,8 +1,6 @@
 #include "warmup.h"
 
 #include <algorithm>
-#include <chrono>
-#include <deque>
 
 namespace vp {
 
@@ -19,10 +17,42 @@ void Warmup::Counter::reset() {
   events.clear();
 }
 
-std::vector<std::pair<int64_t, int>> Warmup::measure_rate(double seconds, size_t chunk) {
+void Warmup::issue(const std::vector<mlperf::QuerySample>& kept) {
+  if (kept.size() == 1)
+    queues_.issue(kept.data(), 1);  // the one-sample path, as SingleStream takes it
+  else
+    queues_.add_bulk(kept.data(), kept.size());
+}
+
+Warmup::End Warmup::poll(std::unique_lock<std::mutex>& lk, uint64_t issued, const Stop& stop, Clock::time_point* at) {
+  if (Clock::now() < *at) return End::finished;
+  lk.unlock();  // the poll may take the interpreter's lock, which a device's thread may hold
+  bool interrupted = stop.interrupted();
+  lk.lock();
+  *at = Clock::now() + kPoll;
+  if (!interrupted) return End::finished;
+  lk.unlock();
+  stop.abort();
+  lk.lock();
+  const bool drained = counter_.cv.wait_for(lk, kGrace, [&] { return counter_.done >= issued; });
+  return drained ? End::interrupted : End::abandoned;
+}
+
+Warmup::End Warmup::wait_done(std::unique_lock<std::mutex>& lk, uint64_t issued, const Stop& stop) {
+  auto poll_at = Clock::now() + kPoll;
+  while (counter_.done < issued) {
+    counter_.cv.wait_until(lk, poll_at);
+    if (counter_.done >= issued) break;
+    if (End end = poll(lk, issued, stop, &poll_at); end != End::finished) return end;
+  }
+  return End::finished;
+}
+
+Warmup::End Warmup::measure_rate(double seconds, size_t chunk, const Stop& stop,
+                                 std::vector<std::pair<int64_t, int>>* events) {
   const auto& loaded = store_.loaded();
   if (loaded.empty()) throw Error("measure_rate needs loaded samples");
-  std::deque<std::vector<mlperf::QuerySample>> lists;  // alive until their samples complete
+  queries_.clear();  // the last warm-up's samples all completed
   counter_.reset();
   Sink* before = completer_.set_sink(&counter_);
   uint64_t issued = 0;
@@ -30,9 +60,9 @@ std::vector<std::pair<int64_t, int>> Warmup::measure_rate(double seconds, size_t
   auto feed = [&] {
     std::vector<mlperf::QuerySample> q(chunk);
     for (auto& s : q) s = {mlperf::ResponseId(1), loaded[cursor++ % loaded.size()]};
-    lists.push_back(std::move(q));
     issued += chunk;
-    queues_.add_bulk(lists.back().data(), chunk);
+    queries_.push_back(std::move(q));
+    issue(queries_.back());
   };
   const int64_t t0 = now_ns(), t_end = t0 + int64_t(seconds * 1e9);
   const int64_t t_give_up = t0 + int64_t(10 * seconds * 1e9) + 2000000000LL;
@@ -40,8 +70,11 @@ std::vector<std::pair<int64_t, int>> Warmup::measure_rate(double seconds, size_t
   feed();
   feed();
   std::unique_lock<std::mutex> lk(counter_.mu);
+  End end = End::finished;
+  auto poll_at = Clock::now() + kPoll;
   for (;;) {
     counter_.cv.wait_for(lk, std::chrono::milliseconds(5));
+    if ((end = poll(lk, issued, stop, &poll_at)) != End::finished) break;
     uint64_t done = counter_.done;
     int64_t now = now_ns();
     if (!completer_.error().empty()) break;
@@ -66,38 +99,40 @@ std::vector<std::pair<int64_t, int>> Warmup::measure_rate(double seconds, size_t
       lk.lock();
     }
   }
-  counter_.cv.wait(lk, [&] { return counter_.done >= issued; });  // drain
+  if (end == End::finished) end = wait_done(lk, issued, stop);  // drain
+  if (end == End::abandoned) return end;  // the drivers may still complete into this sink
   completer_.set_sink(before);
-  auto events = counter_.events;
+  *events = counter_.events;
   lk.unlock();
-  for (auto& e : events) e.first -= t0;
-  return events;
+  for (auto& e : *events) e.first -= t0;
+  return end;
 }
 
-std::vector<double> Warmup::measure_latency(int samples, double seconds) {
+Warmup::End Warmup::measure_latency(int samples, double seconds, const Stop& stop, std::vector<double>* times) {
   const auto& loaded = store_.loaded();
   if (loaded.empty()) throw Error("measure_latency needs loaded samples");
   std::vector<mlperf::QuerySample> q(size_t(std::max(1, samples)));
   for (size_t k = 0; k < q.size(); ++k) q[k] = {mlperf::ResponseId(1), loaded[k % loaded.size()]};
+  queries_.clear();  // the last warm-up's samples all completed
+  queries_.push_back(std::move(q));
   counter_.reset();
   Sink* before = completer_.set_sink(&counter_);
-  std::vector<double> times;
   const int64_t t_end = now_ns() + int64_t(seconds * 1e9);
   uint64_t issued = 0;
-  while (now_ns() < t_end || times.size() < 3) {
+  End end = End::finished;
+  while (now_ns() < t_end || times->size() < 3) {
     int64_t t = now_ns();
-    issued += q.size();
-    if (q.size() == 1)
-      queues_.issue(q.data(), 1);  // the one-sample path, as SingleStream takes it
-    else
-      queues_.add_bulk(q.data(), q.size());
+    issued += queries_.back().size();
+    issue(queries_.back());
     std::unique_lock<std::mutex> lk(counter_.mu);
-    counter_.cv.wait(lk, [&] { return counter_.done >= issued; });
-    times.push_back(1e-9 * double(now_ns() - t));
+    end = wait_done(lk, issued, stop);
+    if (end != End::finished) break;
+    times->push_back(1e-9 * double(now_ns() - t));
     if (!completer_.error().empty()) break;
   }
+  if (end == End::abandoned) return end;  // the drivers may still complete into this sink
   completer_.set_sink(before);
-  return times;
+  return end;
 }
 
 }  // namespace vp
