@@ -260,6 +260,10 @@ class SystemUnderTest:
         self._engine.load_cpu_s = 0.0
 
     # -- warm-up -----------------------------------------------------------------------------
+    # Both release the GIL and run signal handlers every 100 ms, as run_test does: Ctrl-C (or
+    # the CLI's SIGTERM/SIGHUP) fails what is queued and raises within about half a second; a
+    # device still holding a batch then is left running, `_engine.loadgen_abandoned()` is true
+    # and the process must end with os._exit (cli.main does).
     def measure_rate(self, seconds: float = 2.0) -> list[tuple[float, int]]:
         """(seconds since start, samples) of each completion while the engine is kept fed."""
         return [(t * 1e-9, n) for t, n in self._engine.measure_rate(seconds)]
