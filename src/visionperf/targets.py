@@ -58,16 +58,21 @@ SPARE_QUERY_BUDGET = 1_000_000  # queries a SingleStream/MultiStream run may gen
 OFFICIAL_MIN_DURATION_S = 600.0  # mlperf.conf's min_duration, when --duration is not given
 
 
-def latency_target_qps(query_s: float, duration_s: float | None) -> tuple[float, float]:
+def latency_target_qps(query_s: float, duration_s: float | None,
+                       max_queries: int | None = None) -> tuple[float, float]:
     """(target_qps, spare) for a SingleStream/MultiStream run whose warm-up measured QUERY_S a
     query: LoadGen generates min_duration x target_qps queries up front and stops at
     min_duration, so an expected latency set low only generates spare queries, while one set
     high runs out of queries and the run is INVALID. A warm-up on a busy machine can measure
     several times the test's latency, so the expected latency is 1/SPARE of the measured one:
     up to 8x for short runs, whose spare queries cost little, and at least 2x, with the spare
-    kept within about SPARE_QUERY_BUDGET queries (LoadGen holds each in memory)."""
+    kept within about SPARE_QUERY_BUDGET queries (LoadGen holds each in memory). MAX_QUERIES,
+    the most LoadGen can hold, wins over all of these: a spare below 1 then means a run that
+    may run out of queries before min_duration, where more would not fit in memory."""
     seconds = duration_s or OFFICIAL_MIN_DURATION_S
     spare = min(8.0, max(2.0, SPARE_QUERY_BUDGET * query_s / seconds))
+    if max_queries is not None and seconds * spare / query_s > max_queries:
+        spare = max_queries * query_s / seconds
     return spare / query_s, spare
 
 

@@ -65,11 +65,18 @@ VALUE_BOUNDS = {
 }
 
 
+# The streams' target_latency is the expected latency of a query: LoadGen issues 1 / it queries a
+# second, so 0 would make it generate queries without end (std::bad_alloc, or the OOM killer).
+STREAM_LATENCY_SCENARIOS = ("SingleStream", "MultiStream", "*")
+
+
 def bad_value(key: str, text: str) -> str | None:
     """Why the value TEXT of KEY ('model.scenario.name') cannot be what the user meant, or None;
     the same bounds the command-line options have."""
-    name = key.rsplit(".", 1)[-1]
+    scenario, name = (key.rsplit(".", 2)[-2:] if key.count(".") >= 2 else ("*", key))
     lo, lo_open, hi = VALUE_BOUNDS.get(name, (0.0, False, None))
+    if name == "target_latency" and scenario in STREAM_LATENCY_SCENARIOS:
+        lo, lo_open = 0.0, True
     value = float(int(text, 16)) if text.lower().lstrip("+-").startswith("0x") else float(text)
     negative = text.startswith("-")  # -0 too: strtoull wraps it like any other
     if not negative and math.isfinite(value) and (value > lo or (value == lo and not lo_open)) \
@@ -170,11 +177,12 @@ def loadgen_mlperf_conf() -> str | None:
     parses that on the first FromConfig, so reading the string from the extension gives exactly
     the values LoadGen applies.
     """
-    try:
-        import mlperf_loadgen
+    from importlib.util import find_spec
 
-        data = Path(mlperf_loadgen.__file__).read_bytes()
-    except (ImportError, OSError, TypeError):
+    try:  # found, not imported: an extension's initialisation cut short by Ctrl-C is an ImportError
+        spec = find_spec("mlperf_loadgen")
+        data = Path(spec.origin).read_bytes()
+    except (ImportError, OSError, TypeError, AttributeError, ValueError):
         return None
     start = data.find(b"# The format of this config file is")
     if start < 0:

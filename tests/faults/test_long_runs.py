@@ -7,7 +7,7 @@ import pytest
 from hostile import refused
 from injection import half_written
 
-from visionperf.run.length import LengthSettings, estimate
+from visionperf.run.length import LOADGEN_DEFAULTS, LengthSettings, estimate
 
 pytestmark = pytest.mark.fault  # `make faults` runs every test so marked
 
@@ -46,6 +46,15 @@ def test_user_conf_target_qps_tiny(imagenet_dir, slim_model, tmp_path):
     err = _run(imagenet_dir, slim_model, tmp_path, "--scenario", "Server", "--user-conf", conf, within_s=30)
     assert "12 days" in err and "target_qps 0.0001" in err and "--max-hours" in err, err
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("key", ["resnet50.SingleStream.target_latency", "*.*.target_latency"])
+def test_user_conf_stream_latency_zero(key, imagenet_dir, slim_model, tmp_path):
+    # an expected latency of 0 is an infinite target: LoadGen would generate queries without end
+    conf = _conf(tmp_path, f"{key} = 0")
+    err = _run(imagenet_dir, slim_model, tmp_path, "--scenario", "SingleStream", "--backend", "null",
+               "--user-conf", conf, within_s=30)
+    assert f"{conf}:2: {key} = 0: pass a finite number above 0" in err, err
 
 
 def test_user_conf_huge_samples_per_query_on_cards(imagenet_dir, slim_model, tmp_path):
@@ -104,3 +113,10 @@ def test_estimates():
     assert capped.seconds == 60 and "max_duration" in capped.why
     assert estimate(_length("SingleStream", mode="accuracy"), None, None) is None
     assert estimate(_length("SingleStream", mode="accuracy"), 10.0, 5000).seconds == pytest.approx(500)
+
+
+def test_loadgen_defaults_are_loadgens():
+    import mlperf_loadgen as lg
+
+    ts = lg.TestSettings()
+    assert LOADGEN_DEFAULTS == {k: getattr(ts, k) for k in LOADGEN_DEFAULTS}

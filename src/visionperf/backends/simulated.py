@@ -73,6 +73,11 @@ def card_rate_for(workload: Workload, card_rate: float | None) -> tuple[float, i
     return (card_rate or rate), batch
 
 
+# The paper's densest server (G292-Z43, 16 cards on 64 cores) gives each card 4 cores; every card
+# has a driver thread of its own, and beyond this many sharing one core they only take turns (a
+# thousand cards on 2 cores run a 1 s test for minutes).
+CARDS_PER_CORE = 16
+
 # A card slower than this per batch gives the warm-up (windows of 0.5 s) nothing to measure and
 # holds every wait on it for as long: --card-rate 1e-9 would make one batch take centuries.
 MAX_BATCH_S = 60.0
@@ -87,6 +92,18 @@ class Simulated(Backend):
 
     def score_format(self, workload, model):
         return score_format(workload)
+
+    def check_device_count(self, counts: int | list[int], where: str = "this machine") -> None:
+        from ..topology import read_topology
+
+        counts = [counts] if isinstance(counts, int) else list(counts)
+        cores = len(read_topology().cores)
+        most = CARDS_PER_CORE * cores
+        if max(counts) > most:
+            given = ",".join(map(str, counts))
+            raise UserError(f"--devices {given}: {where} has {cores} physical core(s) and at most {CARDS_PER_CORE} "
+                            f"simulated cards share one: pass {'--devices ' if len(counts) == 1 else 'counts up to '}"
+                            f"{most}{' or fewer' if len(counts) == 1 else ''}")
 
     def card_memory_bytes(self, in_flight: int, batch_size: int, row_bytes: int) -> int:
         """A card's own memory: a copy of every input batch it holds (engine/src/simulated.cc)."""

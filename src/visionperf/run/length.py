@@ -24,6 +24,10 @@ from ..userconf import conf_int, conf_setting
 
 DEFAULT_MAX_HOURS = 4.0
 
+# LoadGen 6.0.17's TestSettings defaults (test_settings.h), where neither conf sets a key; written
+# out, not read from the extension, whose import is best left to the run's LoadGen step.
+LOADGEN_DEFAULTS = {"min_duration_ms": 10_000, "min_query_count": 100, "multi_stream_samples_per_query": 8}
+
 
 @dataclass(frozen=True)
 class LengthSettings:
@@ -35,8 +39,7 @@ class LengthSettings:
     max_duration_s: float  # 0: no cap
     min_query_count: int
     max_query_count: int  # 0: no cap
-    target_qps: float | None  # LoadGen's (SingleStream, MultiStream: 1 / the expected latency); None: set
-    # later from the warm-up
+    target_qps: float | None  # LoadGen's (the streams: 1 / expected latency); None: the warm-up's, later
     samples_per_query: int  # MultiStream's; 1 elsewhere (Offline's one query is counted apart)
     accuracy_samples: int  # accuracy_sample_count_override; 0: the whole dataset
 
@@ -55,15 +58,8 @@ class LengthSettings:
     def from_confs(cls, conf_text: str, model: str, scenario: str, mode: str) -> LengthSettings | None:
         """From mlperf.conf and CONF_TEXT (the run's user.conf as the options write it), over
         LoadGen's defaults, as LoadGen will apply them; None where mlperf.conf cannot be read."""
-        import mlperf_loadgen as lg
-
-        defaults = cls.from_loadgen(lg.TestSettings(), scenario, mode)
-
         def setting(key: str, user_conf_only: bool = False):
-            try:
-                hit = conf_setting(conf_text, model, scenario, key)
-            except LookupError:
-                raise _Unreadable from None
+            hit = conf_setting(conf_text, model, scenario, key)  # LookupError: no mlperf.conf
             return None if hit is None or (user_conf_only and hit[1] != "user.conf") else hit[0]
 
         def integer(key: str, default: int) -> int:
@@ -77,12 +73,14 @@ class LengthSettings:
             else:
                 latency_ms = setting("target_latency", user_conf_only=True)
                 qps = None if latency_ms is None or not conf_int(latency_ms) else 1000 / conf_int(latency_ms)
-            return cls(scenario, mode, integer("min_duration", int(defaults.min_duration_s * 1000)) / 1000,
-                       integer("max_duration", 0) / 1000, integer("min_query_count", defaults.min_query_count),
+            return cls(scenario, mode, integer("min_duration", LOADGEN_DEFAULTS["min_duration_ms"]) / 1000,
+                       integer("max_duration", 0) / 1000,
+                       integer("min_query_count", LOADGEN_DEFAULTS["min_query_count"]),
                        integer("max_query_count", 0), None if qps is None else float(qps),
-                       integer("samples_per_query", defaults.samples_per_query) if scenario == "MultiStream" else 1,
+                       integer("samples_per_query", LOADGEN_DEFAULTS["multi_stream_samples_per_query"])
+                       if scenario == "MultiStream" else 1,
                        integer("accuracy_sample_count_override", 0))
-        except _Unreadable:
+        except LookupError:
             return None
 
 
@@ -90,24 +88,24 @@ def _per_second(latency_ns: float) -> float | None:
     return 1e9 / latency_ns if latency_ns > 0 else None
 
 
-class _Unreadable(Exception):
-    pass
-
-
-def issued_samples(t: LengthSettings, total: int | None) -> int | None:
-    """How many samples LoadGen issues (and keeps a record of) in the test; None where it
+def issued(t: LengthSettings, total: int | None) -> tuple[int, int] | None:
+    """(queries, samples) LoadGen issues, and keeps a record of, in the test; None where that
     depends on what is not known yet (the warm-up's target, the dataset's size)."""
     if t.mode == "accuracy":
-        return t.accuracy_samples or total
+        samples = t.accuracy_samples or total
+        if not samples:
+            return None
+        queries = {"Offline": 1, "MultiStream": math.ceil(samples / t.samples_per_query)}.get(t.scenario, samples)
+        return queries, samples
     if t.target_qps is None:
         return None
     if t.scenario == "Offline":
-        return max(t.min_query_count, int(LOADGEN_OFFLINE_SLACK * t.min_duration_s * t.target_qps))
+        return 1, max(t.min_query_count, int(LOADGEN_OFFLINE_SLACK * t.min_duration_s * t.target_qps))
     # Server schedules, and the streams generate, min_duration x target_qps queries up front
     queries = max(t.min_query_count, math.ceil(t.min_duration_s * t.target_qps))
     if t.max_query_count:
         queries = min(queries, t.max_query_count)
-    return queries * t.samples_per_query
+    return queries, queries * t.samples_per_query
 
 
 @dataclass(frozen=True)

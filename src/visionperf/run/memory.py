@@ -19,9 +19,14 @@ import numpy as np
 
 from ..errors import UserError
 from .config import RunSpec
-from .length import LengthSettings, issued_samples
+from .length import LengthSettings, issued
 
-LOADGEN_BYTES_PER_SAMPLE = 216  # a query's 16 B plus its per-sample metadata, assumed ~200 B
+# LoadGen 6.0.17's own records, measured (the peak RSS of null-device runs of millions of queries,
+# less a run of a few): about 90 B a sample issued, and per query (one-sample queries in
+# SingleStream and Server, eight samples in MultiStream, one query in all in Offline) the rest.
+LOADGEN_SAMPLE_BYTES = 96
+LOADGEN_QUERY_BYTES = {"Offline": 0, "Server": 256, "MultiStream": 640, "SingleStream": 896}
+LOADGEN_SHARE = 0.5  # of the memory available, what a target the run sets itself may have LoadGen hold
 ENGINE_SPARE_BATCHES = 4  # output batches per device beyond those in flight (engine.cc, kSpareBatches)
 WARMUP_BATCHES = 4  # the warm-up loads this many batches per device (warmup.warm_up)
 
@@ -98,38 +103,70 @@ def _cgroup_left() -> int | None:
 def memory_needed(spec: RunSpec, total: int | None, length: LengthSettings | None) -> MemoryEstimate:
     """What SPEC's run holds at its peak over a dataset of TOTAL samples (None: not known yet),
     with LoadGen's test as LENGTH describes it (None: its size is not known yet)."""
-    from ..postprocess import make_postprocess
-
-    cfg, w, backend = spec.config, spec.workload, spec.backend
     parts: dict[str, Part] = {}
-    loadgen = issued_samples(length, total) if length is not None else None
-    if loadgen:
-        parts["LoadGen's records"] = Part(loadgen * LOADGEN_BYTES_PER_SAMPLE, f"{loadgen:,} samples issued",
+    counts = issued(length, total) if length is not None else None
+    if counts:
+        queries, samples = counts
+        parts["LoadGen's records"] = Part(loadgen_bytes(length.scenario, queries, samples),
+                                          f"{queries:,} quer{'y' if queries == 1 else 'ies'} of {samples:,} "
+                                          "samples in all",
                                           "lower --target-qps or --duration")
-    if cfg.cluster:  # the nodes hold the samples and the devices, each in its own memory
-        return MemoryEstimate(parts)
+    if not spec.config.cluster:  # a cluster's nodes hold the samples and devices, each in its own memory
+        parts.update(_devices_parts(spec, total))
+    return MemoryEstimate(parts)
+
+
+def _devices_parts(spec: RunSpec, total: int | None) -> dict[str, Part]:
+    """The sample buffers and what each device holds, on this server."""
+    cfg, w, backend = spec.config, spec.workload, spec.backend
     devices, batch, in_flight = cfg.devices, spec.default_batch_size, cfg.in_flight
-    row = int(np.prod(w.row_shape(w.layout))) * np.dtype(spec.model.input_dtype).itemsize
-    post = make_postprocess(w, spec.model, skip=cfg.skip_postprocess, score_format=backend.score_format(w, spec.model))
-    out = sum(int(np.prod(shape[1:])) * np.dtype(dtype).itemsize for shape, dtype in post.output_shapes(1, w))
+    row, out = _sample_bytes(spec)
     replicas = _replicas(cfg.replicas or ("device" if backend.is_card else "one"), devices)
     rows = max(WARMUP_BATCHES * batch * devices, w.performance_sample_count)
     rows = min(rows, total) if total else rows
-    more = "lower --devices or pass --replicas one" if replicas > 1 else "lower --batch-size or --devices"
-    parts["sample buffers"] = Part(replicas * rows * row, f"{replicas:,} replica(s) x {rows:,} samples x "
-                                   f"{_size(row)}", more)
-    parts["staging"] = Part(devices * batch * row, f"{devices:,} device(s) x a batch of {batch:,} x {_size(row)}",
-                            "lower --batch-size or --devices")
-    parts["outputs"] = Part(devices * (in_flight + ENGINE_SPARE_BATCHES) * batch * out,
-                            f"{devices:,} device(s) x {in_flight + ENGINE_SPARE_BATCHES} batches of {batch:,} x "
-                            f"{_size(out)} of outputs", "lower --batch-size, --in-flight or --devices")
-    copies = getattr(backend, "card_memory_bytes", None)
+    fewer = "lower --devices or pass --replicas one" if replicas > 1 else "lower --batch-size or --devices"
+    each = f"{devices:,} device(s) x"
+    parts = {
+        "sample buffers": Part(replicas * rows * row, f"{replicas:,} replica(s) x {rows:,} samples x {_size(row)}",
+                               fewer),
+        "staging": Part(devices * batch * row, f"{each} a batch of {batch:,} x {_size(row)}",
+                        "lower --batch-size or --devices"),
+        "outputs": Part(devices * (in_flight + ENGINE_SPARE_BATCHES) * batch * out,
+                        f"{each} {in_flight + ENGINE_SPARE_BATCHES} batches of {batch:,} x {_size(out)} of outputs",
+                        "lower --batch-size, --in-flight or --devices"),
+    }
+    copies = getattr(backend, "card_memory_bytes", None)  # cards that copy their input batches (simulated)
     if copies is not None:
-        parts["card copies"] = Part(devices * copies(in_flight, batch, row), f"{devices:,} card(s) x {in_flight} "
-                                    f"batches of {batch:,} x {_size(row)}", "lower --batch-size, --in-flight or "
-                                    "--devices")
-        parts["output examples"] = Part(backend.examples_bytes(w, out), "the cards' output examples", "")
-    return MemoryEstimate(parts)
+        parts["card copies"] = Part(devices * copies(in_flight, batch, row),
+                                    f"{devices:,} card(s) x {in_flight} batches of {batch:,} x {_size(row)}",
+                                    "lower --batch-size, --in-flight or --devices")
+        parts["output examples"] = Part(backend.examples_bytes(w, out), "the cards' output examples",
+                                        "lower --devices")
+    return parts
+
+
+def _sample_bytes(spec: RunSpec) -> tuple[int, int]:
+    """(one sample's input row, one sample's outputs) in bytes."""
+    from ..postprocess import make_postprocess
+
+    w, model, backend = spec.workload, spec.model, spec.backend
+    row = int(np.prod(w.row_shape(w.layout))) * np.dtype(model.input_dtype).itemsize
+    post = make_postprocess(w, model, skip=spec.config.skip_postprocess, score_format=backend.score_format(w, model))
+    out = sum(int(np.prod(shape[1:])) * np.dtype(dtype).itemsize for shape, dtype in post.output_shapes(1, w))
+    return row, out
+
+
+def loadgen_bytes(scenario: str, queries: int, samples: int) -> int:
+    """What LoadGen holds for a test of QUERIES queries of SAMPLES samples in all."""
+    return queries * LOADGEN_QUERY_BYTES[scenario] + samples * LOADGEN_SAMPLE_BYTES
+
+
+def loadgen_queries_fitting(scenario: str, samples_per_query: int) -> int | None:
+    """The most queries a target the run sets itself may have LoadGen generate (None: no limit known)."""
+    available = mem_available()
+    if available is None:
+        return None
+    return int(LOADGEN_SHARE * available / loadgen_bytes(scenario, 1, samples_per_query))
 
 
 def check_memory(need: MemoryEstimate, available: int | None) -> None:

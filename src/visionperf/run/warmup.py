@@ -13,6 +13,7 @@ from ..targets import LOADGEN_OFFLINE_SLACK, OFFLINE_MARGIN, latency_target_qps,
 from ..userconf import Overrides, conf_has
 from .config import RunSpec
 from .machine import Built
+from .memory import loadgen_queries_fitting
 
 MULTISTREAM_SAMPLES = 8  # mlperf.conf's samples per MultiStream query
 WARMUP_WINDOWS = 4  # rate windows of 0.5 s when a target is derived from the warm-up
@@ -83,9 +84,16 @@ def targets(spec: RunSpec, warm: WarmUp, devices: list, total: int, notes: list[
     cfg, w, scenario = spec.config, spec.workload, spec.scenario
     over = Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration)
     if warm.need_target and warm.query_s is not None:
-        over.target_qps, spare = latency_target_qps(warm.query_s, cfg.duration)
-        notes.append(f"expected latency {warm.query_s * 1000 / spare:.3f} ms set from a warm-up (1/{spare:g} of "
-                     "the measured query latency); pass --target-qps to choose it")
+        fitting = loadgen_queries_fitting(scenario, 1 if scenario == "SingleStream" else MULTISTREAM_SAMPLES)
+        over.target_qps, spare = latency_target_qps(warm.query_s, cfg.duration, fitting)
+        if spare >= 1:
+            notes.append(f"expected latency {warm.query_s * 1000 / spare:.3f} ms set from a warm-up (1/{spare:g} "
+                         "of the measured query latency); pass --target-qps to choose it")
+        else:
+            notes.append(f"expected latency {warm.query_s * 1000 / spare:.3f} ms set so that LoadGen's {fitting:,} "
+                         f"queries fit in the memory available (the warm-up's {warm.query_s * 1000:.3g} ms queries "
+                         "would need more): the test may end before its min_duration (INVALID); pass a shorter "
+                         "--duration")
     elif warm.need_target and scenario == "Offline":
         # Aim high. Set too high, the run only lasts longer than min_duration; set low (a
         # warm-up slower than the run), it ends early and is INVALID.
