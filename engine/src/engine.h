@@ -120,7 +120,7 @@ class Engine {
   // when it says so the engine is aborted (abort()) and what the devices hold is waited for
   // half a second: drivers whose devices still hold a batch then are left running
   // (loadgen_abandoned()), and stop() does not join them. Returns false if it was interrupted
-  // (EVENTS then left as it was).
+  // (the figures are then incomplete).
   bool measure_rate(double seconds, const std::function<bool()>& interrupted,
                     std::vector<std::pair<int64_t, int>>* events);
   // Warm-up: the seconds of each query of SAMPLES into TIMES, one query at a time, for

@@ -38,12 +38,12 @@ Warmup::End Warmup::poll(std::unique_lock<std::mutex>& lk, uint64_t issued, cons
   return drained ? End::interrupted : End::abandoned;
 }
 
-Warmup::End Warmup::wait_done(std::unique_lock<std::mutex>& lk, uint64_t issued, const Stop& stop) {
-  auto poll_at = Clock::now() + kPoll;
+Warmup::End Warmup::wait_done(std::unique_lock<std::mutex>& lk, uint64_t issued, const Stop& stop,
+                              Clock::time_point* poll_at) {
   while (counter_.done < issued) {
-    counter_.cv.wait_until(lk, poll_at);
+    counter_.cv.wait_until(lk, *poll_at);
     if (counter_.done >= issued) break;
-    if (End end = poll(lk, issued, stop, &poll_at); end != End::finished) return end;
+    if (End end = poll(lk, issued, stop, poll_at); end != End::finished) return end;
   }
   return End::finished;
 }
@@ -99,7 +99,7 @@ Warmup::End Warmup::measure_rate(double seconds, size_t chunk, const Stop& stop,
       lk.lock();
     }
   }
-  if (end == End::finished) end = wait_done(lk, issued, stop);  // drain
+  if (end == End::finished) end = wait_done(lk, issued, stop, &poll_at);  // drain
   if (end == End::abandoned) return end;  // the drivers may still complete into this sink
   completer_.set_sink(before);
   *events = counter_.events;
@@ -120,12 +120,13 @@ Warmup::End Warmup::measure_latency(int samples, double seconds, const Stop& sto
   const int64_t t_end = now_ns() + int64_t(seconds * 1e9);
   uint64_t issued = 0;
   End end = End::finished;
+  auto poll_at = Clock::now() + kPoll;  // across queries: each may take less than a poll
   while (now_ns() < t_end || times->size() < 3) {
     int64_t t = now_ns();
     issued += queries_.back().size();
     issue(queries_.back());
     std::unique_lock<std::mutex> lk(counter_.mu);
-    end = wait_done(lk, issued, stop);
+    end = wait_done(lk, issued, stop, &poll_at);
     if (end != End::finished) break;
     times->push_back(1e-9 * double(now_ns() - t));
     if (!completer_.error().empty()) break;

@@ -29,7 +29,7 @@ class Warmup {
   static constexpr std::chrono::milliseconds kPoll{100};
   static constexpr std::chrono::milliseconds kGrace{500};  // a healthy device ends its batch well within it
 
-  // How a measurement ended; the figures are only those of a finished one.
+  // How a measurement ended: the figures are whole only when it finished.
   enum class End { finished, interrupted, abandoned };
   struct Stop {
     std::function<bool()> interrupted;
@@ -60,8 +60,8 @@ class Warmup {
   // Under LK (counter_.mu): polls STOP once *AT has come (and sets the next poll); when it says
   // stop, aborts and waits kGrace for ISSUED samples to complete. finished: not interrupted.
   End poll(std::unique_lock<std::mutex>& lk, uint64_t issued, const Stop& stop, Clock::time_point* at);
-  // Under LK: waits until ISSUED samples completed, polling STOP.
-  End wait_done(std::unique_lock<std::mutex>& lk, uint64_t issued, const Stop& stop);
+  // Under LK: waits until ISSUED samples completed, polling STOP (as poll() does).
+  End wait_done(std::unique_lock<std::mutex>& lk, uint64_t issued, const Stop& stop, Clock::time_point* at);
   // KEPT is one of queries_: alive until its samples complete, and past an abandoned warm-up.
   void issue(const std::vector<mlperf::QuerySample>& kept);
 

@@ -74,8 +74,9 @@ class Stopped(Exception):
     pass
 
 
-def test_an_interrupted_warm_up_on_a_healthy_device_stops_the_engine_as_usual():
-    """In process: a handler's exception is raised from measure_rate within a poll and the
+@pytest.mark.parametrize("measure", ["rate", "latency"])
+def test_an_interrupted_warm_up_on_a_healthy_device_stops_the_engine_as_usual(measure):
+    """In process: a handler's exception is raised from the measurement within a poll and the
     grace, the batches in flight complete, and nothing is left running."""
     from visionperf import _engine
 
@@ -89,7 +90,7 @@ def test_an_interrupted_warm_up_on_a_healthy_device_stops_the_engine_as_usual():
         t = time.monotonic()
         timer.start()
         with pytest.raises(Stopped):
-            sut.measure_rate(30.0)
+            sut.measure_rate(30.0) if measure == "rate" else sut.measure_latency(4, 30.0)
         took = time.monotonic() - t - 0.3
     finally:
         timer.cancel()
