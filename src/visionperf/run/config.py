@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import compliance
-from .length import DEFAULT_MAX_HOURS, LengthSettings, check_length
 from ..backends import get_backend
 from ..backends.base import Backend
 from ..errors import UserError
@@ -19,6 +18,7 @@ from ..models import check_model
 from ..models.check import ModelInfo
 from ..userconf import Overrides, make_user_conf, read_user_conf
 from ..workloads import Workload, check_scenario, get_workload
+from .length import DEFAULT_MAX_HOURS, LengthSettings, check_length
 
 
 @dataclass
