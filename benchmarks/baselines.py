@@ -46,8 +46,9 @@ def bare_cpp(scenario: str, qps: float, duration: float, work: Path, batch: int 
 
 
 def visionperf(scenario: str, backend: str, devices: int, qps: float, duration: float, fixture: dict,
-               work: Path, cpus: str | None = None, old_src: str | None = None, extra=()):
-    """One `visionperf run`; returns (PerfResult, run.json)."""
+               work: Path, cpus: str | None = None, old_src: str | None = None, extra=(), python: str | None = None):
+    """One `visionperf run` (by PYTHON: another tree's virtual environment, default this one);
+    returns (PerfResult, run.json)."""
     import json
 
     from visionperf.results import read_result
@@ -56,7 +57,7 @@ def visionperf(scenario: str, backend: str, devices: int, qps: float, duration: 
     env = dict(os.environ)
     if old_src:
         env["PYTHONPATH"] = old_src
-    cmd = [*_taskset(cpus), sys.executable, "-m", "visionperf", "run", fixture["workload"], "--scenario", scenario,
+    cmd = [*_taskset(cpus), python or sys.executable, "-m", "visionperf", "run", fixture["workload"], "--scenario", scenario,
            "--backend", backend, "--devices", str(devices), "--target-qps", str(qps), "--duration", str(duration),
            "--model", fixture["model"], "--dataset", fixture["dataset"], "--cache", fixture["cache"],
            "--out", str(out), *map(str, extra)]
