@@ -44,10 +44,11 @@ def test_a_thousand_cards_each_with_a_replica(imagenet_dir, slim_model, tmp_path
 
 
 def test_the_estimate_adds_up_its_parts(imagenet_dir, slim_model, tmp_path):
-    # 2 replicas of 48 samples, 2 staging batches of 4,096, the cards' 4 batches, 12 output batches
+    # 2 replicas of 48 samples, 2 staging batches of 4,096, the cards' 4 batches, 12 output batches, and
+    # LoadGen's records of the 27M samples of a 600 s test at the cards' peak rate
     err = _run(imagenet_dir, slim_model, tmp_path, "--backend", "simulated", "--devices", "2", "--batch-size", "4096",
                "--replicas", "device")
-    assert "the run needs about 13.8 GiB of memory" in err, err
+    assert "the run needs about 16.3 GiB of memory" in err, err
     assert "the most, 9.2 GiB, is card copies: 2 card(s) x 2 batches of 4,096 x 588.0 KiB" in err, err
     assert not (tmp_path / "cache").exists()
 
@@ -65,9 +66,18 @@ def test_loadgen_records_of_a_huge_target(imagenet_dir, slim_model, tmp_path):
 
 
 def test_loadgen_records_of_a_target_set_from_the_cards(imagenet_dir, slim_model, tmp_path):
-    # 16 cards' peak rate sets Offline's target after the warm-up: LoadGen's own reading is checked
+    # 16 cards' peak rate will set Offline's target: known from the options, refused before any work
     err = _run(imagenet_dir, slim_model, tmp_path, "--backend", "simulated", "--devices", "16")
     assert "LoadGen's records: 1 query of" in err, err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_loadgen_records_of_a_target_set_from_the_warm_up(imagenet_dir, slim_model, tmp_path):
+    # no rate before the warm-up: LoadGen's own reading of the settings is checked before its test
+    conf = tmp_path / "user.conf"
+    conf.write_text("*.Offline.min_query_count = 100000000000\n")
+    err = _run(imagenet_dir, slim_model, tmp_path, "--backend", "null", "--user-conf", conf, "--max-hours", "1e9")
+    assert "LoadGen's records: 1 query of 100,000,000,000 samples in all" in err, err
     assert not list((tmp_path / "runs").rglob("mlperf_log_*"))
 
 

@@ -16,6 +16,7 @@ from ..backends.base import Backend
 from ..errors import UserError
 from ..models import check_model
 from ..models.check import ModelInfo
+from ..targets import offline_expected_qps
 from ..userconf import Overrides, make_user_conf, read_user_conf
 from ..workloads import Workload, check_scenario, get_workload
 from .length import DEFAULT_MAX_HOURS, LengthSettings, check_length
@@ -145,5 +146,8 @@ def _check_length(spec: RunSpec) -> LengthSettings | None:
     conf_text = make_user_conf(spec.base_conf, spec.workload.name, spec.scenario,
                                Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration))
     length = LengthSettings.from_confs(conf_text, spec.workload.name, spec.scenario, cfg.mode)
+    if length is not None and length.target_qps is None and spec.scenario == "Offline" and rate:
+        # the warm-up will set it from the cards' ceiling alone (run.warmup.targets)
+        length = replace(length, target_qps=offline_expected_qps([], rate))
     check_length(length, rate, cfg.count, cfg.max_hours)
     return length
