@@ -1,4 +1,4 @@
-"""Live progress (progress.py): what the run's display says and when, on rich's own test console
+"""Live progress (progress/): what the run's display says and when, on rich's own test console
 (a fake terminal) and on a plain file; the engine counters it reads; and the real command on a
 pseudo-terminal and on a pipe."""
 

@@ -236,7 +236,7 @@ class SystemUnderTest:
     def live(self) -> tuple[list[int], list[int], list[float], list[tuple[float, float, int]]]:
         """(samples, batches, busy seconds) per device since reset_stats, and the latency
         histogram since live_latency(True) as [(lower s, upper s, count)]: relaxed reads of
-        counters the engine keeps anyway, no lock (progress.py samples it during a test)."""
+        counters the engine keeps anyway, no lock (progress/live_test.py samples it during a test)."""
         return self._engine.live()
 
     def latency_by_minute(self) -> list[dict]:
