@@ -98,6 +98,7 @@ def expected_manifest(workload: Workload, dataset: ImageNetVal, dtype: str, layo
         raise UserError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     if layout not in LAYOUTS:
         raise UserError(f"unknown layout {layout!r}: choose NCHW or NHWC")
+    _check_letterbox(workload, dtype)
     raw_pixels = dtype == workload.input_dtype  # e.g. SSD-MobileNet's uint8 input: no quantisation
     if raw_pixels:
         quantization = None
@@ -105,6 +106,7 @@ def expected_manifest(workload: Workload, dataset: ImageNetVal, dtype: str, layo
         raise UserError(f"a {dtype} cache needs the model's input scale and zero point: "
                         "pass --model INT8_MODEL (or --scale and --zero-point)")
     pre = workload.preprocessing.settings()
+    shape_mode = {"shape_mode": pre["shape_mode"]} if "shape_mode" in pre else {}
     return {
         "format": FORMAT_VERSION,
         "workload": workload.name,
@@ -119,7 +121,21 @@ def expected_manifest(workload: Workload, dataset: ImageNetVal, dtype: str, layo
         "source_root": str(dataset.root),
         "synthetic_dataset": dataset.synthetic,
         "skipped": [],
+        **shape_mode,
     }
+
+
+def _check_letterbox(workload: Workload, dtype: str) -> None:
+    """A letterboxed (YOLO) cache holds square uint8 pixels: rows of one shape, the / 255 in the model."""
+    pre = workload.preprocessing
+    if pre.method != "letterbox":
+        return
+    if pre.shape_mode != "square":
+        raise UserError(f"{workload.name}: a cache holds one shape per row, so shape mode {pre.shape_mode!r} "
+                        "(per-image shapes) cannot be cached yet: use the square mode")
+    if dtype != workload.input_dtype:
+        raise UserError(f"{workload.name}: its cache holds the letterboxed {workload.input_dtype} pixels "
+                        f"(the / 255 belongs to the model), not {dtype}: pass --dtype {workload.input_dtype}")
 
 
 # The manifest fields that identify a cache: they name its directory and must match the run.

@@ -80,6 +80,8 @@ V6_1 = Round(
             compliance_tests=("TEST01", "TEST04"), server_latency_ns=15_000_000),
     },
     not_in_round={
+        "yolo": "YOLO11 (yolo-95, yolo-99) is in round v6.1, but visionperf cannot submit it yet (issue 24): "
+                "its runs still work for studies",
         "retinanet": "RetinaNet is not in round v6.1 (the checker's v6.1 model list dropped it; its last round, "
                      "v6.0, needs seeds LoadGen 6.0.17 does not carry): its runs still work for studies",
         "ssd-mobilenet": "SSD-MobileNet is retired from MLPerf Inference (last in v2.0; no current checker knows "

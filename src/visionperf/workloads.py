@@ -16,16 +16,21 @@ from .errors import UserError
 class Preprocessing:
     """How the reference turns one decoded image into one model input row."""
 
-    method: str  # "resize_short_center_crop" (ResNet50) | "resize" (SSD) | "resize_float" (RetinaNet)
+    method: str  # "resize_short_center_crop" (ResNet50) | "resize" (SSD) | "resize_float" (RetinaNet) | "letterbox" (YOLO)
     interpolation: str  # OpenCV flag name, e.g. "INTER_AREA"
     resize_short_side: int | None  # resize so the short side is this, keeping aspect
     mean: tuple[float, float, float]  # RGB, subtracted after scaling
     std: tuple[float, float, float] | None
     scale: float  # pixels are multiplied by this before mean/std (1/255 for SSD-ResNet34)
+    # Letterbox only (YOLO): "square" (input_size x input_size, one shape for batching) or "rect"
+    # (the reference's minimum rectangle, per image); the padding value and stride of the pad.
+    shape_mode: str | None = None
+    pad_value: int | None = None
+    stride: int | None = None
 
     def settings(self) -> dict:
         """Everything that changes the bytes of a preprocessed row (hashed into cache keys)."""
-        return {
+        out = {
             "method": self.method,
             "interpolation": self.interpolation,
             "resize_short_side": self.resize_short_side,
@@ -33,6 +38,9 @@ class Preprocessing:
             "std": list(self.std) if self.std else None,
             "scale": self.scale,
         }
+        if self.method == "letterbox":  # only here, so the other workloads' cache keys stay as they were
+            out.update(shape_mode=self.shape_mode, pad_value=self.pad_value, stride=self.stride)
+        return out
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,12 @@ class Workload:
     num_classes: int
     label_offset: int  # official classifier index 0 is background: label = argmax - offset
     preprocessing: Preprocessing
-    card_rate: float  # the paper's per-card Offline samples/s (Table II)
+    card_rate: float | None  # the paper's per-card Offline samples/s (Table II); None: no citable rate
     notes: tuple[str, ...] = field(default_factory=tuple)
+    dataset_size: int | None = None  # images an accuracy run covers, where the round fixes it
+    multistream_samples_per_query: int | None = None  # where mlperf.conf sets it for this model
+    offline_min_samples_per_query: int | None = None  # the round's closed-division minimum for this model
+    benchmarks: tuple[tuple[str, float], ...] = ()  # submission benchmark names and their mAP targets
 
     def row_shape(self, layout: str) -> tuple[int, int, int]:
         s = self.input_size
@@ -185,6 +197,60 @@ RETINANET = Workload(
     card_rate=262.0,
 )
 
+YOLO = Workload(
+    name="yolo",  # LoadGen's mlperf.conf: yolo.*.performance_sample_count_override = 64
+    task="detection",
+    dataset="coco-safe",  # COCO val2017 images with licence ids 4-8, in the annotation file's order
+    input_size=640,
+    layout="NCHW",
+    # The rows a cache holds: letterboxed pixels. The official export takes float32 / 255; that
+    # division belongs to the model, so a cache is 4x smaller than float32.
+    input_dtype="uint8",
+    performance_sample_count=64,
+    server_latency_bound_ms=None,  # edge only: SingleStream, MultiStream, Offline
+    accuracy_target=53.4 * 0.99,  # yolo-99; yolo-95 is 53.4 * 0.95 (checker constants.py, v6.1)
+    accuracy_metric="mAP",
+    default_batch_size=1,
+    input_names=("images",),
+    output_names=("output0",),  # [N, 84, A]: cx, cy, w, h in input pixels, then 80 sigmoided scores
+    num_classes=80,
+    label_offset=0,
+    # Ultralytics' predict: OpenCV BGR decode, LetterBox(640, stride 32, centred, scale-up, 114,
+    # INTER_LINEAR), BGR -> RGB, / 255 (in the model).
+    preprocessing=Preprocessing(method="letterbox", interpolation="INTER_LINEAR", resize_short_side=None,
+                                mean=(0.0, 0.0, 0.0), std=None, scale=1 / 255, shape_mode="square",
+                                pad_value=114, stride=32),
+    card_rate=None,
+    dataset_size=1525,
+    multistream_samples_per_query=8,
+    offline_min_samples_per_query=1525,
+    benchmarks=(("yolo-95", 53.4 * 0.95), ("yolo-99", 53.4 * 0.99)),
+)
+
+
+@dataclass(frozen=True)
+class YoloDetection:
+    """Ultralytics' non_max_suppression as the reference's predict calls it (yolo.md section 4)."""
+
+    score_threshold: float  # the best class score must be above this (strict)
+    iou_threshold: float  # suppressed by a kept box of the same class with IoU > this (strict)
+    class_offset: float  # boxes are shifted by class * this, in float32, so one NMS separates classes
+    max_per_image: int
+    max_candidates: int  # kept by score before NMS (never reached: A <= 8400)
+    best_class_only: bool  # multi_label=False: one candidate per anchor
+    strides: tuple[int, ...]  # anchors: (H/s) * (W/s) per stride, A = 8400 at 640 x 640
+    coco_ids: tuple[int, ...]  # class index 0..79 -> COCO category id (the reference's COCO_80_TO_91)
+
+
+YOLO_DETECTION = YoloDetection(
+    score_threshold=0.001, iou_threshold=0.7, class_offset=7680.0, max_per_image=300, max_candidates=30000,
+    best_class_only=True, strides=(8, 16, 32),
+    coco_ids=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
+              31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
+              56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
+              85, 86, 87, 88, 89, 90),
+)
+
 DETECTION = {
     "ssd-mobilenet": Detection(
         layout="box-major", num_anchors=1917, score_threshold=0.3, iou_threshold=0.6,
@@ -211,7 +277,19 @@ DETECTION = {
         box_exp_clip=math.log(1000.0 / 16), image_size=800, iou_strict=True),
 }
 
-WORKLOADS: dict[str, Workload] = {w.name: w for w in (RESNET50, SSD_MOBILENET, SSD_RESNET34, RETINANET)}
+WORKLOADS: dict[str, Workload] = {w.name: w for w in (RESNET50, SSD_MOBILENET, SSD_RESNET34, RETINANET, YOLO)}
+
+# What a workload still lacks, by the piece's name: a command that needs one refuses in one line.
+NOT_BUILT: dict[str, tuple[str, ...]] = {
+    "yolo": ("model", "post-processing", "accuracy", "submission", "simulated card"),
+}
+
+
+def require(workload: Workload, piece: str) -> None:
+    """Refuse WORKLOAD where the PIECE a command needs is not built yet."""
+    if piece in NOT_BUILT.get(workload.name, ()):
+        raise UserError(f"{workload.name}: its {piece} is not built yet (issue 24); "
+                        "only its dataset and preprocessing exist so far")
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 

@@ -53,6 +53,8 @@ def cmd_plan(a) -> int:
     rates, nbytes = None, 0
     if a.workload:
         w = get_workload(a.workload)
+        if not (a.card_rate or w.card_rate):
+            raise UserError(f"{w.name} has no cited per-card rate yet (issue 24): pass --card-rate")
         rates = [a.card_rate or w.card_rate] * a.devices
         nbytes = a.bytes_per_sample or 3 * w.input_size ** 2  # int8 rows, as the paper's arithmetic
     rp = replica_plan(t, devices, a.replicas, rates, nbytes, a.node_bandwidth_gbs)
@@ -101,9 +103,10 @@ def add_scale_args(sub) -> None:
 
 def cmd_scale(a) -> int:
     from ..scaling import study
-    from ..workloads import check_scenario, get_workload
+    from ..workloads import check_scenario, get_workload, require
 
     w = get_workload(a.workload)
+    require(w, "post-processing")
     scenario = check_scenario(a.scenario)
     if scenario not in ("Offline", "Server"):
         raise UserError("--scenario must be Offline or Server for a scaling study")

@@ -1,4 +1,4 @@
-"""Dataset readers (ImageNet, COCO, OpenImages-MLPerf: real on-disk layouts) and the synthetic sample datasets."""
+"""Dataset readers (ImageNet, COCO, COCO safe, OpenImages-MLPerf: real on-disk layouts) and the synthetic sample datasets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import numpy as np
 
 from ..workloads import Workload
 from .coco import CocoVal, open_coco, preprocess_coco
-from .imagenet import ImageNetVal, open_imagenet, preprocess_imagenet
+from .coco_safe import open_coco_safe
+from .imagenet import ImageNetVal, decode_bgr, open_imagenet, preprocess_imagenet
+from .letterbox import letterbox_row
 from .openimages import open_openimages, preprocess_openimages
 
 Dataset = ImageNetVal | CocoVal
@@ -22,6 +24,8 @@ def open_dataset(workload: Workload, root: str | Path, count: int | None = None)
         return open_coco(root, count)
     if workload.dataset == "openimages":
         return open_openimages(root, count)
+    if workload.dataset == "coco-safe":
+        return open_coco_safe(root, count)
     raise NotImplementedError(f"dataset {workload.dataset!r}")
 
 
@@ -33,4 +37,6 @@ def preprocess_one(workload: Workload, path: Path, layout: str) -> np.ndarray:
         return preprocess_coco(path, workload, layout)
     if workload.preprocessing.method == "resize_float":
         return preprocess_openimages(path, workload, layout)
+    if workload.preprocessing.method == "letterbox":
+        return letterbox_row(decode_bgr(path), workload, layout)
     raise NotImplementedError(f"preprocessing {workload.preprocessing.method!r}")

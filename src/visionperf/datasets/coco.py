@@ -53,21 +53,8 @@ def read_coco_layout(root: str | Path, annotations: str, image_dir: str, count: 
     ann = root / annotations
     if not ann.is_file():
         raise UserError(f"{ann} is missing: a {sample_kind} directory needs {annotations} and {image_dir}/")
-    try:
-        data = jsonfile.load(ann, "use the official annotation file")
-    except OSError as e:
-        raise UserError(f"cannot read {ann}: {e.strerror}") from None
-    try:
-        images = data["images"]
-        cats = sorted(int(c["id"]) for c in data["categories"])
-        data["annotations"]  # noqa: B018 (must exist)
-        files = [f"{image_dir}/{im['file_name']}" for im in images]
-        ids = [int(im["id"]) for im in images]
-        sizes = [(_side(ann, im, "height"), _side(ann, im, "width")) for im in images]
-    except (ValueError, KeyError, TypeError, OverflowError):
-        raise UserError(f"{ann} is not a COCO annotation file (needs images, annotations and "
-                        "categories): check the file") from None
-    _check_annotations(ann, data, ids, cats)
+    data = load_annotations(ann)
+    files, ids, sizes, cats = parse_coco(ann, data, image_dir)
     if count is not None:
         files, ids, sizes = files[:count], ids[:count], sizes[:count]
     if not files:
@@ -78,6 +65,31 @@ def read_coco_layout(root: str | Path, annotations: str, image_dir: str, count: 
                             "or use the matching annotation file")
     return CocoVal(root, tuple(files), np.asarray(ids, np.int64), np.asarray(sizes, np.int64).reshape(-1, 2),
                    ann, tuple(cats))
+
+
+def load_annotations(ann: Path) -> dict:
+    try:
+        return jsonfile.load(ann, "use the official annotation file")
+    except OSError as e:
+        raise UserError(f"cannot read {ann}: {e.strerror}") from None
+
+
+def parse_coco(ann: Path, data: dict, image_dir: str) -> tuple[list[str], list[int], list, list[int]]:
+    """The files (IMAGE_DIR/file_name; "" for none), ids, (height, width) sizes and sorted category
+    ids of a COCO annotation file's content, validated."""
+    prefix = f"{image_dir}/" if image_dir else ""
+    try:
+        images = data["images"]
+        cats = sorted(int(c["id"]) for c in data["categories"])
+        data["annotations"]  # noqa: B018 (must exist)
+        files = [f"{prefix}{im['file_name']}" for im in images]
+        ids = [int(im["id"]) for im in images]
+        sizes = [(_side(ann, im, "height"), _side(ann, im, "width")) for im in images]
+    except (ValueError, KeyError, TypeError, OverflowError):
+        raise UserError(f"{ann} is not a COCO annotation file (needs images, annotations and "
+                        "categories): check the file") from None
+    _check_annotations(ann, data, ids, cats)
+    return files, ids, sizes, cats
 
 
 MAX_SIDE = 65535  # the largest side a JPEG can have

@@ -131,12 +131,26 @@ def _draw_rectangle(rng: np.random.Generator, img: np.ndarray) -> tuple[int, int
     return x, y, bw, bh
 
 
+# COCO 2017's licences block (id 1..8): YOLO's COCO safe subset keeps 4-8.
+COCO_LICENSES = (
+    ("Attribution-NonCommercial-ShareAlike License", "http://creativecommons.org/licenses/by-nc-sa/2.0/"),
+    ("Attribution-NonCommercial License", "http://creativecommons.org/licenses/by-nc/2.0/"),
+    ("Attribution-NonCommercial-NoDerivs License", "http://creativecommons.org/licenses/by-nc-nd/2.0/"),
+    ("Attribution License", "http://creativecommons.org/licenses/by/2.0/"),
+    ("Attribution-ShareAlike License", "http://creativecommons.org/licenses/by-sa/2.0/"),
+    ("Attribution-NoDerivs License", "http://creativecommons.org/licenses/by-nd/2.0/"),
+    ("No known copyright restrictions", "http://flickr.com/commons/usage/"),
+    ("United States Government Work", "http://www.usa.gov/copyright.shtml"),
+)
+
+
 def make_coco(out: str | Path, count: int = 64, seed: int = 0) -> Path:
     """Write COUNT JPEGs in `val2017/` and `annotations/instances_val2017.json`.
 
     Each annotation is the exact box of a rectangle drawn in its image, so a perfect detector
     scores mAP 1.0. Every 8th image has no objects (the real set has 48 such), and one object is
-    marked as a crowd.
+    marked as a crowd. Images carry COCO 2017 licence ids, safe and unsafe mixed, so the same
+    folder is a full val2017 from which YOLO selects its COCO safe subset.
     """
     import json
 
@@ -168,9 +182,11 @@ def make_coco(out: str | Path, count: int = 64, seed: int = 0) -> Path:
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
         assert ok
         write_bytes(out / "val2017" / name, buf.tobytes())
-        images.append({"id": image_id, "file_name": name, "height": h, "width": w})
+        # A mix of safe (4-8) and unsafe licences, so the COCO safe selection (YOLO) has work to do.
+        images.append({"id": image_id, "file_name": name, "height": h, "width": w, "license": 3 * i % 8 + 1})
     doc = {
         "info": {"description": "visionperf synthetic COCO-layout sample (not COCO)"},
+        "licenses": [{"id": k, "name": name, "url": url} for k, (name, url) in enumerate(COCO_LICENSES, 1)],
         "images": images,
         "annotations": anns,
         "categories": [{"id": c, "name": f"category_{c}", "supercategory": "synthetic"}

@@ -18,7 +18,7 @@ from ..models import check_model
 from ..models.check import ModelInfo
 from ..targets import offline_expected_qps
 from ..userconf import Overrides, make_user_conf, read_user_conf
-from ..workloads import Workload, check_scenario, get_workload
+from ..workloads import Workload, check_scenario, get_workload, require
 from .length import DEFAULT_MAX_HOURS, LengthSettings, check_length
 
 
@@ -55,6 +55,7 @@ class RunConfig:
     def validate(self) -> RunSpec:
         """This configuration checked, with what it names; one line for the first option that cannot be run."""
         w = get_workload(self.workload)
+        require(w, "post-processing")
         scenario = check_scenario(self.scenario)
         _check_scenario_options(self, w, scenario)
         model = check_model(self.model, w)
