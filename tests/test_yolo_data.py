@@ -241,6 +241,10 @@ def test_missing_pieces_are_refused_in_one_line(coco_full, tmp_path):
         (("accuracy", "yolo", "--log", log, "--dataset", coco_full), "yolo: its accuracy is not built yet"),
         (("plan", "--devices", "2", "--workload", "yolo"), "yolo has no cited per-card rate yet"),
         (("build-model", "yolo", "--out", tmp_path / "m.onnx"), "no builder for 'yolo'"),
+        (("quantize", "yolo", "--model", "m.onnx", "--dataset", coco_full, "--out", tmp_path / "q.onnx"),
+         "yolo: its model is not built yet"),
+        (("preprocess", "yolo", "--dataset", coco_full, "--out", tmp_path / "f", "--dtype", "float32"),
+         "not float32: pass --dtype uint8"),
     ]:
         p = visionperf(*args, check=False)
         assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr

@@ -160,9 +160,10 @@ def cmd_quantize(a) -> int:
     from ..datasets import open_dataset
     from ..models import check_model
     from ..models.quantize import default_calibration, quantize, read_calibration_list
-    from ..workloads import get_workload
+    from ..workloads import get_workload, require
 
     w = get_workload(a.workload)
+    require(w, "model")
     dataset = open_dataset(w, a.dataset)
     if a.calibration_list:
         cal = read_calibration_list(a.calibration_list, dataset)
