@@ -27,6 +27,7 @@ class RunRow:
     kind: str  # "performance" | "accuracy" | "TEST01" | "TEST04"
     backend: str = "?"
     devices: int | None = None
+    model: str = ""  # the model file and the rows it was fed: runs that differ only there look alike otherwise
     metric: float | None = None
     unit: str = ""
     valid: bool | None = None
@@ -89,9 +90,20 @@ def _read_record(row: RunRow, run_json: Path) -> None:
                 not isinstance(per_watt, (int, float, type(None))):
             raise TypeError
         row.backend, row.devices, row.per_watt = backend, devices, per_watt
+        row.model = _model_text(rec)
     except (OSError, UserError, KeyError, TypeError, AttributeError):
         row.damaged.append(f"{run_json} is damaged (not the run.json of a visionperf run): backend and "
                            "devices unknown")
+
+
+def _model_text(rec: dict) -> str:
+    """"resnet50_int8 uint8": the model's file name and the dtype of the cache rows it read
+    (float32, or the int8/uint8 rows of a quantised model); "" where run.json does not say."""
+    model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
+    cache = rec.get("cache") if isinstance(rec.get("cache"), dict) else {}
+    name = Path(str(model.get("path", ""))).stem
+    dtype = cache.get("dtype")
+    return f"{name} {dtype}" if name and isinstance(dtype, str) else name
 
 
 def table(rows: list[RunRow]):
@@ -99,11 +111,11 @@ def table(rows: list[RunRow]):
 
     t = Table(title="visionperf runs", title_justify="left")
     power = any(r.per_watt is not None for r in rows)  # the column only where some run has it
-    cols = ["workload", "scenario", "run", "backend", "dev", "official metric", "p50", "p90", "p99", "result",
+    cols = ["workload", "scenario", "run", "model", "backend", "dev", "official metric", "p50", "p90", "p99", "result",
             "accuracy (target)"] + (["samples/s/W"] if power else [])
     for col in cols:
         t.add_column(col, justify="right" if col in ("dev", "official metric", "p50", "p90", "p99", "samples/s/W")
-                     else "left")
+                     else "left", overflow="fold" if col == "model" else "ellipsis")
     for r in rows:
         ms = lambda p: f"{r.latency_ns[p] / 1e6:.2f} ms" if p in r.latency_ns else ""  # noqa: E731
         metric = "" if r.metric is None else (f"{r.metric / 1e6:.3f} ms" if r.unit == "ns" else f"{r.metric:,.1f}/s")
@@ -115,7 +127,7 @@ def table(rows: list[RunRow]):
             color = "green" if r.accuracy >= target else "red"
             acc = f"[{color}]{r.accuracy:.3f}%[/{color}] ({target}%)"
         extra = [f"{r.per_watt:,.2f}" if r.per_watt is not None else ""] if power else []
-        t.add_row(r.workload, r.scenario, r.kind, r.backend, str(r.devices or ""), metric,
+        t.add_row(r.workload, r.scenario, r.kind, r.model, r.backend, str(r.devices or ""), metric,
                   ms("50.00"), ms("90.00"), ms("99.00"), verdict, acc, *extra)
     damage = [line for r in rows for line in r.damaged]
     if damage:
@@ -166,12 +178,16 @@ def plots(rows: list[RunRow], out: Path, say=_silent) -> list[Path]:
         plt.close(fig)
     thr = [r for r in perf if r.unit != "ns"]
     if thr:
-        fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(thr)), 4), dpi=120)
-        labels = [f"{r.workload}\n{r.scenario}\n{r.backend} x{r.devices}" for r in thr]
+        fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(thr)), 4.8), dpi=120)
+        labels = [f"{r.workload} {r.scenario}\n{r.backend} x{r.devices}" + (f"\n{r.model}" if r.model else "")
+                  for r in thr]
         colors = ["tab:green" if r.valid else "tab:red" for r in thr]
         ax.bar(range(len(thr)), [r.metric for r in thr], color=colors)
-        ax.set_xticks(range(len(thr)), labels, fontsize=7)
-        ax.set_ylabel("samples per second")
+        for k, r in enumerate(thr):  # the figure itself: a log axis makes heights hard to read
+            ax.annotate(f"{r.metric:,.0f}", (k, r.metric), ha="center", va="bottom", fontsize=7)
+        ax.set_yscale("log")  # a harness-only run at 50,000/s beside CPU runs at 50/s: both visible
+        ax.set_xticks(range(len(thr)), labels, fontsize=7, rotation=30, ha="right")
+        ax.set_ylabel("samples per second (log scale)")
         ax.set_title("throughput per run (green VALID, red INVALID)")
         made.append(_save(fig, out / "throughput.png"))
         plt.close(fig)
