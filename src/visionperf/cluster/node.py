@@ -68,7 +68,7 @@ class NodeServer:
         """This node's plan, devices and engine (run.build_engine, as on one server)."""
         if self._cache is None:
             raise RuntimeError("open_cache comes first")
-        spec = cfg.validate()
+        spec = cfg.checked_options()
         spec.backend.check_device_count(cfg.devices, where="this node")  # a node plans on its own cores
         lines: list[str] = []
         notes: list[str] = []

@@ -54,6 +54,12 @@ class RunConfig:
 
     def validate(self) -> RunSpec:
         """This configuration checked, with what it names; one line for the first option that cannot be run."""
+        spec = self.checked_options()
+        return replace(spec, length=_check_length(spec))
+
+    def checked_options(self) -> RunSpec:
+        """validate() less the test's length: what a cluster node checks of the head's configuration
+        (the length is the whole cluster's, judged by the head, which alone knows every node's rate)."""
         w = get_workload(self.workload)
         require(w, "post-processing")
         scenario = check_scenario(self.scenario)
@@ -64,8 +70,7 @@ class RunConfig:
         fixed = model.fixed_batch if backend.runs_model_batch else None
         _check_batching(self, model, fixed)
         audit = _audit(self, w)
-        spec = RunSpec(self, w, scenario, model, backend, fixed, read_user_conf(self.user_conf), audit)
-        return replace(spec, length=_check_length(spec))
+        return RunSpec(self, w, scenario, model, backend, fixed, read_user_conf(self.user_conf), audit)
 
 
 @dataclass(frozen=True)
