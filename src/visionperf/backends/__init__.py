@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import UserError
-from .base import Backend, DeviceRequest
+from .base import Backend
 
 
 class Device(Protocol):
@@ -87,19 +87,3 @@ def get_backend(name: str) -> Backend:
     module, cls = _REGISTRY[key]
     return getattr(importlib.import_module(f".{module}", __name__), cls)(name)
 
-
-# TEMPORARY (removed when the run path moves to run/): the functions the old harness calls.
-def is_card(backend: str) -> bool:
-    return get_backend(backend).is_card
-
-
-def preflight(backend: str) -> None:
-    get_backend(backend).preflight()
-
-
-def plan_accelerators(backend: str, topology):
-    return get_backend(backend).accelerators(topology)
-
-
-def make_devices(backend: str, model, workload, plan, batch_size: int, output_shapes=None, log=print, **kw) -> list:
-    return get_backend(backend).make_devices(model, workload, plan, batch_size, output_shapes, log=log, **kw)
