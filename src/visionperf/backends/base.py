@@ -38,7 +38,8 @@ class Backend:
     name: str = ""
     is_card: bool = False  # devices fed by host cores, planned like the paper's cards (Table IV)
     runs_model_batch: bool = False  # runs a model's fixed batch dimension as the batch size
-    core_per_device: bool = False  # each device is a CPU partition of at least one physical core
+    devices_per_core: int | None = None  # at most this many devices per physical core (None: any number)
+    devices_noun: str = ""  # what its devices are called in messages (default: "<name> devices")
     real_devices: bool = True  # False: a stand-in (simulated card, null): not a submittable result
     host_cpu_only: bool = True  # no accelerator: the system description says 0 accelerators
 
@@ -62,20 +63,34 @@ class Backend:
         return None
 
     def check_device_count(self, counts: int | list[int], where: str = "this machine") -> None:
-        """Refuse device counts WHERE cannot hold, before anything is read or written."""
-        if not self.core_per_device:
+        """Refuse device counts WHERE cannot hold (devices_per_core), before anything is read or written."""
+        per = self.devices_per_core
+        if per is None:
             return
         from ..topology import read_topology
 
         counts = [counts] if isinstance(counts, int) else list(counts)
         cores = len(read_topology().cores)
-        if max(counts) <= cores:
+        most = per * cores
+        if max(counts) <= most:
             return
-        if len(counts) == 1:
-            raise UserError(f"--devices {counts[0]}: {where} has {cores} physical core(s) and each {self.name} "
-                            f"device needs one: pass --devices {cores} or fewer")
-        raise UserError(f"--devices {','.join(map(str, counts))}: {where} has {cores} physical core(s) and each "
-                        f"{self.name} device needs one: pass counts up to {cores}")
+        given = ",".join(map(str, counts))
+        share = (f"each {self.name} device needs one" if per == 1 else
+                 f"at most {per} {self.devices_noun or self.name + ' devices'} share one")
+        fix = f"--devices {most} or fewer" if len(counts) == 1 else f"counts up to {most}"
+        raise UserError(f"--devices {given}: {where} has {cores} physical core(s) and {share}: pass {fix}")
+
+    def card_rate(self, workload, card_rate: float | None, batch_size: int, max_s: float) -> float | None:
+        """Each device's samples/s where the options set it (a stand-in card), checked; None: unknown."""
+        return None
+
+    def card_memory_bytes(self, in_flight: int, batch_size: int, row_bytes: int) -> int:
+        """Host memory each device keeps of its own (a simulated card's copies of its input batches)."""
+        return 0
+
+    def examples_bytes(self, workload, sample_bytes: int) -> int:
+        """Host memory of the output examples the devices return (a simulated card's realistic outputs)."""
+        return 0
 
     def make_devices(self, model, workload, plan, batch_size: int, output_shapes=None, *, log=print,
                      **options) -> list:

@@ -70,7 +70,7 @@ class OnnxRuntime(Backend):
 
     name = "onnxruntime"
     runs_model_batch = True
-    core_per_device = True
+    devices_per_core = 1
 
     def software(self) -> str:
         return f"ONNX Runtime {ort.__version__} (CPU)"

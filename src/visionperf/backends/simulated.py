@@ -89,21 +89,11 @@ class Simulated(Backend):
     name = "simulated"
     is_card = True
     real_devices = False
+    devices_per_core = CARDS_PER_CORE
+    devices_noun = "simulated cards"
 
     def score_format(self, workload, model):
         return score_format(workload)
-
-    def check_device_count(self, counts: int | list[int], where: str = "this machine") -> None:
-        from ..topology import read_topology
-
-        counts = [counts] if isinstance(counts, int) else list(counts)
-        cores = len(read_topology().cores)
-        most = CARDS_PER_CORE * cores
-        if max(counts) > most:
-            given = ",".join(map(str, counts))
-            raise UserError(f"--devices {given}: {where} has {cores} physical core(s) and at most {CARDS_PER_CORE} "
-                            f"simulated cards share one: pass {'--devices ' if len(counts) == 1 else 'counts up to '}"
-                            f"{most}{' or fewer' if len(counts) == 1 else ''}")
 
     def card_memory_bytes(self, in_flight: int, batch_size: int, row_bytes: int) -> int:
         """A card's own memory: a copy of every input batch it holds (engine/src/simulated.cc)."""

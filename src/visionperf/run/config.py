@@ -135,11 +135,8 @@ def card_rate_ceiling(spec: RunSpec) -> float | None:
     """Samples/s this run's devices can never exceed together, where the options say (simulated
     cards on one server: the card rate times the cards; one batch at that rate must fit its bound)."""
     cfg = spec.config
-    card_rate = getattr(spec.backend, "card_rate", None)
-    if card_rate is None:
-        return None
-    rate = card_rate(spec.workload, cfg.card_rate, spec.default_batch_size, cfg.max_hours * 3600)
-    return None if cfg.cluster else rate * cfg.devices
+    rate = spec.backend.card_rate(spec.workload, cfg.card_rate, spec.default_batch_size, cfg.max_hours * 3600)
+    return None if rate is None or cfg.cluster else rate * cfg.devices
 
 
 def _check_length(spec: RunSpec) -> LengthSettings | None:

@@ -135,9 +135,9 @@ def _devices_parts(spec: RunSpec, total: int | None) -> dict[str, Part]:
                         f"{each} {in_flight + ENGINE_SPARE_BATCHES} batches of {batch:,} x {_size(out)} of outputs",
                         "lower --batch-size, --in-flight or --devices"),
     }
-    copies = getattr(backend, "card_memory_bytes", None)  # cards that copy their input batches (simulated)
-    if copies is not None:
-        parts["card copies"] = Part(devices * copies(in_flight, batch, row),
+    copies = backend.card_memory_bytes(in_flight, batch, row)  # cards that copy their input batches (simulated)
+    if copies:
+        parts["card copies"] = Part(devices * copies,
                                     f"{devices:,} card(s) x {in_flight} batches of {batch:,} x {_size(row)}",
                                     "lower --batch-size, --in-flight or --devices")
         parts["output examples"] = Part(backend.examples_bytes(w, out), "the cards' output examples",
