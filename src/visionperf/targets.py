@@ -14,6 +14,7 @@ from typing import Iterable
 # sample completes at least min_duration after the query was issued (results.cc,
 # MinDurationMet: max_latency >= min_duration). At an actual rate R the run lasts
 # samples / R, so it is VALID whenever 1.1 * target_qps >= R.
+DEFAULT_MAX_HOURS = 4.0  # --max-hours: a LoadGen test expected to take longer is refused (run.length)
 LOADGEN_OFFLINE_SLACK = 1.1
 
 # Expected Offline QPS = this x the fastest warm-up window. With LoadGen's 1.1 the run ends early

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..targets import DEFAULT_MAX_HOURS
+
 
 # Numeric options are checked where they are parsed: argparse's `type=` functions below
 # refuse a bad value with one line naming the option, the value and what to pass (exit 2);
@@ -86,9 +88,9 @@ def device_list(text: str) -> list[int]:
 
 def add_max_hours(s: argparse.ArgumentParser, each: str = "") -> None:
     """--max-hours: how long a LoadGen test may be expected to take (run.length)."""
-    s.add_argument("--max-hours", type=finite_positive_float, default=4.0, metavar="H",
+    s.add_argument("--max-hours", type=finite_positive_float, default=DEFAULT_MAX_HOURS, metavar="H",
                    help=f"refuse {each}a run whose LoadGen test would take longer than H hours, as estimated "
-                   "from the settings in force before it starts (default 4)")
+                   f"from the settings in force before it starts (default {DEFAULT_MAX_HOURS:g})")
 
 
 def add_model_and_dataset(s: argparse.ArgumentParser) -> None:

@@ -16,10 +16,10 @@ from ..backends.base import Backend
 from ..errors import UserError
 from ..models import check_model
 from ..models.check import ModelInfo
-from ..targets import offline_expected_qps
+from ..targets import DEFAULT_MAX_HOURS, offline_expected_qps
 from ..userconf import Overrides, make_user_conf, read_user_conf
 from ..workloads import Workload, check_scenario, get_workload, require
-from .length import DEFAULT_MAX_HOURS, LengthSettings, check_length
+from .length import LengthSettings, check_length
 
 
 @dataclass
@@ -86,6 +86,11 @@ class RunSpec:
     base_conf: str  # the text of --user-conf ("" without one)
     audit: str | None  # the audit.config of a --compliance run
     length: LengthSettings | None = None  # LoadGen's test as the options and confs describe it, before any work
+
+    @property
+    def replicas_mode(self) -> str:
+        """--replicas, or its default: a buffer per device for cards, one for CPU devices."""
+        return self.config.replicas or ("device" if self.backend.is_card else "one")
 
     @property
     def default_batch_size(self) -> int:

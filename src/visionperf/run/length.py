@@ -22,7 +22,6 @@ from ..errors import UserError
 from ..targets import LOADGEN_OFFLINE_SLACK
 from ..userconf import conf_int, conf_setting
 
-DEFAULT_MAX_HOURS = 4.0
 
 # LoadGen 6.0.17's TestSettings defaults (test_settings.h), where neither conf sets a key; written
 # out, not read from the extension, whose import is best left to the run's LoadGen step.

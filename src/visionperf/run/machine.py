@@ -89,7 +89,7 @@ def build_engine(spec: RunSpec, data, notes: list[str], log=print) -> Built:
     topology = read_topology()
     plan = card_plan(topology, cfg.devices, backend.accelerators(topology)) if backend.is_card \
         else cpu_partitions(topology, cfg.devices)
-    replicas = replica_plan(topology, plan, cfg.replicas or ("device" if backend.is_card else "one"))
+    replicas = replica_plan(topology, plan, spec.replicas_mode)
     postprocess = make_postprocess(w, spec.model, skip=cfg.skip_postprocess,
                                    score_format=backend.score_format(w, spec.model))
     if cfg.skip_postprocess:

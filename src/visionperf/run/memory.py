@@ -21,6 +21,8 @@ from ..errors import UserError
 from .config import RunSpec
 from .length import LengthSettings, issued
 
+WARMUP_BATCHES = 4  # batches per device the warm-up loads (run.warmup) and this estimate counts
+
 # LoadGen 6.0.17's own records, measured (the peak RSS of null-device runs of millions of queries,
 # less a run of a few): about 90 B a sample issued, and per query (one-sample queries in
 # SingleStream and Server, eight samples in MultiStream, one query in all in Offline) the rest.
@@ -28,7 +30,6 @@ LOADGEN_SAMPLE_BYTES = 96
 LOADGEN_QUERY_BYTES = {"Offline": 0, "Server": 256, "MultiStream": 640, "SingleStream": 896}
 LOADGEN_SHARE = 0.5  # of the memory available, what a target the run sets itself may have LoadGen hold
 ENGINE_SPARE_BATCHES = 4  # output batches per device beyond those in flight (engine.cc, kSpareBatches)
-WARMUP_BATCHES = 4  # the warm-up loads this many batches per device (warmup.warm_up)
 
 # Parts already allocated once the devices and the engine are built (the sample buffers are
 # loaded again for the test, and LoadGen's records are made during it).
@@ -121,7 +122,7 @@ def _devices_parts(spec: RunSpec, total: int | None) -> dict[str, Part]:
     cfg, w, backend = spec.config, spec.workload, spec.backend
     devices, batch, in_flight = cfg.devices, spec.default_batch_size, cfg.in_flight
     row, out = _sample_bytes(spec)
-    replicas = _replicas(cfg.replicas or ("device" if backend.is_card else "one"), devices)
+    replicas = _replicas(spec.replicas_mode, devices)
     rows = max(WARMUP_BATCHES * batch * devices, w.performance_sample_count)
     rows = min(rows, total) if total else rows
     fewer = "lower --devices or pass --replicas one" if replicas > 1 else "lower --batch-size or --devices"

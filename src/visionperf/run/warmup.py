@@ -13,7 +13,7 @@ from ..targets import LOADGEN_OFFLINE_SLACK, OFFLINE_MARGIN, latency_target_qps,
 from ..userconf import Overrides, conf_has
 from .config import RunSpec
 from .machine import Built
-from .memory import loadgen_queries_fitting
+from .memory import WARMUP_BATCHES, loadgen_queries_fitting
 
 MULTISTREAM_SAMPLES = 8  # mlperf.conf's samples per MultiStream query
 WARMUP_WINDOWS = 4  # rate windows of 0.5 s when a target is derived from the warm-up
@@ -45,7 +45,7 @@ def completion_rate(completions: list[tuple[float, int]]) -> float:
 def warm_up(spec: RunSpec, built: Built, total: int, round_trip_s: float) -> WarmUp:
     """The started engine warmed on a few loaded samples, then stopped with its counters reset."""
     cfg, scenario, sut = spec.config, spec.scenario, built.sut
-    sut.load(range(min(total, 4 * built.batch_size * len(built.devices))))
+    sut.load(range(min(total, WARMUP_BATCHES * built.batch_size * len(built.devices))))
     target_key = "target_qps" if scenario in ("Offline", "Server") else "target_latency"
     need_target = cfg.target_qps is None and cfg.mode == "performance" \
         and not conf_has(spec.base_conf, spec.workload.name, scenario, target_key)
