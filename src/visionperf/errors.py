@@ -1,4 +1,11 @@
-"""The one exception type that reaches the user as a single line, not a traceback."""
+"""The one exception type that reaches the user as a single line, not a traceback, and the
+signals that stop a command as Ctrl-C does."""
+
+import signal
+
+# `kill`'s SIGTERM, and SIGHUP (the terminal closed, an SSH session dropped): each stops any
+# visionperf process as Ctrl-C does (the CLI, a cluster's keeper, what saves handlers around Ray).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class UserError(Exception):
@@ -11,6 +18,6 @@ class Terminated(KeyboardInterrupt):
     kept, locks freed, worker pools and child runs stopped) also runs for `kill` or a job
     scheduler's stop, or a closed terminal; the command then exits 128 + SIGNUM (143, 129)."""
 
-    def __init__(self, signum: int = 15) -> None:  # SIGTERM
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
         super().__init__(signum)
         self.signum = int(signum)

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from ..errors import Terminated, UserError
+from ..errors import STOP_SIGNALS, Terminated, UserError
 from .data import add_build_model_args, add_preprocess_args, add_quantize_args, add_sample_data_args
 from .options import Parser
 from .publish import add_accuracy_args, add_report_args, add_submission_args
@@ -27,11 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
                      add_report_args, add_submission_args, add_accuracy_args):
         add_args(sub)
     return p
-
-
-# The signals that stop a command as SIGINT does, with the same cleanup: a scheduler's or
-# `kill`'s SIGTERM, and SIGHUP (the terminal closed, an SSH session dropped).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _on_stop_signal(signum, frame):

@@ -20,6 +20,8 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
+from ..errors import STOP_SIGNALS
+
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 OBJECT_STORE = 96 * 2**20  # each node's Ray object store: answers are small
 
@@ -31,7 +33,7 @@ def main(argv: list[str]) -> int:
     die_with(head, signal.SIGTERM)
     if _PRCTL is not None:
         _PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    for stop in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal stops the nodes as SIGTERM does
+    for stop in STOP_SIGNALS:  # a closed terminal stops the nodes as SIGTERM does
         signal.signal(stop, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the head decides when the nodes go
     cluster = None

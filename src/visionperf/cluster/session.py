@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import __version__, _engine
 from ..cache import Cache, expected_manifest
-from ..errors import UserError
+from ..errors import STOP_SIGNALS, UserError
 from ..placement import Partition
 from ..preprocess import ensure_cache
 from ..run import Built, RunSpec
@@ -75,7 +75,7 @@ class Cluster:
     def connect(cls, address_text: str, count: int | None = None, log=print) -> Cluster:
         address = parse_address(address_text)
         ray = import_ray()
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        handlers = {s: signal.getsignal(s) for s in (*STOP_SIGNALS, signal.SIGINT)}
         local = None
         try:
             if address.is_local:
@@ -89,7 +89,7 @@ class Cluster:
                 _quietly(local.shutdown)
             raise
         finally:
-            # Ray sets its own SIGTERM handlers; visionperf's (one line, exit 143, cleanup) stay
+            # Ray sets its own handlers; visionperf's (one line, exit 143 or 129, cleanup) stay
             for s, h in handlers.items():
                 if h is not None:
                     signal.signal(s, h)
