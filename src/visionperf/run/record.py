@@ -21,6 +21,7 @@ from .config import RunConfig, RunSpec
 from .cpu import host_cpu
 from .loadgen_test import Measured
 from .machine import Built, Machine
+from .outdir import result_dir
 from .samples import Samples
 
 
@@ -140,10 +141,10 @@ def verify_audit(spec: RunSpec, final: Path, dataset) -> dict:
     cfg, w = spec.config, spec.workload
     if not cfg.compliance:
         return {}
-    base = Path(cfg.out) / w.name / spec.scenario
-    out = base / cfg.compliance
+    out = Path(cfg.out) / w.name / spec.scenario / cfg.compliance
+    submitted = {mode: result_dir(cfg.out, w.name, spec.scenario, mode) for mode in ("performance", "accuracy")}
     checks = {"performance": compliance.verify_performance(cfg.compliance, spec.scenario, final,
-                                                           base / "performance/run_1", out)}
+                                                           submitted["performance"], out)}
     if cfg.compliance == "TEST01":
-        checks["accuracy"] = compliance.verify_accuracy(final, base / "accuracy", out, w, dataset)
+        checks["accuracy"] = compliance.verify_accuracy(final, submitted["accuracy"], out, w, dataset)
     return checks
