@@ -130,18 +130,16 @@ def estimate(t: LengthSettings, rate: float | None, total: int | None) -> Estima
         return max(found, key=lambda e: e.seconds, default=None)
     found.append(Estimate(t.min_duration_s, f"min_duration {t.min_duration_s:g} s",
                           "lower --duration (or min_duration in --user-conf)"))
+    counted = issued(t, total)  # what LoadGen issues, where its target is known
     if t.scenario == "Offline":
-        samples = t.min_query_count if t.target_qps is None else \
-            max(t.min_query_count, int(LOADGEN_OFFLINE_SLACK * t.min_duration_s * t.target_qps))
+        samples = counted[1] if counted else t.min_query_count
         if rate:
             found.append(Estimate(samples / rate, f"one query of {samples:,} samples at {rate:,.3g}/s",
                                   "lower --target-qps or --duration (or min_query_count in --user-conf)"))
     else:
-        queries = t.min_query_count
-        if t.scenario == "Server" and t.target_qps:
-            queries = max(queries, math.ceil(t.min_duration_s * t.target_qps))
-        if t.max_query_count:
-            queries = min(queries, t.max_query_count)
+        # Server issues all it scheduled; the streams end once they have min_query_count queries
+        queries = counted[0] if t.scenario == "Server" and counted else \
+            min(t.min_query_count, t.max_query_count or t.min_query_count)
         if t.scenario == "Server" and t.target_qps:
             found.append(Estimate(queries / t.target_qps, f"{queries:,} queries at target_qps {t.target_qps:g}",
                                   "raise --target-qps (or lower min_query_count in --user-conf)"))
