@@ -21,7 +21,7 @@ from .outdir import final_dir, fresh_partial, publish, result_dir, results_claim
 from .record import RunReport, report_run, verify_audit, write_record
 from .samples import prepare_samples
 from .settings import check_test, start_for_test, write_settings
-from .warmup import targets, warm_up
+from .warmup import rate_ceiling, targets, warm_up
 
 __all__ = ["Built", "LocalMachine", "Machine", "OpenMachine", "RunConfig", "RunReport", "RunSpec", "build_engine",
            "result_dir", "run"]
@@ -46,7 +46,7 @@ def _run_on(spec: RunSpec, machine: Machine, log, display) -> RunReport:
         overrides = targets(spec, warm, built.devices, samples.total, notes)
         partial = fresh_partial(spec)
         settings = write_settings(spec, partial, overrides, notes)
-        memory = check_test(spec, settings, warm.rate, samples.total)
+        memory = check_test(spec, settings, rate_ceiling(built.devices) or warm.rate, samples.total)
         timeout_text = start_for_test(spec, built, settings, warm.batch_time_s, notes)
         log(f"running {spec.workload.name} {spec.scenario} {spec.config.mode} on {machine.where(spec, built)} "
             f"{built.batch_size}" + timeout_text)

@@ -136,7 +136,7 @@ def _audit(cfg: RunConfig, w: Workload) -> str | None:
     return compliance.audit_config(cfg.compliance, w)
 
 
-def card_rate_ceiling(spec: RunSpec) -> float | None:
+def _card_rate_ceiling(spec: RunSpec) -> float | None:
     """Samples/s this run's devices can never exceed together, where the options say (simulated
     cards on one server: the card rate times the cards; one batch at that rate must fit its bound)."""
     cfg = spec.config
@@ -150,7 +150,7 @@ def _check_length(spec: RunSpec) -> LengthSettings | None:
     cfg = spec.config
     if not (cfg.max_hours > 0 and math.isfinite(cfg.max_hours)):
         raise UserError(f"--max-hours must be a finite number above 0, got {cfg.max_hours:g}")
-    rate = card_rate_ceiling(spec)
+    rate = _card_rate_ceiling(spec)
     conf_text = make_user_conf(spec.base_conf, spec.workload.name, spec.scenario,
                                Overrides(target_qps=cfg.target_qps, duration_s=cfg.duration))
     length = LengthSettings.from_confs(conf_text, spec.workload.name, spec.scenario, cfg.mode)

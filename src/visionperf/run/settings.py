@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..targets import server_batch_timeout_s
 from ..userconf import LatencyBound, Overrides, latency_bound, make_user_conf, test_settings
-from .config import RunSpec, card_rate_ceiling
+from .config import RunSpec
 from .length import LengthSettings, check_length
 from .memory import BUILT, MemoryEstimate, check_memory, mem_available, memory_needed
 from .machine import Built
@@ -50,13 +50,13 @@ def write_settings(spec: RunSpec, partial: Path, overrides: Overrides, notes: li
     return Settings(user_conf, loadgen, bound_ms, bound)
 
 
-def check_test(spec: RunSpec, settings: Settings, warm_rate: float, total: int) -> MemoryEstimate:
+def check_test(spec: RunSpec, settings: Settings, rate: float, total: int) -> MemoryEstimate:
     """LoadGen's own reading of the settings, refused in one line where its test would outlast
-    --max-hours at the devices' rate (their ceiling where known, else the warm-up's) or need more
+    --max-hours at the devices' RATE (their ceiling where known, else the warm-up's) or need more
     memory than is available beside what the devices and the engine already hold; returns the
     run's memory estimate."""
     length = LengthSettings.from_loadgen(settings.loadgen, spec.scenario, spec.config.mode)
-    check_length(length, card_rate_ceiling(spec) or warm_rate, total, spec.config.max_hours)
+    check_length(length, rate, total, spec.config.max_hours)
     need = memory_needed(spec, total, length)
     check_memory(need.without(BUILT), mem_available())
     return need

@@ -72,7 +72,7 @@ def _median(rates: list[float]) -> float:
     return sorted(rates)[len(rates) // 2]
 
 
-def _rate_ceiling(devices) -> float | None:
+def rate_ceiling(devices) -> float | None:
     """Samples/s the devices can never exceed together, when every one declares it (peak_rate)."""
     peaks = [getattr(d, "peak_rate", None) for d in devices]
     return float(sum(peaks)) if peaks and all(p for p in peaks) else None
@@ -97,7 +97,7 @@ def targets(spec: RunSpec, warm: WarmUp, devices: list, total: int, notes: list[
     elif warm.need_target and scenario == "Offline":
         # Aim high. Set too high, the run only lasts longer than min_duration; set low (a
         # warm-up slower than the run), it ends early and is INVALID.
-        ceiling = _rate_ceiling(devices)
+        ceiling = rate_ceiling(devices)
         over.target_qps = offline_expected_qps(warm.rates, ceiling)
         how = (f"the devices' peak rate {ceiling:,.0f}/s / {LOADGEN_OFFLINE_SLACK}: the run cannot "
                "end early" if ceiling else
