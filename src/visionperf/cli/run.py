@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from ..errors import UserError
 from ..workloads import SCENARIOS, WORKLOADS
 from .options import (MAX_BATCH_TIMEOUT_MS, add_cluster, add_max_hours, add_model_and_dataset, add_quiet,
                       batch_size, device_count, duration_s, finite_positive_float, float_range, int_range,
@@ -74,12 +73,6 @@ def cmd_run(a) -> int:
         wait=a.wait, latency_by_minute=a.latency_by_minute, cluster=a.cluster, nodes=a.nodes,
         max_hours=a.max_hours,
     )
-    if a.nodes and not a.cluster:
-        raise UserError("--nodes chooses nodes of a --cluster: pass --cluster ADDRESS too, or drop --nodes")
-    if not a.cluster:  # a cluster's nodes plan on their own cores
-        check_run_machine(a)
-    elif a.compliance:
-        raise UserError("--compliance runs on one node: drop --cluster for the audit run")
     con = console()
     from ..progress import RunDisplay
 
@@ -94,14 +87,6 @@ def _open_cluster(a):
     from ..cluster import Cluster
 
     return partial(Cluster.open, a.cluster, a.nodes)
-
-
-def check_run_machine(a) -> None:
-    """What a run's options ask of this machine's cores, refused before anything is read or written
-    (its memory: run.memory)."""
-    from ..backends import get_backend
-
-    get_backend(a.backend).check_device_count(a.devices)
 
 
 def add_include_dir_args(sub) -> None:

@@ -54,8 +54,19 @@ class RunConfig:
 
     def validate(self) -> RunSpec:
         """This configuration checked, with what it names; one line for the first option that cannot be run."""
+        self._check_where()
         spec = self.checked_options()
         return replace(spec, length=_check_length(spec))
+
+    def _check_where(self) -> None:
+        """What the options ask of where the run executes: this server's cores, or a cluster's nodes
+        (which plan on their own cores, cluster/node.py)."""
+        if self.nodes and not self.cluster:
+            raise UserError("--nodes chooses nodes of a --cluster: pass --cluster ADDRESS too, or drop --nodes")
+        if not self.cluster:
+            get_backend(self.backend).check_device_count(self.devices)
+        elif self.compliance:
+            raise UserError("--compliance runs on one node: drop --cluster for the audit run")
 
     def checked_options(self) -> RunSpec:
         """validate() less the test's length: what a cluster node checks of the head's configuration
