@@ -115,7 +115,8 @@ def table(rows: list[RunRow]):
             "accuracy (target)"] + (["samples/s/W"] if power else [])
     for col in cols:
         t.add_column(col, justify="right" if col in ("dev", "official metric", "p50", "p90", "p99", "samples/s/W")
-                     else "left", overflow="fold" if col == "model" else "ellipsis")
+                     else "left", overflow="fold" if col == "model" else "ellipsis",
+                     no_wrap=col == "samples/s/W")  # a narrow terminal folds the model, not this header
     for r in rows:
         ms = lambda p: f"{r.latency_ns[p] / 1e6:.2f} ms" if p in r.latency_ns else ""  # noqa: E731
         metric = "" if r.metric is None else (f"{r.metric / 1e6:.3f} ms" if r.unit == "ns" else f"{r.metric:,.1f}/s")
