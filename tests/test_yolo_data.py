@@ -221,11 +221,26 @@ def test_yolo_cache_holds_the_square_letterbox_in_uint8(coco_full, tmp_path):
         assert np.array_equal(cache.data[i], reference_tensor(decode_bgr(ds.path(i)), auto=False))
 
 
-def test_yolo_cache_refuses_rect_and_float32(coco_full):
-    ds = open_dataset(YOLO, coco_full, count=2)
+def test_yolo_rect_cache_holds_each_row_at_its_own_shape_with_its_geometry(coco_full, tmp_path):
+    ds = open_dataset(YOLO, coco_full, count=5)
     rect = replace(YOLO, preprocessing=replace(YOLO.preprocessing, shape_mode="rect"))
-    with pytest.raises(UserError, match="shape mode 'rect' .* cannot be cached yet"):
-        expected_manifest(rect, ds, "uint8", "NCHW")
+    cache = ensure_cache(rect, ds, tmp_path / "c", dtype="uint8", layout="NCHW", log=lambda m: None, workers=1)
+    assert cache.manifest["shape_mode"] == "rect" and cache.data.shape == (5, 3, 640, 640)
+    assert cache.geometry.shape == (5, 4) and cache.geometry.dtype == np.int32
+    for i in range(5):
+        bgr = decode_bgr(ds.path(i))
+        want = reference_tensor(bgr, auto=True)
+        h0, w0, h, w = cache.geometry[i].tolist()
+        assert (h0, w0) == bgr.shape[:2] and (h, w) == want.shape[1:]
+        flat = cache.data[i].reshape(-1)
+        assert np.array_equal(flat[: want.size].reshape(want.shape), want) and not flat[want.size:].any()
+    # the square cache of the same images is another cache (the shape mode is in its key)
+    square = ensure_cache(YOLO, ds, tmp_path / "c", dtype="uint8", layout="NCHW", log=lambda m: None, workers=1)
+    assert square.path != cache.path and (square.geometry[:, 2:] == 640).all()
+
+
+def test_yolo_cache_refuses_float32(coco_full):
+    ds = open_dataset(YOLO, coco_full, count=2)
     with pytest.raises(UserError, match=r"the / 255 belongs to the model\), not float32: pass --dtype uint8"):
         expected_manifest(YOLO, ds, "float32", "NCHW")
 

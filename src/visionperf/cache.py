@@ -106,7 +106,9 @@ def expected_manifest(workload: Workload, dataset: ImageNetVal, dtype: str, layo
         raise UserError(f"a {dtype} cache needs the model's input scale and zero point: "
                         "pass --model INT8_MODEL (or --scale and --zero-point)")
     pre = workload.preprocessing.settings()
-    shape_mode = {"shape_mode": pre["shape_mode"]} if "shape_mode" in pre else {}
+    # Letterboxed rows: the shape mode, and geometry.npy beside data.npy (each row's decoded and
+    # input sizes). A rect row holds its (3, h, w) pixels at the start of a row sized for 640 x 640.
+    shape_mode = {"shape_mode": pre["shape_mode"], "geometry": True} if "shape_mode" in pre else {}
     return {
         "format": FORMAT_VERSION,
         "workload": workload.name,
@@ -126,13 +128,10 @@ def expected_manifest(workload: Workload, dataset: ImageNetVal, dtype: str, layo
 
 
 def _check_letterbox(workload: Workload, dtype: str) -> None:
-    """A letterboxed (YOLO) cache holds square uint8 pixels: rows of one shape, the / 255 in the model."""
+    """A letterboxed (YOLO) cache holds uint8 pixels, the / 255 in the model."""
     pre = workload.preprocessing
     if pre.method != "letterbox":
         return
-    if pre.shape_mode != "square":
-        raise UserError(f"{workload.name}: a cache holds one shape per row, so shape mode {pre.shape_mode!r} "
-                        "(per-image shapes) cannot be cached yet: use the square mode")
     if dtype != workload.input_dtype:
         raise UserError(f"{workload.name}: its cache holds the letterboxed {workload.input_dtype} pixels "
                         f"(the / 255 belongs to the model), not {dtype}: pass --dtype {workload.input_dtype}")
@@ -152,6 +151,7 @@ class Cache:
     manifest: dict
     data: np.ndarray  # read-only memmap, rows of the images kept, in dataset order
     dataset_index: np.ndarray  # row -> index in the dataset's list (skipped images left out)
+    geometry: np.ndarray | None = None  # letterboxed: int32 [rows, 4] = (h0, w0, input h, input w)
 
     @property
     def workload(self) -> Workload:
@@ -228,11 +228,19 @@ def open_cache(path: Path, wanted: dict | None = None) -> Cache:
     if not len(keep):
         raise UserError(f"cache {path} holds no rows (every image was left out as bad): delete it, "
                         "fix the dataset and rerun")
+    geometry = None
+    if manifest.get("geometry"):
+        try:
+            geometry = np.load(path / "geometry.npy")
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path / 'geometry.npy'} is unreadable ({e}): delete {path} and rerun") from None
+        if geometry.shape != (len(keep), 4) or geometry.dtype != np.int32:
+            raise UserError(f"{path / 'geometry.npy'} does not match its manifest: delete {path} and rerun")
     stored = manifest.get("data_fingerprint")
     if stored is not None and stored != data_fingerprint(path / "data.npy"):
         raise UserError(f"{path / 'data.npy'} was changed after the cache was built (its fingerprint differs "
                         f"from {manifest_path}): delete {path} and rerun to rebuild it")
-    return Cache(path, manifest, data, keep)
+    return Cache(path, manifest, data, keep, geometry)
 
 
 def is_cache(path: Path) -> bool:

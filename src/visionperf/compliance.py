@@ -101,13 +101,13 @@ def verify_accuracy(run_dir: Path, acc_dir: Path, out: Path, workload: Workload,
 
 def _accuracy_of(data_by_idx: dict, ids: list[int], workload: Workload, dataset, out: Path) -> float:
     from .accuracy import coco_map, top1
-    from .workloads import DETECTION
+    from .workloads import coco_label_map
 
     tmp = out / "accuracy/.subset.json"
     tmp.write_text(json.dumps([{"seq_id": k, "qsl_idx": i, "data": data_by_idx.get(i, "")} for k, i in enumerate(ids)]))
     try:
         if workload.task == "classification":
             return top1(tmp, dataset.labels).percent
-        return coco_map(tmp, dataset, DETECTION[workload.name].coco_label_map).percent
+        return coco_map(tmp, dataset, coco_label_map(workload)).percent
     finally:
         tmp.unlink()

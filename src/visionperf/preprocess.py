@@ -31,42 +31,59 @@ from .cache import (
     open_cache,
 )
 from .children import die_with
-from .datasets import ImageNetVal, preprocess_one
+from .datasets import ImageNetVal, preprocess_sample
 from .errors import UserError
 from .jsonfile import JsonFileError
 from .locks import LOCK_NAME, Busy, DirLock
-from .workloads import Workload, get_workload
+from .workloads import Workload
 
 _worker_out: np.ndarray | None = None
+_worker_geometry: np.ndarray | None = None
+
+GEOMETRY = "geometry.npy"  # letterboxed caches: int32 [count, 4] = (h0, w0, input h, input w) per row
 
 
 def _worker_init(partial: str, parent: int | None = None) -> None:
-    global _worker_out
+    global _worker_out, _worker_geometry
     if parent is not None:
         die_with(parent)
     import cv2
 
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
     _worker_out = np.load(partial, mmap_mode="r+")
+    geometry = Path(partial).with_name(GEOMETRY + ".partial")
+    _worker_geometry = np.load(geometry, mmap_mode="r+") if geometry.exists() else None
+
+
+def _store_row(out: np.ndarray, i: int, row: np.ndarray) -> None:
+    """Row I of the cache. A rect (per-image shape) row is smaller than the cache's row, which is
+    sized for the largest: it sits at the start, contiguous, the rest zero."""
+    if row.shape == out.shape[1:]:
+        out[i] = row
+        return
+    flat = out[i].reshape(-1)
+    flat[: row.size] = row.reshape(-1)
+    flat[row.size:] = 0
 
 
 def _preprocess_chunk(job: tuple) -> tuple[int, int, list]:
     """Preprocess one chunk into the shared partial array; returns (chunk, images, bad)."""
-    chunk, start, workload_name, root, files, layout, quant, skip_bad = job
-    workload = get_workload(workload_name)
+    chunk, start, workload, root, files, layout, quant, skip_bad = job
     q = Quantization(**quant) if quant else None
     out = _worker_out
     bad = []
     for k, name in enumerate(files):
         try:
-            row = preprocess_one(workload, Path(root) / name, layout)
+            row, geometry = preprocess_sample(workload, Path(root) / name, layout)
         except UserError as e:
             if not skip_bad:
                 raise
             bad.append([start + k, name, str(e)])
             out[start + k] = 0
             continue
-        out[start + k] = q.apply(row) if q else row
+        _store_row(out, start + k, q.apply(row) if q else row)
+        if geometry is not None:
+            _worker_geometry[start + k] = geometry
     # No msync here: rows written to a shared file mapping are in the page cache the moment
     # they are stored, so they outlive this process if it is killed, and an msync per chunk
     # would make the pool wait on the disk (it halved throughput). The parent flushes once.
@@ -168,6 +185,8 @@ def _start_or_resume(path: Path, build: Path, partial: Path, manifest: dict, chu
         if (path / "data.npy").exists():
             # killed while publishing: the array was renamed into place, the manifest not written
             os.replace(path / "data.npy", partial)
+            if (path / GEOMETRY).exists():
+                os.replace(path / GEOMETRY, build / (GEOMETRY + ".partial"))
         else:
             restart = "found no array in"
     if restart or not (build / "build.json").exists():
@@ -179,6 +198,9 @@ def _start_or_resume(path: Path, build: Path, partial: Path, manifest: dict, chu
         np.lib.format.open_memmap(partial, mode="w+", dtype=np.dtype(manifest["dtype"]),
                                   shape=tuple(manifest["shape"]))
         _reserve(partial)
+        if manifest.get("geometry"):
+            np.lib.format.open_memmap(build / (GEOMETRY + ".partial"), mode="w+", dtype=np.int32,
+                                      shape=(manifest["count"], 4))
         write_text(build / "build.json", json.dumps(plan, sort_keys=True))
 
 
@@ -200,7 +222,7 @@ def _preprocess_chunks(build: Path, partial: Path, workload: Workload, dataset: 
     # (a fix of the same size leaves the source hash as it was).
     todo = [c for c in range(len(starts)) if c not in finished]
     quant = manifest["quantization"]
-    jobs = [(c, starts[c], workload.name, str(dataset.root), dataset.files[starts[c]: starts[c] + chunk],
+    jobs = [(c, starts[c], workload, str(dataset.root), dataset.files[starts[c]: starts[c] + chunk],
              manifest["layout"], quant, skip_bad) for c in todo]
     done_images = sum(min(chunk, n - starts[c]) for c in finished)
     if finished:
@@ -258,6 +280,7 @@ def _reserve(path: Path) -> None:
 def _publish(path: Path, build: Path, partial: Path, manifest: dict, bad: list, fresh: int,
              elapsed: float, log) -> Cache:
     final = path / "data.npy"
+    geometry = build / (GEOMETRY + ".partial")
     if len(bad) >= manifest["count"]:
         shutil.rmtree(build, ignore_errors=True)  # every chunk is redone next time anyway
         raise UserError(f"every one of the {manifest['count']} images is bad (the first: {bad[0][2]}): "
@@ -273,12 +296,19 @@ def _publish(path: Path, build: Path, partial: Path, manifest: dict, bad: list, 
             out[s : s + 256] = src[keep[s : s + 256]]
         out.flush()
         del out, src
+        if geometry.exists():
+            kept = build / (GEOMETRY + ".compact")
+            with open(kept, "wb") as f:  # a file object: np.save would add .npy to a name
+                np.save(f, np.load(geometry)[keep])
+            os.replace(kept, geometry)
         os.replace(compact, final)
         report = path / "skipped.txt"
         write_text(report, "".join(f"{name}\t{why}\n" for _, name, why in bad))
         log(f"skipped {len(bad)} bad image(s), listed in {report}")
     else:
         os.replace(partial, final)
+    if geometry.exists():
+        os.replace(geometry, path / GEOMETRY)
     manifest = dict(manifest, skipped=bad, data_fingerprint=data_fingerprint(final))
     write_text(path / "manifest.json", json.dumps(manifest, indent=2) + "\n")  # the cache's commit mark
     shutil.rmtree(build, ignore_errors=True)
@@ -333,5 +363,5 @@ def preprocess_to(out: Path, workload: Workload, dataset: ImageNetVal, dtype: st
 def _foreign(path: Path) -> list[str]:
     """What in PATH a build did not make: its work (build/) and lock, and, only beside a build's
     plan, a publish under way (data.npy renamed in, skipped.txt, the manifest's temporary file)."""
-    ours = {"build", LOCK_NAME} | ({"data.npy", "skipped.txt"} if (path / "build/build.json").exists() else set())
+    ours = {"build", LOCK_NAME} | ({"data.npy", "skipped.txt", GEOMETRY} if (path / "build/build.json").exists() else set())
     return sorted(p.name for p in path.iterdir() if p.name not in ours and not p.name.startswith(".manifest.json.tmp-"))

@@ -69,10 +69,11 @@ class _Bridge:
         self.dtype = np.dtype(device.input_dtype)
         self.pack = pack
         self.max_bytes = max_bytes
+        self.takes_indices = bool(getattr(device, "takes_indices", False))  # per-sample shapes (rect)
 
     def run(self, view, rows: int, qsl_idx: list[int]):
         x = np.frombuffer(view, self.dtype).reshape(rows, *self.shape)
-        outs = self.device.run(x)
+        outs = self.device.run(x, qsl_idx) if self.takes_indices else self.device.run(x)
         if self.pack is None:
             return [np.ascontiguousarray(o) for o in outs]
         data, offsets, sizes = self.pack(outs, np.asarray(qsl_idx, np.int64))

@@ -285,6 +285,24 @@ NOT_BUILT: dict[str, tuple[str, ...]] = {
 }
 
 
+def with_shape_mode(workload: Workload, mode: str) -> Workload:
+    """WORKLOAD letterboxed in shape MODE ("square" | "rect"); the mode is part of the cache's key."""
+    from dataclasses import replace
+
+    if workload.preprocessing.method != "letterbox":
+        raise UserError(f"{workload.name} is not letterboxed: --shape-mode is for yolo only")
+    if mode not in ("square", "rect"):
+        raise UserError(f"shape mode {mode!r}: choose square or rect")
+    return replace(workload, preprocessing=replace(workload.preprocessing, shape_mode=mode))
+
+
+def coco_label_map(workload: Workload) -> bool:
+    """The responses carry contiguous labels that accuracy maps to COCO ids (SSD-ResNet34); YOLO's
+    post-processing writes COCO ids itself (accuracy-coco.py without --use-inv-map)."""
+    spec = DETECTION.get(workload.name)
+    return bool(spec and spec.coco_label_map)
+
+
 def require(workload: Workload, piece: str) -> None:
     """Refuse WORKLOAD where the PIECE a command needs is not built yet."""
     if piece in NOT_BUILT.get(workload.name, ()):

@@ -30,6 +30,7 @@ class DeviceRequest:
     latency: bool = False  # a latency scenario (Server, SingleStream, MultiStream), not Offline
     options: str = ""  # --backend-options: "key=value;..."
     batch_given: bool = True  # --batch-size was given (a GPU sweeps for one when not)
+    geometry: object = None  # letterboxed caches: int32 [rows, 4] (h0, w0, input h, input w) per cache row
 
 
 class Backend:
@@ -42,6 +43,7 @@ class Backend:
     devices_noun: str = ""  # what its devices are called in messages (default: "<name> devices")
     real_devices: bool = True  # False: a stand-in (simulated card, null): not a submittable result
     host_cpu_only: bool = True  # no accelerator: the system description says 0 accelerators
+    per_sample_shapes: bool = False  # runs each batch at its own input shape (YOLO's rect letterbox)
 
     def __init__(self, name: str | None = None):
         if name:

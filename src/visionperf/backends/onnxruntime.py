@@ -35,11 +35,16 @@ def session_options(cores: tuple[int, ...], threads: int | None = None, spin: bo
     return so
 
 
+def _anchors(h: int, w: int) -> int:
+    """YOLO's anchors for an H x W input: one per cell at strides 8, 16 and 32."""
+    return sum((h // s) * (w // s) for s in (8, 16, 32))
+
+
 class OrtDevice:
     reads_input = True
     max_in_flight = 1  # a CPU partition runs one batch at a time; its cores are the parallelism
 
-    def __init__(self, name, model, workload, partition, batch_size: int, spin: bool = True):
+    def __init__(self, name, model, workload, partition, batch_size: int, spin: bool = True, geometry=None):
         self.name = name
         self.cpus = tuple(partition.cpus)
         cores = tuple(partition.cores)
@@ -57,9 +62,34 @@ class OrtDevice:
             raise UserError(f"ONNX Runtime cannot load {model.path}: {str(e).splitlines()[0]}") from None
         self._input = model.input_name
         self._outputs = list(model.outputs)
+        pre = workload.preprocessing
+        # rect (YOLO): each row holds its own (3, h, w) image at its start; the engine hands over
+        # the batch's cache rows so the device can read their shapes.
+        self.takes_indices = pre.method == "letterbox" and pre.shape_mode == "rect"
+        self._geometry = geometry
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+    def run(self, batch: np.ndarray, qsl_idx=None) -> list[np.ndarray]:
+        if self.takes_indices:
+            return self._run_rect(batch, qsl_idx)
         return self.session.run(self._outputs, {self._input: batch})
+
+    def _run_rect(self, batch: np.ndarray, qsl_idx) -> list[np.ndarray]:
+        """One shape per batch (run.config keeps rect batches to one image): the rows' (3, h, w)
+        prefixes in, the head out at the start of a row sized for the largest input (the
+        post-processing reads its anchors from the same geometry)."""
+        n = len(qsl_idx)
+        h, w = (int(v) for v in self._geometry[qsl_idx[0], 2:])
+        if any(tuple(self._geometry[i, 2:]) != (h, w) for i in qsl_idx[1:]):
+            raise ValueError("a rect batch holds images of different shapes")
+        x = np.ascontiguousarray(batch.reshape(n, -1)[:, : 3 * h * w]).reshape(n, 3, h, w)
+        outs = self.session.run(self._outputs, {self._input: x})
+        most = _anchors(self.input_shape[1], self.input_shape[2])
+        padded = []
+        for o in outs:  # [n, 84, A] or [n, A, 84]: the same bytes at the start of a longer row
+            out = np.zeros((n, o[0].size // _anchors(h, w) * most), o.dtype)
+            out[:, : o[0].size] = o.reshape(n, -1)
+            padded.append(out)
+        return padded
 
     def close(self) -> None:
         self.session = None
@@ -71,11 +101,12 @@ class OnnxRuntime(Backend):
     name = "onnxruntime"
     runs_model_batch = True
     devices_per_core = 1
+    per_sample_shapes = True
 
     def software(self) -> str:
         return f"ONNX Runtime {ort.__version__} (CPU)"
 
     def devices(self, request: DeviceRequest, log=print) -> list:
         return [OrtDevice(f"cpu{i}", request.model, request.workload, part, request.batch_size,
-                          spin=not request.latency)
+                          spin=not request.latency, geometry=request.geometry)
                 for i, part in enumerate(request.plan)]

@@ -75,6 +75,9 @@ def add_preprocess_args(sub) -> None:
     s.add_argument("--out", type=path, required=True, help="the cache directory to write")
     s.add_argument("--dtype", choices=("float32", "int8", "uint8"))
     s.add_argument("--layout", choices=("NCHW", "NHWC"))
+    s.add_argument("--shape-mode", choices=("square", "rect"),
+                   help="yolo: square (640x640, default) or rect (each image's own minimum rectangle, "
+                   "as the reference runs a dynamic-shape model)")
     s.add_argument("--model", help="take dtype, scale and zero point from this (quantised) model")
     s.add_argument("--scale", type=finite_positive_float)
     s.add_argument("--zero-point", type=int)
@@ -125,6 +128,10 @@ def cmd_preprocess(a) -> int:
     from ..workloads import get_workload
 
     w = get_workload(a.workload)
+    if a.shape_mode:
+        from ..workloads import with_shape_mode
+
+        w = with_shape_mode(w, a.shape_mode)
     layout = (a.layout or w.layout).upper()
     dtype, quant = _cache_format(a, w)
     if a.workers is not None and a.workers < 1:
@@ -132,6 +139,9 @@ def cmd_preprocess(a) -> int:
     if a.cluster:  # on every node, from its own --dataset (the same path there)
         from ..cluster import preprocess_everywhere
 
+        if a.shape_mode == "rect":
+            raise UserError("--shape-mode rect with --cluster: a node builds its rect cache itself at the "
+                            "first run; drop --cluster here, or --shape-mode")
         con = console()
         preprocess_everywhere(a.cluster, w.name, a.dataset, a.count, a.out, dtype, layout, quant, a.workers,
                               a.chunk_size, a.skip_bad, log=lambda m: con.print(m, style="dim", markup=False))

@@ -127,12 +127,12 @@ def cmd_accuracy(a) -> int:
         acc = top1(a.log, labels)
     else:
         from ..accuracy import coco_map
-        from ..workloads import DETECTION
+        from ..workloads import coco_label_map
 
         if skipped:
             raise UserError(f"the run behind {a.log} left bad images out; compute its mAP with the "
                             "dataset it ran on (remove the bad images from the annotation file)")
-        acc = coco_map(a.log, dataset, DETECTION[w.name].coco_label_map)
+        acc = coco_map(a.log, dataset, coco_label_map(w))
     out = Path(a.out) if a.out else Path(a.log).with_name("accuracy.txt")
     write_text_atomic(out, acc.text())
     print(acc.text().splitlines()[0])

@@ -32,6 +32,10 @@ def add_run_args(sub) -> None:
                    "timeout, one batch ahead and its own batch; 0 only when two batch times already "
                    "fill 0.8 x bound. The run prints the timeout it used")
     s.add_argument("--count", type=positive_int, help="use only the first COUNT images")
+    s.add_argument("--shape-mode", choices=("auto", "square", "rect"), default="auto",
+                   help="yolo: square (640x640 inputs, batches) or rect (the reference's minimum "
+                   "rectangle per image, equal to it tensor for tensor; needs a dynamic-shape model and "
+                   "batch 1). auto (default): rect for a dynamic-shape model at batch 1, else square")
     s.add_argument("--post-threads", type=int_range(0, 256),
                    help="post-processing threads (default: one per device for detection, 0 = inline)")
     s.add_argument("--skip-postprocess", action="store_true",
@@ -71,7 +75,7 @@ def cmd_run(a) -> int:
         skip_postprocess=a.skip_postprocess, replicas=a.replicas, card_rate=a.card_rate,
         in_flight=a.in_flight, compliance=a.compliance, backend_options=a.backend_option,
         wait=a.wait, latency_by_minute=a.latency_by_minute, cluster=a.cluster, nodes=a.nodes,
-        max_hours=a.max_hours,
+        max_hours=a.max_hours, shape_mode=a.shape_mode,
     )
     con = console()
     from ..progress import RunDisplay

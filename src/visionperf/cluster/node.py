@@ -72,7 +72,7 @@ class NodeServer:
         spec.backend.check_device_count(cfg.devices, where="this node")  # a node plans on its own cores
         lines: list[str] = []
         notes: list[str] = []
-        built = build_engine(spec, self._cache.data, notes, lines.append)
+        built = build_engine(spec, self._cache, notes, lines.append)
         self._sut, self._devices = built.sut, built.devices
         self._sut.start(0.0, throughput_only=spec.scenario == "Offline")
         return {"plan": [dataclasses.asdict(p) for p in built.plan], "log": lines, "notes": notes,

@@ -10,7 +10,7 @@ from ..workloads import Workload
 from .coco import CocoVal, open_coco, preprocess_coco
 from .coco_safe import open_coco_safe
 from .imagenet import ImageNetVal, decode_bgr, open_imagenet, preprocess_imagenet
-from .letterbox import letterbox_row
+from .letterbox import letterbox_row, letterbox_sample
 from .openimages import open_openimages, preprocess_openimages
 
 Dataset = ImageNetVal | CocoVal
@@ -40,3 +40,11 @@ def preprocess_one(workload: Workload, path: Path, layout: str) -> np.ndarray:
     if workload.preprocessing.method == "letterbox":
         return letterbox_row(decode_bgr(path), workload, layout)
     raise NotImplementedError(f"preprocessing {workload.preprocessing.method!r}")
+
+
+def preprocess_sample(workload: Workload, path: Path, layout: str) -> tuple[np.ndarray, tuple | None]:
+    """preprocess_one's row and, for letterboxed workloads, its geometry (h0, w0, input h, input w):
+    what the cache keeps beside the row so post-processing can map boxes back."""
+    if workload.preprocessing.method == "letterbox":
+        return letterbox_sample(decode_bgr(path), workload, layout)
+    return preprocess_one(workload, path, layout), None

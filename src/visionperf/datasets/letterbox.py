@@ -62,13 +62,20 @@ def letterbox(img: np.ndarray, size: int, mode: str, stride: int = 32, pad_value
                               value=(pad_value, pad_value, pad_value))
 
 
-def letterbox_row(img_bgr: np.ndarray, workload, layout: str) -> np.ndarray:
-    """One decoded BGR image -> one uint8 row: letterboxed by the workload's settings, RGB. The
-    reference's / 255 is the model's."""
+def letterbox_sample(img_bgr: np.ndarray, workload, layout: str) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """One decoded BGR image -> (one uint8 row: letterboxed by the workload's settings, RGB;
+    its geometry (h0, w0, input h, input w)). The reference's / 255 is the model's. The
+    geometry is what post-processing needs to map boxes back (scale_boxes) and normalise them
+    by the decoded image, EXIF orientation applied (the reference's orig_shape)."""
     pre = workload.preprocessing
     img = letterbox(img_bgr, workload.input_size, pre.shape_mode, pre.stride, pre.pad_value,
                     getattr(cv2, pre.interpolation))
     row = img[..., ::-1]  # BGR -> RGB
     if layout == "NCHW":
         row = row.transpose(2, 0, 1)
-    return np.ascontiguousarray(row)
+    return np.ascontiguousarray(row), (*img_bgr.shape[:2], *img.shape[:2])
+
+
+def letterbox_row(img_bgr: np.ndarray, workload, layout: str) -> np.ndarray:
+    """letterbox_sample's row alone."""
+    return letterbox_sample(img_bgr, workload, layout)[0]

@@ -161,9 +161,17 @@ class Skip:
         return np.zeros(1, np.float32), np.zeros(n, np.int64), np.zeros(n, np.int64)
 
 
-def make_postprocess(workload: Workload, model, skip: bool = False, score_format=None):
+def make_postprocess(workload: Workload, model, skip: bool = False, score_format=None, geometry=None):
+    """The post-processing of WORKLOAD's MODEL. GEOMETRY: letterboxed caches' (h0, w0, input h,
+    input w) per cache row, which YOLO's needs to map boxes back (None: only its output shapes
+    are asked for)."""
     if workload.task == "classification":
         post = Classify(workload, model)
+    elif workload.preprocessing.method == "letterbox":
+        from .yolo import DetectYolo
+
+        post = DetectYolo(workload, model, geometry, layout=getattr(model, "head_layout", "channels-first"),
+                          dtype=getattr(score_format, "dtype", None) or "float32")
     elif model.kind == "nms":
         post = DetectOfficial(workload, model)
     else:

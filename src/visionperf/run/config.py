@@ -18,7 +18,7 @@ from ..models import check_model
 from ..models.check import ModelInfo
 from ..targets import DEFAULT_MAX_HOURS, offline_expected_qps
 from ..userconf import Overrides, make_user_conf, read_user_conf
-from ..workloads import Workload, check_scenario, get_workload, require
+from ..workloads import Workload, check_scenario, get_workload, require, with_shape_mode
 from .length import LengthSettings, check_length
 
 
@@ -51,6 +51,7 @@ class RunConfig:
     cluster: str | None = None  # run over the nodes of a Ray cluster: auto, an address or local:N (cluster/)
     nodes: int | None = None  # with cluster: use only the first NODES nodes (default: every node)
     max_hours: float = DEFAULT_MAX_HOURS  # refuse a LoadGen test expected to take longer
+    shape_mode: str = "auto"  # yolo: "square" | "rect" | "auto" (rect for a dynamic-shape model at batch 1)
 
     def validate(self) -> RunSpec:
         """This configuration checked, with what it names; one line for the first option that cannot be run."""
@@ -80,6 +81,8 @@ class RunConfig:
         backend.preflight()
         fixed = model.fixed_batch if backend.runs_model_batch else None
         _check_batching(self, model, fixed)
+        if w.preprocessing.method == "letterbox":
+            w = with_shape_mode(w, _shape_mode(self, w, model, backend, fixed))
         audit = _audit(self, w)
         return RunSpec(self, w, scenario, model, backend, fixed, read_user_conf(self.user_conf), audit)
 
@@ -124,6 +127,31 @@ def _check_scenario_options(cfg: RunConfig, w: Workload, scenario: str) -> None:
                         "many samples per query: drop the option")
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise UserError(f"--out {cfg.out} is a file: pass a directory for the results")
+
+
+def _shape_mode(cfg: RunConfig, w: Workload, model: ModelInfo, backend: Backend, fixed: int | None) -> str:
+    """YOLO's letterbox: the reference's own rect (per-image shapes) where the model takes any shape
+    and batches are of one image, else square. Batching rect inputs would need batches of equal
+    shapes (buckets): not done, since rect exists to equal the reference (batch 1) and square is
+    the mode for batches."""
+    dynamic = getattr(model, "input_hw", None) is None
+    batch = cfg.batch_size or fixed or w.default_batch_size
+    mode = cfg.shape_mode
+    if mode == "auto":
+        return "rect" if dynamic and batch == 1 and backend.per_sample_shapes else "square"
+    if mode == "rect":
+        if not dynamic:
+            raise UserError(f"--shape-mode rect needs a model that takes any input shape; {model.path.name} takes "
+                            f"{model.input_hw[0]}x{model.input_hw[1]} only: pass --shape-mode square, or export "
+                            "the model with dynamic=True")
+        if batch != 1:
+            raise UserError(f"--shape-mode rect gives each image its own shape, so a batch holds one image: "
+                            f"drop --batch-size {batch}, or pass --shape-mode square to batch")
+        if not backend.per_sample_shapes:
+            raise UserError(f"--backend {cfg.backend} runs one input shape: pass --shape-mode square")
+    elif mode != "square":
+        raise UserError(f"--shape-mode {mode!r}: choose auto, square or rect")
+    return mode
 
 
 def _check_batching(cfg: RunConfig, model: ModelInfo, fixed: int | None) -> None:

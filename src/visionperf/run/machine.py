@@ -71,7 +71,7 @@ class LocalMachine:
                             quantization=model.quantization, log=log, lock_wait=spec.config.wait)
 
     def build(self, spec: RunSpec, cache: Cache, notes: list[str], log=print) -> Built:
-        return build_engine(spec, cache.data, notes, log)
+        return build_engine(spec, cache, notes, log)
 
     def where(self, spec: RunSpec, built: Built) -> str:
         return f"{len(built.devices)} {spec.config.backend} device(s), batch"
@@ -83,28 +83,29 @@ class LocalMachine:
         return []
 
 
-def build_engine(spec: RunSpec, data, notes: list[str], log=print) -> Built:
-    """Plan this machine's devices for SPEC and build its engine over DATA (the cache's rows)."""
+def build_engine(spec: RunSpec, cache: Cache, notes: list[str], log=print) -> Built:
+    """Plan this machine's devices for SPEC and build its engine over CACHE's rows (and, for
+    letterboxed rows, their geometry: what YOLO's post-processing and rect inputs need)."""
     cfg, w, backend = spec.config, spec.workload, spec.backend
     topology = read_topology()
     plan = card_plan(topology, cfg.devices, backend.accelerators(topology)) if backend.is_card \
         else cpu_partitions(topology, cfg.devices)
     replicas = replica_plan(topology, plan, spec.replicas_mode)
     postprocess = make_postprocess(w, spec.model, skip=cfg.skip_postprocess,
-                                   score_format=backend.score_format(w, spec.model))
+                                   score_format=backend.score_format(w, spec.model), geometry=cache.geometry)
     if cfg.skip_postprocess:
         notes.append("post-processing skipped (empty responses): for measuring its cost only")
     batch_size = spec.default_batch_size
     devices = backend.make_devices(spec.model, w, plan, batch_size, postprocess.output_shapes(batch_size, w),
                                    card_rate=cfg.card_rate, in_flight=cfg.in_flight,
                                    latency=spec.scenario != "Offline", options=cfg.backend_options, log=log,
-                                   batch_given=cfg.batch_size is not None)
+                                   batch_given=cfg.batch_size is not None, geometry=cache.geometry)
     batch_size = max(d.batch_size for d in devices)  # a GPU's batch sweep may have chosen it
     log("plan:\n" + describe_plan(plan, replicas))
     post_threads = cfg.post_threads if cfg.post_threads is not None else (
         len(devices) if w.task == "detection" else 0)
     try:
-        sut = SystemUnderTest(devices, data, replicas.fill_cpus, replicas.of_device, postprocess, w, batch_size,
+        sut = SystemUnderTest(devices, cache.data, replicas.fill_cpus, replicas.of_device, postprocess, w, batch_size,
                               post_threads=post_threads)
     except EngineError as e:
         raise UserError(str(e)) from None

@@ -16,7 +16,7 @@ from ..atomic import write_text as write_text_atomic
 from ..placement import Partition
 from ..results import PerfResult, read_result
 from ..sut import NativeDevice
-from ..workloads import DETECTION
+from ..workloads import coco_label_map
 from .config import RunConfig, RunSpec
 from .cpu import host_cpu
 from .loadgen_test import Measured
@@ -54,7 +54,7 @@ def report_run(spec: RunSpec, built: Built, measured: Measured, samples: Samples
         if spec.workload.task == "classification":
             accuracy = top1(log_path, samples.labels)
         else:
-            accuracy = coco_map(log_path, samples.dataset, DETECTION[spec.workload.name].coco_label_map)
+            accuracy = coco_map(log_path, samples.dataset, coco_label_map(spec.workload))
         write_text_atomic(partial / "accuracy.txt", accuracy.text())
     return RunReport(cfg, final, result, accuracy, built.plan, measured.device_stats, built.batch_size,
                      built.sut.batch_timeout_s * 1000, notes, time.time() - started, measured.times.run_s)
