@@ -27,7 +27,7 @@ from .workloads import Workload
 
 TESTS = ("TEST01", "TEST04")
 TEST01_SEED = 720381539243781796
-SAMPLING_TARGET = {"resnet50": 4096, "ssd-mobilenet": 1024, "ssd-resnet34": 256}
+SAMPLING_TARGET = {"resnet50": 4096, "ssd-mobilenet": 1024, "ssd-resnet34": 256, "yolo": 64}
 
 
 def audit_config(test: str, workload: Workload) -> str:

@@ -19,12 +19,15 @@ from .errors import UserError
 
 @dataclass(frozen=True)
 class RoundBenchmark:
-    """One benchmark in a round, named as visionperf and LoadGen name it (`resnet50`)."""
+    """One benchmark in a round, keyed by its name in the round's results tree (`resnet50`,
+    `yolo-99`): the runs of one visionperf workload, held to that benchmark's rules."""
 
+    workload: str  # the visionperf workload (and LoadGen model name) whose runs it takes
     accuracy_metric: str  # "acc" | "mAP": the checker's pattern for accuracy.txt
     accuracy_target: float  # percent; every matching line of accuracy.txt must reach it
     dataset_size: int  # an accuracy run must cover exactly this many samples
     min_performance_sample_count: int
+    offline_min_samples_per_query: int  # closed division: an Offline query must issue at least this many
     required_scenarios: dict[str, tuple[str, ...]]  # system_type -> scenarios it must have
     compliance_tests: tuple[str, ...]
     server_latency_ns: int | None = None  # effective_target_latency_ns may not exceed it
@@ -37,10 +40,12 @@ class Round:
     source: str  # where these rules were read
     seeds: dict[str, int]  # effective_<key> in every performance detail log
     min_duration_ms: int
-    offline_min_samples_per_query: int
     max_accuracy_log_bytes: int  # accuracy/mlperf_log_accuracy.json in the tree
     truncate_keep_bytes: int  # truncation keeps this much of each end
     benchmarks: dict[str, RoundBenchmark]
+    # A workload the round has under several names (accuracy tiers): the one its runs go in as
+    # unless the user chooses (`--<workload>-benchmark`).
+    default_benchmark: dict[str, str]
     not_in_round: dict[str, str]  # visionperf benchmark -> why it cannot be submitted in this round
     system_types: tuple[str, ...]  # allowed values of system_type
     system_fields: tuple[str, ...]  # every key the system description must have
@@ -67,21 +72,27 @@ V6_1 = Round(
     seeds={"qsl_rng_seed": 2085463073848966840, "sample_index_rng_seed": 2747215439041700203,
            "schedule_rng_seed": 16159082839903944936},
     min_duration_ms=600_000,
-    offline_min_samples_per_query=24_576,
     max_accuracy_log_bytes=10 * 1024,
     truncate_keep_bytes=4096,
     benchmarks={
         # From v6.0 on, ResNet50 is an edge benchmark: no datacenter-only scenario list.
         "resnet50": RoundBenchmark(
             # the checker's name for it: "resnet"
-            accuracy_metric="acc", accuracy_target=76.46 * 0.99, dataset_size=50_000,
-            min_performance_sample_count=1024,
+            workload="resnet50", accuracy_metric="acc", accuracy_target=76.46 * 0.99, dataset_size=50_000,
+            min_performance_sample_count=1024, offline_min_samples_per_query=24_576,
             required_scenarios={"edge": _EDGE, "datacenter,edge": _DATACENTER_EDGE},
             compliance_tests=("TEST01", "TEST04"), server_latency_ns=15_000_000),
+        # YOLO11l on COCO safe (1,525 images), one set of runs, two accuracy tiers of 53.4 mAP.
+        # Edge scenarios only, also on a datacenter,edge system; TEST01 only (models_TEST01).
+        **{name: RoundBenchmark(
+            workload="yolo", accuracy_metric="mAP", accuracy_target=53.4 * tier, dataset_size=1525,
+            min_performance_sample_count=64, offline_min_samples_per_query=1525,
+            required_scenarios={"edge": _EDGE, "datacenter,edge": _EDGE},
+            compliance_tests=("TEST01",)) for name, tier in (("yolo-95", 0.95), ("yolo-99", 0.99))},
     },
+    # The higher tier: the reference reaches 53.103 on COCO safe, above yolo-99's 52.866.
+    default_benchmark={"yolo": "yolo-99"},
     not_in_round={
-        "yolo": "YOLO11 (yolo-95, yolo-99) is in round v6.1, but visionperf cannot submit it yet (issue 24): "
-                "its runs still work for studies",
         "retinanet": "RetinaNet is not in round v6.1 (the checker's v6.1 model list dropped it; its last round, "
                      "v6.0, needs seeds LoadGen 6.0.17 does not carry): its runs still work for studies",
         "ssd-mobilenet": "SSD-MobileNet is retired from MLPerf Inference (last in v2.0; no current checker knows "
@@ -89,7 +100,7 @@ V6_1 = Round(
         "ssd-resnet34": "SSD-ResNet34 is retired from MLPerf Inference (replaced by RetinaNet from v2.1; no current "
                         "checker knows it): its runs still work for studies",
     },
-    system_types=("edge", "datacenter,edge"),  # the only ones with a ResNet50 scenario list
+    system_types=("edge", "datacenter,edge"),  # the only ones with a ResNet50 and a YOLO scenario list
     system_fields=(
         "division", "submitter", "status", "system_name", "number_of_nodes", "host_processor_model_name",
         "host_processors_per_node", "host_processor_core_count", "host_memory_capacity", "host_storage_capacity",
@@ -136,6 +147,24 @@ def get_round(version: str) -> Round:
     why = UNSERVED.get(version, "it is not a round this visionperf knows")
     raise UserError(f"--round {version} is not implemented: {why}; use --round {DEFAULT_ROUND} (the round of the "
                     f"LoadGen {V6_1.loadgen} visionperf runs)")
+
+
+def benchmarks_of(rnd: Round, workload: str) -> tuple[str, ...]:
+    """The round's benchmarks that take WORKLOAD's runs, in the round's order (none: not in it)."""
+    return tuple(name for name, b in rnd.benchmarks.items() if b.workload == workload)
+
+
+def benchmark_for(rnd: Round, workload: str, chosen: dict[str, str] | None = None) -> str | None:
+    """The benchmark WORKLOAD's runs go in as: the user's choice (CHOSEN: workload -> name), else
+    the round's default for it, else its only one; None where the round does not have it."""
+    names = benchmarks_of(rnd, workload)
+    if not names:
+        return None
+    name = (chosen or {}).get(workload) or rnd.default_benchmark.get(workload) or names[0]
+    if name not in names:
+        raise UserError(f"--{workload}-benchmark {name} is not a round {rnd.version} benchmark for {workload} runs: "
+                        f"choose {' or '.join(names)}")
+    return name
 
 
 def system_type_for(rnd: Round, scenarios_by_benchmark: dict[str, set[str]]) -> str:

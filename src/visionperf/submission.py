@@ -5,13 +5,13 @@
         systems/<system>.json                      every field of the round (systems.py)
         src/visionperf/README.md                   the code: where it is, which version
         documentation/calibration.md               how the int8 model was calibrated (or that none was)
-        results/<system>/<benchmark>/<Scenario>/
+        results/<system>/<benchmark>/<Scenario>/         resnet50, yolo-99 or yolo-95 (--yolo-benchmark)
             README.md  user.conf  measurements.json
             performance/run_1/mlperf_log_{summary,detail}.txt
             accuracy/{mlperf_log_summary.txt, mlperf_log_detail.txt, accuracy.txt,
                       mlperf_log_accuracy.json (truncated as the round's tool does)}
             TEST01/{verify_accuracy.txt, verify_performance.txt, accuracy/, performance/run_1/}
-            TEST04/{verify_performance.txt, performance/run_1/}
+            TEST04/{verify_performance.txt, performance/run_1/}       where the benchmark takes TEST04
 
 Every rule the round's checker applies to the runs is checked, for every benchmark and
 scenario, and all problems are reported in one message. `--allow-short` waives only the rules
@@ -36,7 +36,7 @@ from .backends import get_backend
 from .errors import UserError
 from .jsonfile import JsonFileError
 from .results import read_detail
-from .rounds import Round, get_round, system_type_for
+from .rounds import Round, benchmark_for, get_round, system_type_for
 from .workloads import SCENARIOS, WORKLOADS
 
 # LoadGen's INVALID reasons a short run produces by construction (results.CHECKS keys).
@@ -49,6 +49,7 @@ class Found:
 
     workload: str
     scenario: str
+    benchmark: str = ""  # the round's name its runs go in as (check_runs sets it): resnet50, yolo-99
     performance: Path | None = None
     accuracy: Path | None = None
     compliance: dict = field(default_factory=dict)  # test -> directory (OUT/<w>/<s>/TESTxx)
@@ -96,10 +97,12 @@ def _run_json(d: Path) -> dict:
     return rec
 
 
-def check_performance(rnd: Round, w: str, scenario: str, run_dir: Path, what: str = "performance run") -> list[Problem]:
-    """The round's checks on one performance detail log (also applied to TEST01/TEST04's)."""
-    b = rnd.benchmarks[w]
-    where = f"{w} {scenario}"
+def check_performance(rnd: Round, bench: str, scenario: str, run_dir: Path,
+                      what: str = "performance run") -> list[Problem]:
+    """The round's checks on one performance detail log (also applied to TEST01/TEST04's), under
+    benchmark BENCH's rules."""
+    b = rnd.benchmarks[bench]
+    where = f"{bench} {scenario}"
     d = read_detail(run_dir / "mlperf_log_detail.txt")
     out = []
     if d.get("result_validity") != "VALID":
@@ -125,9 +128,9 @@ def check_performance(rnd: Round, w: str, scenario: str, run_dir: Path, what: st
                                       f"(LoadGen {rnd.loadgen}'s mlperf.conf; do not override seeds)", False))
     if scenario == "Offline":
         spq = d.get("effective_samples_per_query") or 0
-        if spq < rnd.offline_min_samples_per_query:
+        if spq < b.offline_min_samples_per_query:
             out.append(Problem(where, f"the {what} issued {spq} samples in its query; the rules need at least "
-                                      f"{rnd.offline_min_samples_per_query} (a longer run, or a higher --target-qps)",
+                                      f"{b.offline_min_samples_per_query} (a longer run, or a higher --target-qps)",
                                True))
     if scenario == "Server" and b.server_latency_ns:
         lat = d.get("effective_target_latency_ns") or 0
@@ -149,9 +152,10 @@ def _real_devices(backend: str) -> bool:
         return True
 
 
-def check_accuracy(rnd: Round, w: str, scenario: str, acc_dir: Path) -> list[Problem]:
-    b = rnd.benchmarks[w]
-    where = f"{w} {scenario}"
+def check_accuracy(rnd: Round, bench: str, scenario: str, acc_dir: Path) -> list[Problem]:
+    """The round's checks on one accuracy run, against benchmark BENCH's size and target."""
+    b = rnd.benchmarks[bench]
+    where = f"{bench} {scenario}"
     out = []
     d = read_detail(acc_dir / "mlperf_log_detail.txt") if (acc_dir / "mlperf_log_detail.txt").exists() else None
     if d is None:
@@ -177,15 +181,26 @@ def check_accuracy(rnd: Round, w: str, scenario: str, acc_dir: Path) -> list[Pro
         out.append(Problem(where, "the accuracy run has no accuracy.txt the checker can read: run "
                                   "`visionperf accuracy` on its log", False))
     elif float(m.group(1)) < b.accuracy_target:
-        out.append(Problem(where, f"accuracy {m.group(1)}% is below the round's target {b.accuracy_target:.4f}%",
+        out.append(Problem(where, f"accuracy {m.group(1)}% is below the round's target {b.accuracy_target:.4f}%"
+                                  + _lower_tier(rnd, bench, float(m.group(1))),
                            synthetic_weights or synthetic_data))
     return out
 
 
+def _lower_tier(rnd: Round, bench: str, value: float) -> str:
+    """Where the same runs reach another of the workload's benchmarks (yolo-95 for yolo-99), how to
+    submit them as that one; else nothing."""
+    w = rnd.benchmarks[bench].workload
+    for name, b in rnd.benchmarks.items():
+        if name != bench and b.workload == w and value >= b.accuracy_target:
+            return f"; it reaches {name}'s {b.accuracy_target:.4f}%: submit the runs as {name} (--{w}-benchmark {name})"
+    return ""
+
+
 def check_compliance(rnd: Round, f: Found) -> list[Problem]:
-    where = f"{f.workload} {f.scenario}"
+    where = f"{f.benchmark} {f.scenario}"
     out = []
-    for test in rnd.benchmarks[f.workload].compliance_tests:
+    for test in rnd.benchmarks[f.benchmark].compliance_tests:
         d = f.compliance.get(test)
         if d is None:
             out.append(Problem(where, f"no {test} run: `visionperf run {f.workload} --scenario {f.scenario} "
@@ -201,7 +216,7 @@ def check_compliance(rnd: Round, f: Found) -> list[Problem]:
                     for r in (d / "performance/run_1", f.performance) if r is not None)
                 out.append(Problem(where, f"{test} {name.removeprefix('verify_').removesuffix('.txt')} check did "
                                           f"not pass (see {p})", short))
-        out += check_performance(rnd, f.workload, f.scenario, d / "performance/run_1", f"{test} run")
+        out += check_performance(rnd, f.benchmark, f.scenario, d / "performance/run_1", f"{test} run")
     return out
 
 
@@ -209,17 +224,27 @@ def _silent(what: str) -> None:
     pass
 
 
-def check_runs(rnd: Round, found: list[Found], say=_silent) -> tuple[str, list[Problem]]:
+def check_runs(rnd: Round, found: list[Found], say=_silent,
+               chosen: dict[str, str] | None = None) -> tuple[str, list[Problem]]:
     """(system_type, every problem) for the runs found, under the round's rules (SAY: each
-    step as it starts, for a command's progress)."""
+    step as it starts, for a command's progress). Each run's benchmark is set: CHOSEN names it
+    (workload -> benchmark) where the round has the workload under several names."""
     problems: list[Problem] = []
     present: dict[str, set[str]] = {}
     for f in found:
-        if f.workload not in rnd.benchmarks:
+        f.benchmark = benchmark_for(rnd, f.workload, chosen) or ""
+        if not f.benchmark:
             problems.append(Problem(f.workload, rnd.not_in_round.get(f.workload, f"not in round {rnd.version}"),
                                     False))
             continue
-        present.setdefault(f.workload, set()).add(f.scenario)
+        allowed = {s for sc in rnd.benchmarks[f.benchmark].required_scenarios.values() for s in sc}
+        if f.scenario not in allowed:
+            problems.append(Problem(f"{f.benchmark} {f.scenario}", f"round {rnd.version} has no {f.scenario} "
+                                    f"scenario for {f.benchmark} ({', '.join(s for s in SCENARIOS if s in allowed)} "
+                                    f"only): move {f.workload}/{f.scenario} out of the runs directory", False))
+            f.benchmark = ""
+            continue
+        present.setdefault(f.benchmark, set()).add(f.scenario)
     system_type = system_type_for(rnd, present) if present else rnd.system_types[0]
     for w, scenarios in sorted(present.items()):
         required = rnd.benchmarks[w].required_scenarios[system_type]
@@ -228,19 +253,19 @@ def check_runs(rnd: Round, found: list[Found], say=_silent) -> tuple[str, list[P
             problems.append(Problem(w, f"a {system_type} system must submit {', '.join(required)}; missing "
                                        f"{', '.join(missing)}", False))
     for f in found:
-        if f.workload not in rnd.benchmarks:
+        if not f.benchmark:
             continue
-        where = f"{f.workload} {f.scenario}"
+        where = f"{f.benchmark} {f.scenario}"
         say(f"checking the {where} runs against round {rnd.version}'s rules")
         if f.performance is None:
             problems.append(Problem(where, "no performance run", False))
         else:
-            problems += check_performance(rnd, f.workload, f.scenario, f.performance)
+            problems += check_performance(rnd, f.benchmark, f.scenario, f.performance)
         if f.accuracy is None:
             problems.append(Problem(where, f"no accuracy run: `visionperf run {f.workload} --scenario {f.scenario} "
                                            "--mode accuracy`", False))
         else:
-            problems += check_accuracy(rnd, f.workload, f.scenario, f.accuracy)
+            problems += check_accuracy(rnd, f.benchmark, f.scenario, f.accuracy)
         problems += check_compliance(rnd, f)
     # one line per distinct problem (TEST01's and the run's own short-duration notes are alike)
     seen, unique = set(), []
@@ -260,7 +285,9 @@ def truncate_accuracy_log(src: Path, dst: Path, keep: int = 4096) -> None:
 
 
 def _with_hash(text: str, full_log: Path) -> str:
-    """accuracy.txt as the round's truncation tool leaves it: the text, then `\\nhash=<sha256>\\n`."""
+    """accuracy.txt as the round's truncation tool leaves an accuracy script's output: the text,
+    then `\\nhash=<sha256>\\n`, the only hash line (`visionperf accuracy` writes its own, dropped)."""
+    text = "".join(ln for ln in text.splitlines(keepends=True) if not ln.startswith("hash="))
     return text + f"\nhash={file_sha256(full_log)}\n"
 
 
@@ -318,9 +345,11 @@ def check_system_types(user: dict, rnd: Round, src: str) -> None:
 
 def assemble(runs: Path, out: Path, submitter: str, system: str, user_system: dict,
              allow_short: bool = False, round_version: str | None = None, user_file: str | None = None,
-             sysfs_root: str = "/", say=_silent) -> tuple[Path, list[Problem], Round]:
+             sysfs_root: str = "/", say=_silent,
+             chosen: dict[str, str] | None = None) -> tuple[Path, list[Problem], Round]:
     """Check everything, then write the tree. Returns (tree, waived problems, round). SAY hears
-    each step as it starts (progress.Activity shows the ones that take a while)."""
+    each step as it starts (progress.Activity shows the ones that take a while). CHOSEN: the
+    benchmark a workload's runs go in as, where the round has several ({"yolo": "yolo-95"})."""
     from .rounds import DEFAULT_ROUND
     from .systems import describe_system, machine_facts
 
@@ -328,9 +357,11 @@ def assemble(runs: Path, out: Path, submitter: str, system: str, user_system: di
     check_name(submitter, "--submitter")
     check_name(system, "--system")
     check_system_types(user_system, rnd, user_file or "--system-json")
+    for w in chosen or {}:
+        benchmark_for(rnd, w, chosen)  # a name the round does not have is refused before any work
     say(f"looking for runs under {runs}")
     found = find_runs(runs)
-    system_type, problems = check_runs(rnd, found, say)
+    system_type, problems = check_runs(rnd, found, say, chosen)
     backends = {(_run_json(f.performance or f.accuracy).get("config") or {}).get("backend", "") for f in found}
     blocking = [p for p in problems if not (allow_short and p.waivable)]
     say("describing this system")
@@ -376,8 +407,8 @@ def _write_tree(tmp: Path, rnd: Round, found: list[Found], submitter: str, syste
     if waived:
         (tmp / "documentation/README.md").write_text(_practice_readme(rnd, waived))
     for f in found:
-        say(f"writing the {f.workload} {f.scenario} results (accuracy logs hashed and truncated)")
-        base = tmp / "results" / system / f.workload / f.scenario
+        say(f"writing the {f.benchmark} {f.scenario} results (accuracy logs hashed and truncated)")
+        base = tmp / "results" / system / f.benchmark / f.scenario
         dst = base / "performance/run_1"
         dst.mkdir(parents=True)
         for name in rnd.performance_files:
@@ -394,9 +425,9 @@ def _write_tree(tmp: Path, rnd: Round, found: list[Found], submitter: str, syste
         m = _measurements(f)
         assert sorted(m) == sorted(rnd.measurements_fields), "measurements.json out of step with the round"
         (base / "measurements.json").write_text(json.dumps(m, indent=2) + "\n")
-        (base / "README.md").write_text(_readme(f, system, waived))
+        (base / "README.md").write_text(_readme(rnd, f, system, waived))
         for test, d in f.compliance.items():
-            if test not in rnd.benchmarks[f.workload].compliance_tests:
+            if test not in rnd.benchmarks[f.benchmark].compliance_tests:
                 continue
             cdst = base / test
             (cdst / "performance/run_1").mkdir(parents=True)
@@ -417,24 +448,25 @@ def _calibration(found: list[Found]) -> str:
         rec = _run_json(f.performance or f.accuracy)
         q = (rec.get("cache") or {}).get("quantization")
         model = Path((rec.get("model") or {}).get("path", "?")).name
-        lines.append(f"- {f.workload} {f.scenario} ({model}): " + (
+        lines.append(f"- {f.benchmark} {f.scenario} ({model}): " + (
             f"int8 by ONNX Runtime static quantisation (QDQ, MinMax, per-channel weights), input {q}; calibrated "
             "on the MLPerf calibration list (`visionperf quantize --calibration-list`)" if q else
             "float32, no calibration"))
     return "\n".join(lines) + "\n"
 
 
-def _readme(f: Found, system: str, waived: list[Problem]) -> str:
+def _readme(rnd: Round, f: Found, system: str, waived: list[Problem]) -> str:
     rec = _run_json(f.performance or f.accuracy)
     cfg = rec.get("config", {})
-    lines = [f"# {f.workload} {f.scenario} on {system}", "",
+    lines = [f"# {f.benchmark} {f.scenario} on {system}", "",
              "Run with visionperf through the MLCommons LoadGen:", "", "```",
              f"visionperf run {f.workload} --scenario {f.scenario} --backend {cfg.get('backend')} "
              f"--devices {cfg.get('devices')} --model MODEL --dataset DATASET --out OUT",
              f"visionperf run {f.workload} --scenario {f.scenario} --mode accuracy ...",
-             *[f"visionperf run {f.workload} --scenario {f.scenario} --compliance {t} ..." for t in f.compliance],
+             *[f"visionperf run {f.workload} --scenario {f.scenario} --compliance {t} ..." for t in f.compliance
+               if t in rnd.benchmarks[f.benchmark].compliance_tests],
              "```", ""]
-    mine = [p for p in waived if p.where in (f"{f.workload} {f.scenario}", f.workload)]
+    mine = [p for p in waived if p.where in (f"{f.benchmark} {f.scenario}", f.benchmark)]
     if mine:
         lines += ["**Practice tree, NOT a valid submission: these rules were waived (--allow-short):**", ""]
         lines += [f"- {p.text}" for p in mine] + [""]
