@@ -237,11 +237,11 @@ def check_runs(rnd: Round, found: list[Found], say=_silent,
             problems.append(Problem(f.workload, rnd.not_in_round.get(f.workload, f"not in round {rnd.version}"),
                                     False))
             continue
-        allowed = {s for sc in rnd.benchmarks[f.benchmark].required_scenarios.values() for s in sc}
+        allowed = dict.fromkeys(s for sc in rnd.benchmarks[f.benchmark].required_scenarios.values() for s in sc)
         if f.scenario not in allowed:
             problems.append(Problem(f"{f.benchmark} {f.scenario}", f"round {rnd.version} has no {f.scenario} "
-                                    f"scenario for {f.benchmark} ({', '.join(s for s in SCENARIOS if s in allowed)} "
-                                    f"only): move {f.workload}/{f.scenario} out of the runs directory", False))
+                                    f"scenario for {f.benchmark} ({', '.join(allowed)} only): move "
+                                    f"{f.workload}/{f.scenario} out of the runs directory", False))
             f.benchmark = ""
             continue
         present.setdefault(f.benchmark, set()).add(f.scenario)
