@@ -14,6 +14,7 @@
 #include "latency.h"
 #include "nms.h"
 #include "python_device.h"
+#include "yolo_post.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -45,12 +46,14 @@ NmsParams nms_params(nb::handle params) {
 }
 
 // ("classify", output tensor, label offset) | ("skip",) | ("prepacked", max bytes) | ("nms", params)
+// | ("yolo", YoloParams)
 std::unique_ptr<Post> make_post(const nb::tuple& spec) {
   std::string kind = nb::cast<std::string>(spec[0]);
   if (kind == "classify") return make_classify(to_tensor(nb::cast<Tensor>(spec[1])), nb::cast<int>(spec[2]));
   if (kind == "skip") return make_skip();
   if (kind == "prepacked") return make_prepacked(nb::cast<size_t>(spec[1]));
   if (kind == "nms") return make_nms(nms_params(spec[1]));
+  if (kind == "yolo") return make_yolo(nb::cast<YoloParams>(spec[1]));
   throw Error("unknown post-processing " + kind);
 }
 
@@ -82,6 +85,73 @@ class PyNms {
 
  private:
   NmsParams p_;
+  std::unique_ptr<Post> post_;
+  std::unique_ptr<PostScratch> scratch_;
+};
+
+// YOLO post-processing as the engine runs it, for Python callers (tests, benchmarks, DetectYolo):
+// parameters, tables and scratch made once.
+class PyYolo {
+ public:
+  explicit PyYolo(const YoloParams& p) : p_(p), post_(make_yolo(p_)), scratch_(post_->scratch()) {}
+  // One image: HEAD [4 + C, A] or [A, 4 + C] (A of its input), or a whole output row.
+  int run(nb::ndarray<nb::c_contig, nb::device::cpu> head, size_t qsl_idx,
+          nb::ndarray<float, nb::c_contig, nb::device::cpu> out, int repeats) {
+    check_dtype(head.dtype());
+    if (qsl_idx >= p_.geometry.size() / 4) throw Error("qsl_idx " + std::to_string(qsl_idx) + " has no geometry");
+    const int32_t* g = &p_.geometry[qsl_idx * 4];
+    const size_t A = size_t(yolo_anchors(p_.strides, g[2], g[3])), ch = size_t(4 + p_.num_classes);
+    if (head.ndim() == 2) {
+      const size_t r = p_.channels_first ? ch : A, c = p_.channels_first ? A : ch;
+      if (head.shape(0) != r || head.shape(1) != c)
+        throw Error("head must be [" + std::to_string(r) + ", " + std::to_string(c) + "] for this sample and layout");
+    } else if (head.size() < A * ch) {
+      throw Error("head holds fewer than (4 + C) x A values for this sample");
+    }
+    if (out.size() < size_t(p_.max_per_image) * 7) throw Error("out must hold max_per_image x 7 floats");
+    int n = 0;
+    nb::gil_scoped_release r;
+    for (int k = 0; k < std::max(1, repeats); ++k) n = yolo_image(p_, head.data(), qsl_idx, out.data(), scratch_.get());
+    return n;
+  }
+  // A batch as the engine's post threads run it (Post::run): ROWS [n, (4 + C) x max_anchors]
+  // output rows, each sample's head at its start; returns (responses, offsets, sizes) in bytes.
+  nb::tuple run_batch(nb::ndarray<nb::c_contig, nb::device::cpu> rows, Indices qsl_idx) {
+    check_dtype(rows.dtype());
+    const size_t n = qsl_idx.shape(0), row_bytes = size_t(4 + p_.num_classes) * size_t(p_.max_anchors) * dtype_size(p_.dtype);
+    if (rows.nbytes() != n * row_bytes) throw Error("rows must be [n, (4 + C) x max_anchors] for n indices");
+    const size_t max_bytes = post_->max_response_bytes();
+    auto* resp = new std::vector<uint8_t>(std::max<size_t>(n * max_bytes, 1));
+    nb::capsule owner(resp, [](void* p) noexcept { delete static_cast<std::vector<uint8_t>*>(p); });
+    auto* offsets = new std::vector<int64_t>(n), *sizes = new std::vector<int64_t>(n);
+    nb::capsule o_owner(offsets, [](void* p) noexcept { delete static_cast<std::vector<int64_t>*>(p); });
+    nb::capsule s_owner(sizes, [](void* p) noexcept { delete static_cast<std::vector<int64_t>*>(p); });
+    std::vector<size_t> idx(qsl_idx.data(), qsl_idx.data() + n), off(n), sz(n);
+    std::string error;
+    bool ok;
+    {
+      nb::gil_scoped_release r;
+      const void* out0 = rows.data();
+      ok = post_->run(&out0, int(n), idx.data(), resp->data(), off.data(), sz.data(), scratch_.get(), &error);
+    }
+    if (!ok) throw Error(error);
+    for (size_t i = 0; i < n; ++i) {
+      (*offsets)[i] = int64_t(off[i]);
+      (*sizes)[i] = int64_t(sz[i]);
+    }
+    return nb::make_tuple(nb::ndarray<nb::numpy, uint8_t, nb::ndim<1>>(resp->data(), {resp->size()}, owner),
+                          nb::ndarray<nb::numpy, int64_t, nb::ndim<1>>(offsets->data(), {n}, o_owner),
+                          nb::ndarray<nb::numpy, int64_t, nb::ndim<1>>(sizes->data(), {n}, s_owner));
+  }
+  int max_per_image() const { return p_.max_per_image; }
+
+ private:
+  void check_dtype(nb::dlpack::dtype dt) const {
+    const bool f16 = p_.dtype == VP_FLOAT16;
+    if (dt.code != uint8_t(nb::dlpack::dtype_code::Float) || dt.bits != (f16 ? 16 : 32))
+      throw Error(std::string("the head must be ") + (f16 ? "float16" : "float32") + " as the parameters say");
+  }
+  YoloParams p_;
   std::unique_ptr<Post> post_;
   std::unique_ptr<PostScratch> scratch_;
 };
@@ -362,6 +432,41 @@ void bind_nms(nb::module_& m) {
         "spec"_a, "boxes"_a, "scores"_a, "qsl_idx"_a = 0.0f, "repeats"_a = 1);
 }
 
+void bind_yolo(nb::module_& m) {
+  nb::class_<YoloParams>(m, "YoloParams", "The parameters of YOLO post-processing (engine/src/yolo_post.h)")
+      .def(nb::init<>())
+      .def_rw("num_classes", &YoloParams::num_classes)
+      .def_rw("channels_first", &YoloParams::channels_first)
+      .def_rw("dtype", &YoloParams::dtype)
+      .def_rw("max_anchors", &YoloParams::max_anchors)
+      .def_rw("score_threshold", &YoloParams::score_threshold)
+      .def_rw("iou_threshold", &YoloParams::iou_threshold)
+      .def_rw("class_offset", &YoloParams::class_offset)
+      .def_rw("max_candidates", &YoloParams::max_candidates)
+      .def_rw("max_per_image", &YoloParams::max_per_image)
+      .def_rw("strides", &YoloParams::strides)
+      .def_rw("class_ids", &YoloParams::class_ids)
+      .def_prop_rw(
+          "geometry",  // [N, 4] int32 (h0, w0, in_h, in_w): a view of the parameters' own copy
+          [](YoloParams& p) {
+            return nb::ndarray<nb::numpy, int32_t, nb::ndim<2>>(p.geometry.data(), {p.geometry.size() / 4, 4},
+                                                                nb::handle());
+          },
+          [](YoloParams& p, nb::ndarray<const int32_t, nb::ndim<2>, nb::shape<-1, 4>, nb::c_contig, nb::device::cpu> g) {
+            p.geometry.assign(g.data(), g.data() + g.size());
+          },
+          nb::for_getter(nb::rv_policy::reference_internal));
+  nb::class_<PyYolo>(m, "YoloNms")
+      .def(nb::init<const YoloParams&>(), "params"_a)
+      .def("__call__", &PyYolo::run, "head"_a, "qsl_idx"_a, "out"_a, "repeats"_a = 1,
+           "Writes up to max_per_image rows [qsl_idx, y1/h0, x1/w0, y2/h0, x2/w0, score, class id] into OUT; "
+           "returns how many. REPEATS > 1 reruns the kernel (benchmarks).")
+      .def("run_batch", &PyYolo::run_batch, "rows"_a, "qsl_idx"_a,
+           "A batch of output rows through Post::run, as the engine's post threads: (responses, offsets, sizes).")
+      .def_prop_ro("max_per_image", &PyYolo::max_per_image);
+  m.def("yolo_anchors", &yolo_anchors, "strides"_a, "in_h"_a, "in_w"_a);
+}
+
 }  // namespace
 }  // namespace vp
 
@@ -370,6 +475,7 @@ NB_MODULE(_engine, m) {
   m.doc() = "visionperf's compiled engine: LoadGen SUT and QSL, drivers, gather, devices, post-processing";
   nb::exception<Error>(m, "EngineError", PyExc_RuntimeError);
   bind_nms(m);
+  bind_yolo(m);
   m.def("loadgen_abandoned", [] { return g_loadgen_abandoned.load(); },
         "True once an interrupted LoadGen test was left running: end the process with os._exit.");
   m.attr("DEVICE_ABI_VERSION") = VP_DEVICE_ABI_VERSION;

@@ -72,3 +72,64 @@ def retinanet_heads(rng: np.random.Generator, objects: int = 5, noise: float = 1
         logits[near, cls] = rng.uniform(-1.0, 5.0, int(near.sum())).astype(np.float32)
     reg = rng.normal(0, 0.3, (A, 4)).astype(np.float32)
     return reg, logits if dtype == np.float32 else logits.astype(dtype)
+
+
+def yolo_heads(rng: np.random.Generator, in_h: int = 640, in_w: int = 640, objects: int = 5,
+               layout: str = "channels-first", kind: str = "realistic") -> np.ndarray:
+    """One image's raw YOLO head (Ultralytics' Detect output): float32 [84, A] ("channels-first",
+    the export's) or [A, 84] ("channels-last"), A the anchors of an in_h x in_w input; rows cx,
+    cy, w, h in input pixels, then 80 sigmoided class scores.
+
+    kind "realistic", as a trained model: background scores far below 0.001 (logits about -11),
+    but 1.5% of anchors score some class weakly (0.0003 to 0.02: the low-score detections a
+    trained model gives at conf 0.001); around each object, the anchors near its centre on the
+    levels suited to its size score its class (and a little a confusable one), their boxes the
+    object's, jittered, so NMS really suppresses: a few hundred candidates for 5 objects.
+    kind "random", as random weights: every score uniform in [0, 1) (all anchors are candidates),
+    boxes of a few strides around their anchors.
+    """
+    from .yolo import num_anchors
+
+    if layout not in ("channels-first", "channels-last"):
+        raise ValueError(f"layout {layout!r}: choose channels-first or channels-last")
+    C = 80
+    strides = (8, 16, 32)
+    A = num_anchors(in_h, in_w, strides)
+    # anchor centres, level by level, rows then columns (Ultralytics' make_anchors)
+    cx, cy, st = [], [], []
+    for s in strides:
+        gy, gx = np.meshgrid(np.arange(in_h // s), np.arange(in_w // s), indexing="ij")
+        cx.append(((gx.ravel() + 0.5) * s))
+        cy.append(((gy.ravel() + 0.5) * s))
+        st.append(np.full(gx.size, s))
+    cx, cy, st = (np.concatenate(v).astype(np.float32) for v in (cx, cy, st))
+    head = np.empty((A, 4 + C), np.float32)
+    head[:, 0] = cx + rng.normal(0, 0.3, A).astype(np.float32) * st
+    head[:, 1] = cy + rng.normal(0, 0.3, A).astype(np.float32) * st
+    head[:, 2] = st * np.exp(rng.normal(1.0, 0.6, A)).astype(np.float32)
+    head[:, 3] = st * np.exp(rng.normal(1.0, 0.6, A)).astype(np.float32)
+    if kind == "random":
+        head[:, 4:] = rng.random((A, C), dtype=np.float32)
+    elif kind == "realistic":
+        logits = rng.standard_normal((A, C), dtype=np.float32) - np.float32(11.0)
+        weak = np.flatnonzero(rng.random(A) < 0.015)
+        logits[weak, rng.integers(0, C, len(weak))] = rng.uniform(-8, -4, len(weak))
+        for _ in range(objects):
+            bw, bh = in_w * rng.uniform(0.05, 0.6), in_h * rng.uniform(0.05, 0.6)
+            ox, oy = rng.uniform(bw / 2, in_w - bw / 2), rng.uniform(bh / 2, in_h - bh / 2)
+            cls, other = rng.choice(C, 2, replace=False)
+            r2 = ((cx - ox) / (bw / 2)) ** 2 + ((cy - oy) / (bh / 2)) ** 2
+            level = 2.5 * np.abs(np.log2(np.sqrt(bw * bh) / (8.0 * st)))  # each level suits a size
+            near = r2 < 1
+            k = int(near.sum())
+            logit = (rng.uniform(2, 6) - 30 * r2[near] - level[near] + rng.normal(0, 0.5, k)).astype(np.float32)
+            logits[near, cls] = np.maximum(logits[near, cls], logit)
+            logits[near, other] = np.maximum(logits[near, other], logit - np.float32(3))
+            head[near, 0] = ox + rng.normal(0, 0.02 * bw, k)
+            head[near, 1] = oy + rng.normal(0, 0.02 * bh, k)
+            head[near, 2] = bw * np.exp(rng.normal(0, 0.05, k))
+            head[near, 3] = bh * np.exp(rng.normal(0, 0.05, k))
+        head[:, 4:] = 1 / (1 + np.exp(-logits))
+    else:
+        raise ValueError(f"kind {kind!r}: choose realistic or random")
+    return np.ascontiguousarray(head.T) if layout == "channels-first" else head
