@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DEMO   ?= demo-out
 
-.PHONY: install demo test faults soak bench clean
+.PHONY: install demo test faults soak bench oracle clean
 
 install: $(VENV)/.installed
 
@@ -91,6 +91,36 @@ soak: install
 bench: install
 	$(BIN)/python benchmarks/harness_ceiling.py
 	$(BIN)/python benchmarks/offline_onnxruntime.py
+
+# Ultralytics itself as the YOLO test oracle (issue 24), kept out of the default suite: its own
+# environment (.venv-oracle: CPU PyTorch, ultralytics 8.3.214, the exporter's onnxslim, and ONNX
+# Runtime, ONNX, OpenCV and NumPy at .venv's versions, so pixels and heads come from the same
+# code); a random-weight yolo11n (fixed seed, nothing downloaded) exported to ONNX, dynamic and
+# 640x640; Ultralytics' predict(conf=0.001) on a varied image set (oracle/images.py); then
+# visionperf's letterbox, ONNX Runtime run and NMS (NumPy and C++) compared with it in .venv.
+# Prints a verdict table and fails on any mismatch. ORACLE_OUT keeps every file it made;
+# `python oracle/compare.py ORACLE_OUT --write-fixtures` refreshes tests/fixtures/yolo_oracle/.
+ORACLE_VENV ?= .venv-oracle
+ORACLE_OUT  ?= $(ORACLE_VENV)/run
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+ORACLE_ENV   = YOLO_OFFLINE=true YOLO_AUTOINSTALL=false YOLO_CONFIG_DIR=$(abspath $(ORACLE_OUT))/config PIP_NO_INDEX=1
+
+$(ORACLE_VENV)/.installed: | install
+	$(PYTHON) -m venv $(ORACLE_VENV)
+	$(ORACLE_VENV)/bin/pip install --quiet --upgrade pip
+	$(ORACLE_VENV)/bin/pip install --quiet --retries 1 --extra-index-url $(TORCH_INDEX) torch==2.14.1 torchvision==0.29.1
+	@# Ultralytics without its opencv-python (the GUI build would replace .venv's headless cv2):
+	@# every other requirement, and what its ONNX export would auto-install, named here.
+	$(ORACLE_VENV)/bin/pip install --quiet ultralytics==8.3.214 --no-deps
+	$(ORACLE_VENV)/bin/pip install --quiet $$($(BIN)/python -c 'from importlib.metadata import version as v; print(" ".join(f"{p}=={v(p)}" for p in ("numpy", "onnx", "onnxruntime", "opencv-python-headless")))') \
+	    "onnxslim>=0.1.71" matplotlib pillow pyyaml requests scipy psutil polars "ultralytics-thop>=2.0.0" \
+	    mlcommons-loadgen==6.0.17 pycocotools
+	@touch $@
+
+oracle: install $(ORACLE_VENV)/.installed
+	$(BIN)/python oracle/images.py --out $(ORACLE_OUT)/images
+	$(ORACLE_ENV) $(ORACLE_VENV)/bin/python oracle/ultralytics_side.py --images $(ORACLE_OUT)/images --out $(ORACLE_OUT)
+	$(BIN)/python oracle/compare.py $(ORACLE_OUT)
 
 clean:
 	rm -rf $(VENV) $(DEMO) build src/*.egg-info
