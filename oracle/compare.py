@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import shutil
 import sys
@@ -44,7 +45,7 @@ MODES = {"rect": ("rect", "yolo11n_dynamic.onnx"), "square": ("square", "yolo11n
          "pt-rect": ("rect", "yolo11n_dynamic.onnx")}
 FIELDS = ("qsl_idx", "y1/h0", "x1/w0", "y2/h0", "x2/w0", "score", "coco_id")
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "yolo_oracle"
-FIXTURE_CAP = 4 * 1024 * 1024
+FIXTURE_CAP = 3584 * 1024  # the brief: about 4 MB in all
 
 
 def workload(mode: str):
@@ -191,6 +192,12 @@ def print_table(checks: list[Check]) -> None:
             print(f"  {c.image} {c.mode}: {n}")
 
 
+def compressed_size(*arrays: np.ndarray) -> int:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, *arrays)
+    return buf.tell()
+
+
 def write_fixtures(run: Path, dest: Path) -> None:
     """The default suite's fixtures: the images, each oracle tensor's sha256 and shape, every
     record set, the heads that fit the cap (sparse: only the anchors whose best score passes
@@ -208,7 +215,7 @@ def write_fixtures(run: Path, dest: Path) -> None:
         for i, p in enumerate(images):
             o = np.load(run / mode / f"{p.stem}.npz")
             key = f"{mode}/{p.stem}"
-            tensors[key] = {"shape": list(o["tensor"].shape), "sha256": hashlib.sha256(o["tensor"].tobytes()).hexdigest(),
+            tensors[key] = {"image": p.name, "shape": list(o["tensor"].shape), "sha256": hashlib.sha256(o["tensor"].tobytes()).hexdigest(),
                             "orig_hw": [int(v) for v in o["orig_hw"]], "qsl_idx": i}
             records[key] = o["records"]
             head = o["head"]
@@ -222,7 +229,7 @@ def write_fixtures(run: Path, dest: Path) -> None:
     kept = {}
     for key in order:
         anchors, idx, cols = heads[key]
-        size = cols.nbytes + idx.nbytes
+        size = compressed_size(idx, cols)
         if size > budget:
             continue
         kept[key] = (anchors, idx, cols)
@@ -237,31 +244,42 @@ def write_fixtures(run: Path, dest: Path) -> None:
         arrays[f"{k}__columns"] = cols
     np.savez_compressed(dest / "heads.npz", **arrays)
     v = manifest["versions"]
+    w = manifest["weights"]
+    listed = "\n".join(f"  - `{k}`: A = {kept[k][0]}, {kept[k][1].size} anchors stored" for k in sorted(kept))
     readme = f"""# YOLO oracle fixtures (issue 24)
 
-Written by `make oracle` then `.venv/bin/python oracle/compare.py {run} --write-fixtures`: what
-Ultralytics' own `predict(conf={manifest['conf']})` made of each image in `images/`
-(`oracle/images.py`), with a random-weight `yolo11n.yaml` model (seed {manifest['seed']}, nothing
-downloaded) exported to ONNX twice: `rect` is the `dynamic=True` export (Ultralytics letterboxes
-to the minimum rectangle), `square` the fixed 640x640 export. Read by tests/test_yolo_oracle.py.
+What Ultralytics' own `predict(conf={manifest['conf']})` made of each image in `images/`. Written by
+`make oracle`, then `.venv/bin/python oracle/compare.py {run} --write-fixtures`.
+Read by tests/test_yolo_oracle.py (the default suite: no PyTorch, no Ultralytics).
 
-Versions: ultralytics {v['ultralytics']}, torch {v['torch']}, torchvision {v['torchvision']}, onnx
-{v['onnx']}, onnxslim {v['onnxslim']}, onnxruntime {v['onnxruntime']}, opencv-python-headless
-{v['opencv-python-headless']}, numpy {v['numpy']}, Python {manifest['python']}.
+- Model: `YOLO("yolo11n.yaml")` (nothing downloaded), seed {manifest['seed']}, its weights re-drawn by
+  `oracle/ultralytics_side.py:varied_weights` (He-normal convolutions; the head's last layers
+  scaled to box-logit std {w['box_logit_std']}, class-logit mean {w['class_logit_mean']} and std {w['class_logit_std']}), because
+  Ultralytics' own initialisation gives every anchor a score near 1e-5 and so no detections.
+  Saved as `.pt`, then exported from it to ONNX twice (the TorchScript exporter, as Ultralytics
+  itself passes dynamo=False on PyTorch >= 2.9): `rect` is the `dynamic=True` export (predict
+  letterboxes to the minimum rectangle, as the reference's `.pt`), `square` the 640x640 one.
+- Post-processing as the reference runs it: `non_max_suppression` with torchvision never
+  imported, so Ultralytics' `{manifest['nms']}` (equal scores in torch's CPU argsort order).
+- Versions: ultralytics {v['ultralytics']}, torch {v['torch']}, torchvision {v['torchvision']},
+  onnx {v['onnx']}, onnxslim {v['onnxslim']}, onnxruntime {v['onnxruntime']},
+  opencv-python-headless {v['opencv-python-headless']}, numpy {v['numpy']}, Python {manifest['python']}.
 
-- `images/`: the {len(images)} images (odd sizes, both orientations, grayscale, EXIF orientations 6
-  and 8, tiny, very wide, very tall, the 532.5 rounding case, a PNG).
-- `tensors.json`: for each `mode/image`, the shape and sha256 of the uint8 tensor Ultralytics'
-  predictor fed the model (its float tensor times 255, checked exact), the decoded image's
-  height and width, and the qsl_idx the records carry (the image's place in the set).
-- `records.npz`: for each `mode__image`, the [n, 7] float32 records the MLCommons reference
-  (`yolo_loadgen.py`) would send: qsl_idx, y1/h0, x1/w0, y2/h0, x2/w0, score, COCO id, in
+Files:
+- `images/`: {len(images)} images: odd sizes, both orientations, grayscale, EXIF orientations 6
+  and 8, tiny (9x7), very wide (1200x70), very tall (90x700), 512x426 (426 x 1.25 = 532.5,
+  rounded half to even), a PNG.
+- `tensors.json`: per `mode/image stem`: the image file, the shape and sha256 of the uint8
+  tensor Ultralytics' predictor fed the model (its float tensor times 255, checked exact), the
+  decoded height and width, and the qsl_idx the records carry (the image's place in the set).
+- `records.npz`: per `mode__stem`, the float32 [n, 7] records the MLCommons reference
+  (`yolo_loadgen.py`) sends: qsl_idx, y1/h0, x1/w0, y2/h0, x2/w0, score, COCO id, in
   Ultralytics' order.
-- `heads.npz`: the raw `output0` heads [84, A] that fit the {FIXTURE_CAP // 2**20} MiB cap ({len(kept)} of
-  {len(heads)}: {', '.join(sorted(kept))}), stored sparse: `__anchors` (A), `__index` (the anchors
-  whose best class score is above {YOLO_DETECTION.score_threshold}) and `__columns` (those anchors' 84
-  values). Every other anchor is below the threshold, so it can never be a detection: the test
-  rebuilds the head with zeros there.
+- `heads.npz`: the raw `output0` heads [84, A] that fit a {FIXTURE_CAP / 2**20:.1f} MiB cap, {len(kept)} of {len(heads)},
+  sparse: `<key>__anchors` (A), `<key>__index` (the anchors whose best class score is above
+  {YOLO_DETECTION.score_threshold}) and `<key>__columns` (their 84 values). No other anchor can become a
+  detection, so the test rebuilds each head with zeros there.
+{listed}
 """
     (dest / "README.md").write_text(readme)
     total = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())

@@ -222,14 +222,19 @@ def main() -> None:
     paths = build_models(args.out)
     modes = {"rect": paths["dynamic"], "square": paths["fixed"], "pt-rect": paths["pt"]}
     results = {mode: run_mode(path, images, args.out / mode) for mode, path in modes.items()}
+    versions = {p: version(p) for p in ("ultralytics", "torch", "torchvision", "onnx", "onnxslim",
+                                        "onnxruntime", "opencv-python-headless", "numpy")}
+    versions["torch"] = torch.__version__  # with its build (+cpu, +cu130)
     manifest = {
         "seed": SEED, "conf": CONF, "model": "yolo11n.yaml (random weights, varied_weights)",
         "weights": {"box_logit_std": BOX_LOGIT_STD, "class_logit_mean": CLASS_LOGIT_MEAN,
                     "class_logit_std": CLASS_LOGIT_STD}, "images": str(args.images.resolve()),
         "models": {mode: path.name for mode, path in modes.items()},
-        "versions": {p: version(p) for p in ("ultralytics", "torch", "torchvision", "onnx", "onnxslim",
-                                             "onnxruntime", "opencv-python-headless", "numpy")},
+        "versions": versions,
         "python": sys.version.split()[0], "torch_threads": torch.get_num_threads(),
+        # non_max_suppression takes torchvision.ops.nms only when torchvision is imported; the
+        # reference's process never imports it, and neither does this one.
+        "nms": "torchvision.ops.nms" if "torchvision" in sys.modules else "TorchNMS.nms",
         "command": "make oracle (oracle/ultralytics_side.py --images IMAGES --out OUT)",
         "modes": results,
     }
