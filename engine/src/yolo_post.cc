@@ -17,10 +17,14 @@
 //   606,720 for class 79 the float32 step is 0.0625), areas and IoU on those offset boxes
 //   term for term as torchvision's CPU kernel (std::max / std::min argument order included,
 //   so NaN and inverted boxes behave as there); `ovr > iou_threshold` compares the float IoU
-//   in double, the same as ovr > the largest float not above the threshold;
-// * ties in score: torchvision sorts scores with stable = false, which PyTorch runs as
-//   x86-simd-sort or std::sort depending on the CPU, so the reference leaves the order of equal
-//   scores undefined; here (and in the NumPy reference) equal scores go by anchor index;
+//   in double, the same as ovr > the largest float not above the threshold (TorchNMS keeps
+//   IoU <= float32(0.7): the same, except that a NaN IoU, 0 / 0 from zero-area or non-finite
+//   boxes, suppresses there and not in torchvision);
+// * ties in score go by anchor index, as torchvision's nms orders them (checked against
+//   torchvision 0.29 on heads with scores rounded to 1/8). The reference's predict never imports
+//   torchvision, so Ultralytics runs its own TorchNMS, whose torch.argsort is unstable (x86-simd-
+//   sort on AVX2/AVX-512 CPUs, std::sort elsewhere): there the order of equal scores depends on
+//   the CPU, and no port can copy it. Without ties both give the same detections;
 // * scale_boxes: gain and pads in double (Python floats, the pads Python-rounded half to even),
 //   the boxes minus float32(pad), divided by float32(gain) (PyTorch on the CPU casts a Python
 //   scalar to the tensor's float32; on CUDA it multiplies by float32(1 / gain) instead, one

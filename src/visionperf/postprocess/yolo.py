@@ -14,11 +14,14 @@ reference's own precision:
 3. Box xyxy in float32: x1 = cx - w / 2, y1 = cy - h / 2, x2 = cx + w / 2, y2 = cy + h / 2.
 4. Beyond max_candidates candidates only the best by score are kept (never at 640: A <= 8400).
 5. Greedy NMS on the boxes offset by class * class_offset in float32 (the float32 step at class
-   79 is 0.0625 px), in descending score order, equal scores by anchor index (the reference's sort
-   is unstable, so it leaves their order undefined): a candidate is dropped when a kept box has
-   IoU > iou_threshold with it, the IoU computed as torchvision's CPU kernel does on the offset
-   boxes (w = max(0, min(x2) - max(x1)), inter = w * h, inter / (area_i + area_j - inter), float32,
-   compared in double). The first max_per_image kept, in that order.
+   79 is 0.0625 px), in descending score order, equal scores by anchor index (as torchvision's
+   nms orders them): a candidate is dropped when a kept box has IoU > iou_threshold with it, the
+   IoU computed as torchvision's CPU kernel does on the offset boxes (w = max(0, min(x2) -
+   max(x1)), inter = w * h, inter / (area_i + area_j - inter), float32, compared in double). The
+   first max_per_image kept, in that order. (The reference's predict does not import
+   torchvision, so Ultralytics runs its TorchNMS instead: the same detections, except that it
+   orders equal scores by torch.argsort, which is unstable and CPU-dependent, and suppresses on a
+   NaN IoU, which only zero-area or non-finite boxes give.)
 6. scale_boxes: gain = min(in_h / h0, in_w / w0) and pad = round((in - size0 * gain) / 2 - 0.1)
    in Python floats (round half to even); boxes minus float32(pad), divided by float32(gain),
    clamped to [0, w0] and [0, h0].
