@@ -45,19 +45,47 @@ def cmd_sample_data(a) -> int:
 
 def add_build_model_args(sub) -> None:
     s = sub.add_parser("build-model", help="write an architecture-faithful ONNX model (synthetic weights)")
-    s.add_argument("workload")
+    s.add_argument("workload", help="resnet50, ssd-mobilenet, ssd-resnet34, retinanet, or yolo11n/s/m/l/x "
+                   "(yolo = yolo11l)")
     s.add_argument("--out", type=path, required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--width", type=float_range(0.0, 4.0), default=1.0,
-                   help="channel multiplier; < 1 gives a thinner test-sized variant (default 1)")
+                   help="channel multiplier; < 1 gives a thinner test-sized variant (default 1; not YOLO: "
+                   "its sizes are yolo11n..x)")
+    shape = s.add_mutually_exclusive_group()
+    shape.add_argument("--dynamic", action="store_true",
+                       help="YOLO: dynamic batch, height and width, for rect letterboxing (the default)")
+    shape.add_argument("--input-size", type=positive_int, metavar="PIXELS",
+                       help="YOLO: a fixed square input, e.g. 640, for square letterboxing and batching")
+    s.add_argument("--batch", type=positive_int, help="YOLO with --input-size: the fixed batch (default 1)")
+    s.add_argument("--from", dest="checkpoint", type=path, metavar="PT",
+                   help="YOLO: export this Ultralytics checkpoint (the official yolo11l.pt) with Ultralytics' "
+                   "own exporter instead of synthetic weights; needs Ultralytics and PyTorch")
     s.set_defaults(func=cmd_build_model)
 
 
-def cmd_build_model(a) -> int:
-    from ..models import BUILDERS
+def _yolo_variant(name: str) -> str | None:
+    """yolo11n..yolo11x -> n..x; yolo (the benchmark's model) -> l; anything else -> None."""
+    from ..models import YOLO11_VARIANTS
 
+    if name == "yolo":
+        return "l"
+    if name.startswith("yolo11") and name[6:] in YOLO11_VARIANTS:
+        return name[6:]
+    return None
+
+
+def cmd_build_model(a) -> int:
+    from ..models import BUILDERS, YOLO11_VARIANTS
+
+    variant = _yolo_variant(a.workload)
+    if variant:
+        return _build_yolo(a, variant)
     if a.workload not in BUILDERS:
-        raise UserError(f"no builder for {a.workload!r}: choose one of {', '.join(BUILDERS)}")
+        yolos = ", ".join(f"yolo11{v}" for v in YOLO11_VARIANTS)
+        raise UserError(f"no builder for {a.workload!r}: choose one of {', '.join(BUILDERS)}, {yolos} (yolo = yolo11l)")
+    if a.dynamic or a.input_size or a.batch or a.checkpoint:
+        raise UserError(f"--dynamic, --input-size, --batch and --from are for YOLO models, not {a.workload}")
     if not 0 < a.width <= 4:
         raise UserError(f"--width must be in (0, 4], got {a.width}")
     out = BUILDERS[a.workload](a.out, seed=a.seed, width=a.width)
@@ -65,6 +93,23 @@ def cmd_build_model(a) -> int:
     print(f"wrote {out} ({size:.1f} MB): {a.workload} architecture"
           + (f" at width {a.width}" if a.width != 1 else "")
           + ", synthetic weights (seeded; accuracy meaningless), official tensor names")
+    return 0
+
+
+def _build_yolo(a, variant: str) -> int:
+    from ..models.yolo11 import build_yolo11, export_ultralytics
+
+    if a.width != 1:
+        raise UserError(f"--width is not for YOLO: its sizes are the variants (yolo11n is the smallest), got {a.width}")
+    shape = f"fixed {a.batch or 1}x3x{a.input_size}x{a.input_size}" if a.input_size else "dynamic batch, height, width"
+    if a.checkpoint:
+        out = export_ultralytics(a.checkpoint, a.out, a.input_size, a.batch)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): Ultralytics' ONNX export of {a.checkpoint} "
+              f"({shape}), its input taking uint8 pixels (Cast, Div by 255 in front; the graph unchanged)")
+        return 0
+    out = build_yolo11(a.out, variant, seed=a.seed, input_size=a.input_size, batch=a.batch)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): YOLO11{variant} architecture ({shape}; uint8 images "
+          "-> output0 [N, 84, A]), synthetic weights (seeded; accuracy meaningless)")
     return 0
 
 

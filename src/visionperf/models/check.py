@@ -24,6 +24,12 @@ class ModelInfo:
     quantization: object = None  # cache.Quantization of a quantised input, else None
     kind: str = "classify"  # "classify" | "raw" (heads, NMS on the host) | "nms" (official, NMS inside)
     outputs: tuple[str, ...] = ()  # every output the post-processing reads
+    # YOLO only. An Ultralytics export takes float32 pixels / 255: a run wraps it (yolo11.wrap_float_input)
+    # to read the uint8 cache. Its head is [N, 4 + classes, A] ("NCA", the export's) or the transpose
+    # ("NAC"). input_hw: the fixed (height, width), or None where both are dynamic (rect letterboxing).
+    float_pixels: bool = False
+    head_layout: str | None = None
+    input_hw: tuple[int, int] | None = None
 
 
 def _dims(value_info) -> list:
@@ -49,6 +55,8 @@ def check_model(path: str | Path, workload: Workload) -> ModelInfo:
                         f"{' or '.join(workload.input_names)}: is this the right model?")
     inp = inputs[0]
     dims = _dims(inp)
+    if workload.preprocessing.method == "letterbox":
+        return _yolo(path, model, workload, inp, dims)
     row = list(workload.row_shape(workload.layout))
     if len(dims) != 4 or any(d is not None and d != r for d, r in zip(dims[1:], row)):
         raise UserError(f"{path}: input {inp.name} has shape {dims}, but {workload.name} needs "
@@ -76,6 +84,44 @@ def check_model(path: str | Path, workload: Workload) -> ModelInfo:
                      fixed_batch=dims[0] if dims[0] else None, output_name=chosen,
                      synthetic_weights=props.get("visionperf.synthetic_weights") == "true",
                      quantization=quantization, kind=kind, outputs=names)
+
+
+def _yolo(path: Path, model, workload: Workload, inp, dims: list) -> ModelInfo:
+    """An Ultralytics-style YOLO detector: `images` [N, 3, H, W] uint8 (ours) or float32 (an
+    export), H and W fixed or dynamic; `output0` [N, 4 + classes, A] or its transpose."""
+    from ..workloads import YOLO_DETECTION
+
+    size = workload.input_size
+    h, w = (dims[2], dims[3]) if len(dims) == 4 else (0, 0)
+    if len(dims) != 4 or dims[1] not in (3, None) or (h, w) not in ((None, None), (size, size)):
+        raise UserError(f"{path}: input {inp.name} has shape {dims}, but {workload.name} needs "
+                        f"[N, 3, {size}, {size}] or [N, 3, H, W] with dynamic H and W (NCHW)")
+    dtype = _ONNX_DTYPES.get(inp.type.tensor_type.elem_type, "unsupported")
+    if dtype not in ("uint8", "float32"):
+        raise UserError(f"{path}: input {inp.name} is {dtype}, but {workload.name} takes uint8 pixels "
+                        "(or float32 / 255, an Ultralytics export)")
+    outputs = {o.name: _dims(o) for o in model.graph.output}
+    name = workload.output_names[0]
+    if name not in outputs:
+        raise UserError(f"{path} has outputs {', '.join(outputs) or 'none'}, but {workload.name} reads "
+                        f"{name} (the raw head, NMS on the host): is this an Ultralytics detection export?")
+    per_anchor = 4 + workload.num_classes
+    anchors = sum((h // s) * (w // s) for s in YOLO_DETECTION.strides) if h is not None else None
+    got = outputs[name]
+    if len(got) == 3 and got[1] == per_anchor and got[2] in (anchors, None):
+        layout = "NCA"
+    elif len(got) == 3 and got[2] == per_anchor and got[1] in (anchors, None):
+        layout = "NAC"
+    else:
+        raise UserError(f"{path}: output {name} has shape {got}, but {workload.name} needs "
+                        f"[N, {per_anchor}, A] or [N, A, {per_anchor}]"
+                        + (f" with A = {anchors} at {h}x{w}" if anchors else ""))
+    props = {p.key: p.value for p in model.metadata_props}
+    return ModelInfo(path=path, input_name=inp.name, input_dtype=dtype,
+                     fixed_batch=dims[0] if dims[0] else None, output_name=name,
+                     synthetic_weights=props.get("visionperf.synthetic_weights") == "true",
+                     kind="raw", outputs=(name,), float_pixels=dtype == "float32", head_layout=layout,
+                     input_hw=(h, w) if h is not None else None)
 
 
 def _detection_outputs(path: Path, workload: Workload, outputs: dict) -> tuple[str, tuple[str, ...]]:

@@ -116,9 +116,10 @@ class _Yolo:
                 inits.append(numpy_helper.from_array(self.weights[name], name))
             else:
                 inits.append(consts[name])
-        info = lambda n, v: helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)  # noqa: E731
+        inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                  for n, v in feeds.items()]
         outs = [o for n in nodes for o in n.output]
-        graph = helper.make_graph(nodes, "probe", [info(n, v) for n, v in feeds.items()],
+        graph = helper.make_graph(nodes, "probe", inputs,
                                   [helper.make_empty_tensor_value_info(o) for o in outs], inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
@@ -336,6 +337,10 @@ def _detect(y: _Yolo, feats: list[str], chs: list[int], fixed_hw: tuple[int, int
 def _check(variant: str, input_size: int | None, batch: int | None) -> None:
     if variant not in VARIANTS:
         raise UserError(f"no YOLO11 variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    _check_shape(input_size, batch)
+
+
+def _check_shape(input_size: int | None, batch: int | None) -> None:
     if input_size is not None and (input_size <= 0 or input_size % 32):
         raise UserError(f"--input-size {input_size} must be a positive multiple of 32 (YOLO11's largest stride)")
     if batch is not None and (input_size is None or batch < 1):
@@ -420,6 +425,10 @@ def wrap_float_input(src: str | Path, dst: str | Path) -> Path:
     pixels, scale, scaled = (_unused(f"visionperf/{n}", taken) for n in ("images_float", "pixel_scale", "images"))
     for node in model.graph.node:
         node.input[:] = [scaled if n == INPUT else n for n in node.input]
+    props = {p.key for p in model.metadata_props}
+    for key, value in (("visionperf.model", "ultralytics-export"), ("visionperf.input", "uint8, Cast + Div(255)")):
+        if key not in props:
+            model.metadata_props.add(key=key, value=value)
     model.graph.initializer.append(numpy_helper.from_array(np.float32(255), scale))
     front = [helper.make_node("Cast", [INPUT], [pixels], name=pixels, to=TensorProto.FLOAT),
              helper.make_node("Div", [pixels, scale], [scaled], name=scaled)]
@@ -431,6 +440,31 @@ def wrap_float_input(src: str | Path, dst: str | Path) -> Path:
     with replacing(dst) as tmp:
         onnx.save(model, tmp)
     return dst
+
+
+def export_ultralytics(checkpoint: str | Path, out: str | Path, input_size: int | None = None,
+                       batch: int | None = None) -> Path:
+    """Export an Ultralytics checkpoint (the official yolo11l.pt) with Ultralytics' own exporter
+    (ONNX opset 17, no simplification, no NMS; INPUT_SIZE None: dynamic batch, height and width,
+    else fixed BATCH x 3 x INPUT_SIZE^2) and write it to OUT with its input wrapped to uint8."""
+    import tempfile
+
+    _check_shape(input_size, batch)
+    try:
+        from ultralytics import YOLO as Ultralytics
+    except ImportError:
+        raise UserError("build-model --from needs Ultralytics and PyTorch: pip install ultralytics (for CPU "
+                        "PyTorch first: pip install torch --index-url https://download.pytorch.org/whl/cpu)") from None
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise UserError(f"--from {checkpoint} does not exist: pass an Ultralytics checkpoint such as yolo11l.pt")
+    claim_model(out)
+    with tempfile.TemporaryDirectory(prefix="visionperf-export-") as tmp:
+        pt = Path(tmp) / checkpoint.name  # the exporter writes beside its checkpoint: not beside the user's
+        shutil.copyfile(checkpoint, pt)
+        exported = Ultralytics(str(pt)).export(format="onnx", imgsz=input_size or 640, dynamic=input_size is None,
+                                               batch=batch or 1, simplify=False, opset=17, nms=False, half=False)
+        return wrap_float_input(exported, out)
 
 
 def _unused(name: str, taken: set[str]) -> str:
