@@ -203,3 +203,59 @@ def test_an_unknown_yolo_benchmark_is_refused_in_one_line(practice_runs, tmp_pat
                system_json=practice_runs / "system.json", check=False)
     assert p.returncode == 2 and p.stderr.count("\n") == 1
     assert "--yolo-benchmark yolo-90 is not a round v6.1 benchmark for yolo runs: choose yolo-95 or yolo-99" in p.stderr
+
+
+# ---- TEST01 where the responses are not byte-identical ---------------------------------------
+
+def test_test01_responses_that_differ_pass_by_accuracy_as_the_rounds_checker_does(tmp_path):
+    """verify_accuracy.txt says TEST FAIL (the byte-for-byte check, as the round's script writes
+    it) and accuracy/{baseline,compliance}_accuracy.txt carry the accuracies over the sampled
+    ids, which pass within 1% (|1 - baseline / compliance|)."""
+    import numpy as np
+
+    from visionperf.compliance import accuracy_delta_percent, verify_accuracy
+    from visionperf.workloads import get_workload
+
+    def log(path: Path, labels) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([{"seq_id": i, "qsl_idx": i, "data": np.float32(v).tobytes().hex()}
+                                    for i, v in enumerate(labels)]))
+
+    class Dataset:
+        labels = np.arange(200) % 10
+
+    truth = list(Dataset.labels)
+    log(tmp_path / "acc/mlperf_log_accuracy.json", truth)
+    out = tmp_path / "TEST01"
+    out.mkdir()
+    for wrong, passed in ((1, True), (3, False)):  # 1 of 200 wrong: 0.503% apart; 3: 1.52%
+        log(tmp_path / "perf/mlperf_log_accuracy.json", [(v + 1) % 10 if i < wrong else v for i, v in enumerate(truth)])
+        assert verify_accuracy(tmp_path / "perf", tmp_path / "acc", out, get_workload("resnet50"), Dataset()) is passed
+        text = (out / "verify_accuracy.txt").read_text()
+        assert text.endswith("TEST FAIL\n") and f"{wrong} differ" in text and f"accuracy check pass: {passed}" in text
+        assert (out / "accuracy/baseline_accuracy.txt").read_text() == "accuracy=100.000%, good=200, total=200\n"
+        assert (out / "accuracy/compliance_accuracy.txt").read_text().startswith(f"accuracy={100 - wrong / 2:.3f}%")
+    # identical again: TEST PASS, and the two files of the earlier run are gone
+    log(tmp_path / "perf/mlperf_log_accuracy.json", truth)
+    assert verify_accuracy(tmp_path / "perf", tmp_path / "acc", out, get_workload("resnet50"), Dataset())
+    assert (out / "verify_accuracy.txt").read_text().endswith("TEST PASS\n")
+    assert sorted(x.name for x in (out / "accuracy").iterdir()) == ["mlperf_log_accuracy.json"]
+    assert accuracy_delta_percent(50.0, 0.0) is None and accuracy_delta_percent(99.0, 100.0) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("compliance_map, passes", [("50.400", True), ("51.000", False)])
+def test_a_yolo_test01_that_passed_by_accuracy_lands_with_its_two_files(compliance_map, passes, practice_runs, runs,
+                                                                       tmp_path):
+    t01 = runs / "yolo/Offline/TEST01"
+    (t01 / "verify_accuracy.txt").write_text("64 responses sampled in performance mode, 5 differ from accuracy mode\n"
+                                             "TEST FAIL\n")
+    (t01 / "accuracy/baseline_accuracy.txt").write_text("mAP=50.000%\n")
+    (t01 / "accuracy/compliance_accuracy.txt").write_text(f"mAP={compliance_map}%\n")
+    p = submit(runs, tmp_path / "out", "--allow-short", system_json=practice_runs / "system.json", check=passes)
+    if passes:  # 0.794% apart
+        d = tmp_path / "out/closed/Acme/results/box/yolo-99/Offline/TEST01/accuracy"
+        assert sorted(x.name for x in d.iterdir()) == sorted([*V6_1.compliance_accuracy_files,
+                                                              *V6_1.compliance_delta_files])
+        assert (d / "compliance_accuracy.txt").read_text() == "mAP=50.400%\n"
+    else:  # 1.96% apart
+        assert [x for x in refused(p) if "yolo-99 Offline: TEST01 accuracy check did not pass" in x]

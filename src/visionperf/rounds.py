@@ -31,6 +31,8 @@ class RoundBenchmark:
     required_scenarios: dict[str, tuple[str, ...]]  # system_type -> scenarios it must have
     compliance_tests: tuple[str, ...]
     server_latency_ns: int | None = None  # effective_target_latency_ns may not exceed it
+    # TEST01 where the responses are not byte-identical: |1 - baseline / compliance| x 100 at most
+    test01_delta_percent: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class Round:
     scenario_files: tuple[str, ...] = ("README.md", "user.conf", "measurements.json")
     compliance_files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # test -> files in TESTxx/
     compliance_accuracy_files: tuple[str, ...] = ("mlperf_log_accuracy.json", "accuracy.txt")  # TEST01/accuracy
+    # ... and these two beside them where the responses are not byte-identical (verify_accuracy: TEST FAIL)
+    compliance_delta_files: tuple[str, ...] = ("baseline_accuracy.txt", "compliance_accuracy.txt")
     submitter_dirs: tuple[str, ...] = ("systems", "src", "documentation", "results")
 
 
