@@ -11,6 +11,7 @@
             accuracy/{mlperf_log_summary.txt, mlperf_log_detail.txt, accuracy.txt,
                       mlperf_log_accuracy.json (truncated as the round's tool does)}
             TEST01/{verify_accuracy.txt, verify_performance.txt, accuracy/, performance/run_1/}
+                   (accuracy/ adds {baseline,compliance}_accuracy.txt where the responses differ)
             TEST04/{verify_performance.txt, performance/run_1/}       where the benchmark takes TEST04
 
 Every rule the round's checker applies to the runs is checked, for every benchmark and
