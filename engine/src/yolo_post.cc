@@ -34,9 +34,9 @@
 //   union and the pads differently from the reference.
 //
 // Speed: the best score per anchor is one pass over the class rows (channels first: a
-// running maximum per anchor, which the compiler vectorises; fp16 as order-preserving integer
-// keys; channels last: an any-above test per anchor row), and only anchors that pass are looked
-// at again. NMS runs over candidates sorted lazily (a random head stops at 300 kept long before
+// running maximum and its class per anchor, block by block of anchors, which the compiler
+// vectorises; fp16 as order-preserving integer keys; channels last: an any-above test per
+// anchor row), and only anchors that pass are looked at again. NMS runs over candidates sorted lazily (a random head stops at 300 kept long before
 // its thousands of candidates are sorted), each tested against the kept boxes of its own class
 // 16 at a time; only if the class-offset boxes of two classes can overlap (huge or non-finite
 // coordinates) is every kept box tested, as the reference does.
@@ -53,6 +53,7 @@ namespace vp {
 namespace {
 
 constexpr int LANES = 16;  // kept boxes tested per step of the IoU loop
+constexpr size_t BLOCK = 2048;  // anchors per block of the pass over the class rows (maxima kept in L1)
 
 inline float half_to_float(uint16_t h) {  // exact
   uint32_t sign = uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
@@ -230,15 +231,18 @@ size_t pass_anchors(const Tables& T, const void* head, size_t A, YoloScratch& s)
         nf[a] = f16_nan(S[a]);
         arg[a] = 0;
       }
-      for (int c = 1; c < C; ++c) {
-        const int16_t* row = S + size_t(c) * A;
-        const int16_t cc = int16_t(c);
-        for (size_t a = 0; a < A; ++a) {
-          int16_t k = f16_key(row[a]);
-          bool gt = k > mk[a];
-          mk[a] = gt ? k : mk[a];
-          arg[a] = gt ? cc : arg[a];  // the first maximum (equal keys: equal values, both > 0 where it matters)
-          nf[a] |= int16_t(f16_nan(row[a]));
+      for (size_t a0 = 0; a0 < A; a0 += BLOCK) {
+        const size_t a1 = std::min(A, a0 + BLOCK);
+        for (int c = 1; c < C; ++c) {
+          const int16_t* row = S + size_t(c) * A;
+          const int16_t cc = int16_t(c);
+          for (size_t a = a0; a < a1; ++a) {
+            int16_t k = f16_key(row[a]);
+            bool gt = k > mk[a];
+            mk[a] = gt ? k : mk[a];
+            arg[a] = gt ? cc : arg[a];  // the first maximum (equal keys: equal values, both > 0 where it matters)
+            nf[a] |= int16_t(f16_nan(row[a]));
+          }
         }
       }
       const int16_t thr = T.thr_key;
@@ -254,13 +258,16 @@ size_t pass_anchors(const Tables& T, const void* head, size_t A, YoloScratch& s)
       int32_t* arg = s.arg32.get();
       std::memcpy(m, S, A * sizeof(float));
       std::fill(arg, arg + A, 0);
-      for (int c = 1; c < C; ++c) {
-        const float* row = S + size_t(c) * A;
-        for (size_t a = 0; a < A; ++a) {
-          float v = row[a], b = m[a];
-          bool gt = v > b, take = gt | (v != v);  // a NaN sticks (v > NaN is false)
-          m[a] = take ? v : b;
-          arg[a] = gt ? c : arg[a];  // the first maximum, as torch.max (rows with a NaN never pass)
+      for (size_t a0 = 0; a0 < A; a0 += BLOCK) {  // a block's maxima stay in L1 across the rows
+        const size_t a1 = std::min(A, a0 + BLOCK);
+        for (int c = 1; c < C; ++c) {
+          const float* row = S + size_t(c) * A;
+          for (size_t a = a0; a < a1; ++a) {
+            float v = row[a], b = m[a];
+            bool gt = v > b, take = gt | (v != v);  // a NaN sticks (v > NaN is false)
+            m[a] = take ? v : b;
+            arg[a] = gt ? c : arg[a];  // the first maximum, as torch.max (rows with a NaN never pass)
+          }
         }
       }
       const float thr = T.thr;
