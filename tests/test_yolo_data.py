@@ -255,7 +255,6 @@ def test_missing_pieces_are_refused_in_one_line(coco_full, tmp_path):
           tmp_path / "r"), "yolo: its post-processing is not built yet"),
         (("accuracy", "yolo", "--log", log, "--dataset", coco_full), "yolo: its accuracy is not built yet"),
         (("plan", "--devices", "2", "--workload", "yolo"), "yolo has no cited per-card rate yet"),
-        (("build-model", "yolo", "--out", tmp_path / "m.onnx"), "no builder for 'yolo'"),
         (("quantize", "yolo", "--model", "m.onnx", "--dataset", coco_full, "--out", tmp_path / "q.onnx"),
          "yolo: its model is not built yet"),
         (("preprocess", "yolo", "--dataset", coco_full, "--out", tmp_path / "f", "--dtype", "float32"),
