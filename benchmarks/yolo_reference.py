@@ -141,7 +141,9 @@ def main() -> None:
     ap.add_argument("--reference", type=Path, required=True,
                     help="MLCommons inference's vision/classification_and_detection/yolo/yolo_loadgen.py")
     ap.add_argument("--oracle-run", type=Path, default=ROOT / ".venv-oracle" / "run",
-                    help="what `make oracle` wrote: yolo11n.pt and yolo11n_dynamic.onnx")
+                    help="what `make oracle` wrote: yolo11n.pt and yolo11n_dynamic.onnx (for --variant l: "
+                         "oracle/ultralytics_side.py --variant l --models-only --out THERE, in .venv-oracle)")
+    ap.add_argument("--variant", default="n", help="yolo11 variant whose models --oracle-run holds")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds: each test's min_duration")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--images", type=int, default=128, help="sample-data coco images (about 60%% are safe)")
@@ -149,7 +151,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="keep every log here (default: a temporary folder)")
     ap.add_argument("--visionperf-arg", action="append", default=[], help="passed to `visionperf run` (repeatable)")
     args = ap.parse_args()
-    pt, onnx = args.oracle_run / "yolo11n.pt", args.oracle_run / "yolo11n_dynamic.onnx"
+    pt, onnx = args.oracle_run / f"yolo11{args.variant}.pt", args.oracle_run / f"yolo11{args.variant}_dynamic.onnx"
     for f in (pt, onnx, ORACLE_PYTHON):
         if not f.exists():
             sys.exit(f"{f} is missing: run `make oracle` first")

@@ -14,6 +14,7 @@ returned for it, and the detections as the 7-float records the MLCommons referen
 (`yolo_loadgen.py`) sends LoadGen, in Ultralytics' order.
 
 Usage: python oracle/ultralytics_side.py --images DIR --out DIR
+       python oracle/ultralytics_side.py --variant l --models-only --out DIR  (for benchmarks)
 Writes OUT/yolo11n.pt, OUT/yolo11n_dynamic.onnx, OUT/yolo11n_640.onnx,
 OUT/<mode>/<image stem>.npz (tensor, head, records, orig_hw) and OUT/oracle.json.
 """
@@ -110,20 +111,22 @@ def varied_weights(model) -> None:
         h.remove()
 
 
-def build_models(out: Path) -> dict[str, Path]:
-    """The random-weight yolo11n as .pt, and its ONNX exports from that .pt (dynamic and 640)."""
+def build_models(out: Path, variant: str = "n") -> dict[str, Path]:
+    """The random-weight yolo11<VARIANT> as .pt, and its ONNX exports from that .pt (dynamic
+    and 640): OUT/yolo11n.pt, OUT/yolo11n_dynamic.onnx, OUT/yolo11n_640.onnx for "n"."""
     from ultralytics import YOLO
 
-    pt = out / "yolo11n.pt"
-    yolo = YOLO("yolo11n.yaml")
+    name = f"yolo11{variant}"
+    pt = out / f"{name}.pt"
+    yolo = YOLO(f"{name}.yaml")
     varied_weights(yolo.model)
     yolo.save(pt)
     paths = {"pt": pt}
-    for name, dynamic in (("yolo11n_dynamic.onnx", True), ("yolo11n_640.onnx", False)):
+    for onnx_name, dynamic in ((f"{name}_dynamic.onnx", True), (f"{name}_640.onnx", False)):
         with torchscript_onnx_exporter():
             exported = YOLO(pt).export(format="onnx", dynamic=dynamic, imgsz=640, device="cpu", verbose=False)
-        shutil.move(exported, out / name)
-        paths["dynamic" if dynamic else "fixed"] = out / name
+        shutil.move(exported, out / onnx_name)
+        paths["dynamic" if dynamic else "fixed"] = out / onnx_name
     return paths
 
 
@@ -205,14 +208,23 @@ def run_mode(model_path: Path, images: list[Path], out: Path) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=Path, required=True)
+    ap.add_argument("--images", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--variant", choices=("n", "s", "m", "l", "x"), default="n")
+    ap.add_argument("--models-only", action="store_true", help="write the .pt and ONNX models, predict nothing")
     args = ap.parse_args()
-    images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise SystemExit(f"{args.images}: no images: run oracle/images.py --out {args.images} first")
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("YOLO_CONFIG_DIR", str((args.out / "config").resolve()))
+    if args.models_only:
+        seed_everything(SEED)
+        for path in build_models(args.out, args.variant).values():
+            print(path)
+        return
+    if args.variant != "n":
+        raise SystemExit("the oracle's predictions use yolo11n: --variant goes with --models-only")
+    images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if args.images else []
+    if not images:
+        raise SystemExit(f"{args.images}: no images: run oracle/images.py --out DIR first, then pass --images DIR")
 
     import torch
     from ultralytics.utils import SETTINGS
