@@ -22,7 +22,10 @@ from .base import Backend, DeviceRequest, native_devices
 PRESETS = {"resnet50": (22667.0, 8), "ssd-resnet34": (435.0, 1), "ssd-mobilenet": (19363.0, 4),
            # not in Table II: MLPerf v3.0 closed, Qualcomm G292-Z43, 16 Cloud AI 100 Pro cards,
            # Offline 4189.21 samples/s = 262 per card (workloads.RETINANET.card_rate)
-           "retinanet": (262.0, 1)}
+           "retinanet": (262.0, 1),
+           # not in Table II either: Ultralytics' own figure for YOLO11l, 6.2 ms a 640x640 image on an
+           # NVIDIA T4 with TensorRT 10 at batch 1 (docs/en/macros/yolo-det-perf.md) = 161 per card
+           "yolo": (161.0, 1)}
 POOL = 8  # distinct realistic output samples cycled through
 RETINANET_POOL = 2  # RetinaNet's heads are 65 MB a sample (fp16 logits): fewer, still distinct
 
@@ -31,7 +34,7 @@ def score_format(workload: Workload):
     """The raw score format the simulated card returns (the paper's section II-F)."""
     from ..postprocess.nms import ScoreFormat
 
-    if workload.name in ("ssd-resnet34", "retinanet"):  # RetinaNet: fp16 logits
+    if workload.name in ("ssd-resnet34", "retinanet", "yolo"):  # RetinaNet: fp16 logits; YOLO: fp16 heads
         return ScoreFormat("float16")
     if workload.name == "ssd-mobilenet":
         return ScoreFormat("uint8", 1 / 255, 0)
@@ -47,6 +50,12 @@ def output_pool(workload: Workload, kind: str, output_shapes) -> list[np.ndarray
         regs, logits = zip(*(retinanet_heads(rng, objects=int(rng.integers(0, 12)), dtype=np.float16)
                              for _ in range(RETINANET_POOL)))
         return [np.stack(regs), np.stack(logits)]
+    if workload.name == "yolo" and kind == "raw":
+        from ..postprocess.heads import yolo_heads
+
+        size = workload.input_size
+        return [np.stack([yolo_heads(rng, size, size, objects=int(rng.integers(0, 12))).astype(np.float16)
+                          for _ in range(POOL)])]
     if workload.task == "detection" and kind == "raw":
         from ..postprocess.heads import raw_heads
 

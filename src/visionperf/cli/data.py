@@ -218,7 +218,7 @@ def cmd_quantize(a) -> int:
     from ..workloads import get_workload, require
 
     w = get_workload(a.workload)
-    require(w, "model")
+    require(w, "quantize")
     dataset = open_dataset(w, a.dataset)
     if a.calibration_list:
         cal = read_calibration_list(a.calibration_list, dataset)

@@ -119,12 +119,11 @@ def cmd_accuracy(a) -> int:
     from ..accuracy import top1
     from ..atomic import write_text as write_text_atomic
     from ..datasets import open_dataset
-    from ..workloads import get_workload, require
+    from ..workloads import get_workload
 
     import numpy as np
 
     w = get_workload(a.workload)
-    require(w, "accuracy")
     dataset = open_dataset(w, a.dataset)
     labels = dataset.labels
     record = _run_record(a.log, len(labels))

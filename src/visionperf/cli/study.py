@@ -103,10 +103,9 @@ def add_scale_args(sub) -> None:
 
 def cmd_scale(a) -> int:
     from ..scaling import study
-    from ..workloads import check_scenario, get_workload, require
+    from ..workloads import check_scenario, get_workload
 
     w = get_workload(a.workload)
-    require(w, "post-processing")
     scenario = check_scenario(a.scenario)
     if scenario not in ("Offline", "Server"):
         raise UserError("--scenario must be Offline or Server for a scaling study")

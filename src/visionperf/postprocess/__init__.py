@@ -170,7 +170,8 @@ def make_postprocess(workload: Workload, model, skip: bool = False, score_format
     elif workload.preprocessing.method == "letterbox":
         from .yolo import DetectYolo
 
-        post = DetectYolo(workload, model, geometry, layout=getattr(model, "head_layout", "channels-first"),
+        post = DetectYolo(workload, model, geometry if geometry is not None else np.zeros((0, 4), np.int32),
+                          layout="channels-last" if model.head_layout == "NAC" else "channels-first",
                           dtype=getattr(score_format, "dtype", None) or "float32")
     elif model.kind == "nms":
         post = DetectOfficial(workload, model)

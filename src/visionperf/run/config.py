@@ -18,8 +18,9 @@ from ..models import check_model
 from ..models.check import ModelInfo
 from ..targets import DEFAULT_MAX_HOURS, offline_expected_qps
 from ..userconf import Overrides, make_user_conf, read_user_conf
-from ..workloads import Workload, check_scenario, get_workload, require, with_shape_mode
+from ..workloads import Workload, check_scenario, get_workload, with_shape_mode
 from .length import LengthSettings, check_length
+from .model import uint8_model
 
 
 @dataclass
@@ -73,7 +74,6 @@ class RunConfig:
         """validate() less the test's length: what a cluster node checks of the head's configuration
         (the length is the whole cluster's, judged by the head, which alone knows every node's rate)."""
         w = get_workload(self.workload)
-        require(w, "post-processing")
         scenario = check_scenario(self.scenario)
         _check_scenario_options(self, w, scenario)
         model = check_model(self.model, w)
@@ -83,6 +83,7 @@ class RunConfig:
         _check_batching(self, model, fixed)
         if w.preprocessing.method == "letterbox":
             w = with_shape_mode(w, _shape_mode(self, w, model, backend, fixed))
+            model = uint8_model(model, self.cache)
         audit = _audit(self, w)
         return RunSpec(self, w, scenario, model, backend, fixed, read_user_conf(self.user_conf), audit)
 

@@ -72,6 +72,8 @@ def write_record(report: RunReport, spec: RunSpec, samples: Samples, built: Buil
     record["cache"] = {"path": str(cache.path), "dtype": cache.manifest["dtype"],
                        "quantization": cache.manifest["quantization"],
                        "skipped_dataset_indices": [int(b[0]) for b in cache.skipped]}
+    if "shape_mode" in cache.manifest:  # YOLO: square (640 x 640) or rect (each image's own rectangle)
+        record["cache"]["shape_mode"] = cache.manifest["shape_mode"]
     if measured.latency_by_minute is not None:
         record["latency_by_minute"] = measured.latency_by_minute
     times = measured.times
