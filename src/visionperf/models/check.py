@@ -108,6 +108,8 @@ def _yolo(path: Path, model, workload: Workload, inp, dims: list) -> ModelInfo:
     per_anchor = 4 + workload.num_classes
     anchors = sum((h // s) * (w // s) for s in YOLO_DETECTION.strides) if h is not None else None
     got = outputs[name]
+    if len(got) == 3 and got[1] is None and got[2] is None:
+        got = _inferred_dims(model, name) or got
     if len(got) == 3 and got[1] == per_anchor and got[2] in (anchors, None):
         layout = "NCA"
     elif len(got) == 3 and got[2] == per_anchor and got[1] in (anchors, None):
@@ -122,6 +124,21 @@ def _yolo(path: Path, model, workload: Workload, inp, dims: list) -> ModelInfo:
                      synthetic_weights=props.get("visionperf.synthetic_weights") == "true",
                      kind="raw", outputs=(name,), float_pixels=dtype == "float32", head_layout=layout,
                      input_hw=(h, w) if h is not None else None)
+
+
+def _inferred_dims(model, name: str) -> list:
+    """Output NAME's dims as ONNX shape inference finds them, for an export whose exporter left
+    them all symbolic (Ultralytics' with simplify=False); [] if inference fails."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for o in m.graph.output:
+        if o.name == name:
+            o.type.tensor_type.ClearField("shape")
+    try:
+        m = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    except Exception:  # noqa: BLE001 (onnx raises its own errors on graphs it cannot follow)
+        return []
+    return next((_dims(o) for o in m.graph.output if o.name == name), [])
 
 
 def _detection_outputs(path: Path, workload: Workload, outputs: dict) -> tuple[str, tuple[str, ...]]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -459,12 +460,39 @@ def export_ultralytics(checkpoint: str | Path, out: str | Path, input_size: int 
     if not checkpoint.is_file():
         raise UserError(f"--from {checkpoint} does not exist: pass an Ultralytics checkpoint such as yolo11l.pt")
     claim_model(out)
-    with tempfile.TemporaryDirectory(prefix="visionperf-export-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="visionperf-export-") as tmp, _torchscript_onnx_export():
         pt = Path(tmp) / checkpoint.name  # the exporter writes beside its checkpoint: not beside the user's
         shutil.copyfile(checkpoint, pt)
         exported = Ultralytics(str(pt)).export(format="onnx", imgsz=input_size or 640, dynamic=input_size is None,
-                                               batch=batch or 1, simplify=False, opset=17, nms=False, half=False)
+                                               batch=batch or 1, simplify=False, nms=False, half=False,
+                                               device="cpu")
         return wrap_float_input(exported, out)
+
+
+@contextmanager
+def _torchscript_onnx_export():
+    """torch.onnx.export defaulting to dynamo=False while the block runs: PyTorch 2.9 made the
+    torch.export-based exporter the default (it needs onnxscript), and Ultralytics releases of
+    the benchmark's era (8.3.214, the reference's floor) call torch.onnx.export without saying
+    which, as written for the TorchScript one."""
+    import inspect
+
+    import torch
+
+    export = torch.onnx.export
+    if "dynamo" not in inspect.signature(export).parameters:
+        yield
+        return
+
+    def torchscript(*args, **kwargs):
+        kwargs.setdefault("dynamo", False)
+        return export(*args, **kwargs)
+
+    torch.onnx.export = torchscript
+    try:
+        yield
+    finally:
+        torch.onnx.export = export
 
 
 def _unused(name: str, taken: set[str]) -> str:
