@@ -36,10 +36,11 @@
 // Speed: the best score per anchor is one pass over the class rows (channels first: a
 // running maximum and its class per anchor, block by block of anchors, which the compiler
 // vectorises; fp16 as order-preserving integer keys; channels last: an any-above test per
-// anchor row), and only anchors that pass are looked at again. NMS runs over candidates sorted lazily (a random head stops at 300 kept long before
-// its thousands of candidates are sorted), each tested against the kept boxes of its own class
-// 16 at a time; only if the class-offset boxes of two classes can overlap (huge or non-finite
-// coordinates) is every kept box tested, as the reference does.
+// anchor row), and only anchors that pass are looked at again. NMS runs over candidates sorted
+// lazily (a random head stops at 300 kept long before its thousands of candidates are sorted),
+// each tested against the kept boxes of its own class 16 at a time; only if the class-offset
+// boxes of two classes can overlap (huge or non-finite coordinates) is every kept box tested,
+// as the reference does.
 #include "yolo_post.h"
 
 #include <algorithm>
