@@ -12,10 +12,11 @@ The input `images` is uint8 RGB [N, 3, H, W] (a letterboxed cache's rows) follow
 Div by 255: bit for bit Ultralytics' `img.float() / 255`. `wrap_float_input` puts the same two
 nodes in front of an Ultralytics export, whose input is float32.
 
-Weights are seeded and scaled so that pre-activations stay near unit variance through the
-network (what the folded batch norm of a trained model does); the class bias is Ultralytics'
-bias_init prior log(5 / nc / (640 / s)^2), so most scores sit far below the 0.001 threshold and a
-random model leaves hundreds to a few thousand candidates per image, as a trained one does.
+Weights are seeded, then normalised on a drawn probe image as the graph is built, so that each
+conv's pre-activations are what a folded batch norm gives (see _BETA_STD); the first conv's
+filters are edge detectors; the class bias is Ultralytics' bias_init prior
+log(5 / nc / (640 / s)^2). Most scores sit far below the 0.001 threshold and a random model leaves
+hundreds to a few thousand candidates per image, as a trained one does: a realistic load for NMS.
 """
 
 from __future__ import annotations
@@ -60,12 +61,16 @@ VARIANTS = {
 }
 
 # What the folded batch norm of a trained model gives each conv: zero-mean, unit-variance
-# pre-activations per channel (measured on probe images as the graph is built), then a small
-# random shift. The head's last convs (plain, no batch norm) get these logit spreads instead.
-# A trained head's 80 class logits move together (an anchor on background is low for every
-# class), so most of their variance is shared: with the bias_init prior this leaves hundreds to
-# a few thousand anchors above 0.001, on every level, rather than the max of 80 independent draws
-# lifting nearly every stride-32 anchor over it.
+# pre-activations per channel (measured on a probe image as the graph is built), then a random
+# shift per channel (BN's beta). The shift is large on purpose: a random SiLU network with small
+# shifts amplifies whatever sets one image apart from the probe, layer after layer, and a few
+# images then light up every anchor; with channels spread over the SiLU's curve, differences
+# shrink with depth instead and the candidates per image stay in one band.
+# The head's last convs (plain, no batch norm) get these logit spreads instead. A trained head's
+# 80 class logits move together (an anchor on background is low for every class), so most of
+# their variance is shared: with the bias_init prior this leaves hundreds to a few thousand
+# anchors above 0.001, on every level, rather than the max of 80 independent draws lifting
+# nearly every stride-32 anchor over it.
 _BETA_STD = 1.5
 _CLS_LOGIT_STD = 2.0
 _CLS_SHARED = 0.9
@@ -97,9 +102,11 @@ class _Yolo:
         self.weights: dict[str, np.ndarray] = {}  # conv weights and biases, initializers at the end
         self.values: dict[str, np.ndarray] | None = None if probe is None else {INPUT: probe}
         self.done = 0  # g.nodes[:done] are evaluated
+        self.transient: set[str] = set()  # values read once (a conv's output, inside its SiLU): freed when read
         self.so = ort.SessionOptions()
         self.so.intra_op_num_threads = 1  # one thread: the same sums, so the same weights, every build
         self.so.log_severity_level = 3
+        self.so.enable_cpu_mem_arena = False  # a session per conv: an arena each would only pile up
 
     def _evaluate(self) -> None:
         """Evaluate the nodes added since the last call on the probe values."""
@@ -126,6 +133,10 @@ class _Yolo:
         model.ir_version = 8
         sess = ort.InferenceSession(model.SerializeToString(), self.so, providers=["CPUExecutionProvider"])
         self.values.update(zip(outs, sess.run(outs, feeds)))
+        read = {i for n in nodes for i in n.input} & self.transient
+        for name in read:
+            del self.values[name]
+        self.transient -= read
 
     def _conv(self, x: str, c1: int, c2: int, k: int, s: int, group: int, std: float, bias: np.ndarray,
               shared: float = 0.0) -> str:
@@ -134,15 +145,15 @@ class _Yolo:
         share of each output's variance that is common to all of them."""
         g = self.g
         name = g.name("conv")
-        w = g.rng.standard_normal((c2, c1 // group, k, k), dtype=np.float32)
+        if x == self.pixels:  # gradient filters, as a trained first layer's mostly are: flat colour gives 0
+            r = np.arange(k, dtype=np.float32) - (k - 1) / 2
+            a = g.rng.standard_normal((c2, c1 // group, 2, 1, 1)).astype(np.float32)
+            w = a[:, :, 0] * r[None, :] + a[:, :, 1] * r[:, None]
+        else:
+            w = g.rng.standard_normal((c2, c1 // group, k, k), dtype=np.float32)
         if shared:
             common = g.rng.standard_normal((1, c1 // group, k, k), dtype=np.float32)
             w = np.float32(math.sqrt(1 - shared)) * w + np.float32(math.sqrt(shared)) * common
-        if x == self.pixels:  # gradient filters, as a trained first layer's mostly are: flat colour gives 0
-            r = np.arange(k, dtype=np.float32) - (k - 1) / 2
-            gx, gy = np.broadcast_to(r, (k, k)), np.broadcast_to(r[:, None], (k, k))
-            a = g.rng.standard_normal((c2, c1 // group, 2, 1, 1)).astype(np.float32)
-            w = a[:, :, 0] * gx + a[:, :, 1] * gy
         self.weights[name + "/W"] = w * np.float32(math.sqrt(2.0 / (c1 // group * k * k)))
         self.weights[name + "/B"] = np.zeros(c2, np.float32)
         g.nodes.append(helper.make_node("Conv", [x, name + "/W", name + "/B"], [name], name=name,
@@ -166,7 +177,11 @@ class _Yolo:
         """Ultralytics' Conv: conv (k // 2 padding) + folded BN bias + SiLU (none if not ACT)."""
         beta = self.g.rng.standard_normal(c2) * _BETA_STD
         y = self._conv(x, c1, c2, k, s, group, 1.0, beta)
-        return self.g.op("Mul", [y, self.g.op("Sigmoid", [y])]) if act else y
+        if not act:
+            return y
+        sig = self.g.op("Sigmoid", [y])
+        self.transient |= {y, sig}
+        return self.g.op("Mul", [y, sig])
 
     def plain_conv(self, x: str, c1: int, c2: int, std: float, bias: np.ndarray, shared: float = 0.0) -> str:
         """A 1x1 nn.Conv2d with its own bias (the head's last convs), output spread STD around BIAS."""
