@@ -20,7 +20,8 @@ its cache, untimed, as the rules allow ("sample-independent pre-processing").
 
     python benchmarks/yolo_reference.py --reference /tmp/yolo-ref/.../yolo_loadgen.py
         [--oracle-run .venv-oracle/run] [--duration 20] [--repeats 3] [--images 128]
-        [--scenarios SingleStream,Offline] [--work DIR]
+        [--scenarios SingleStream,Offline] [--work DIR] [--variant l] [--min-queries N]
+        [--visionperf-arg=--devices --visionperf-arg=2]
 """
 
 from __future__ import annotations
@@ -95,14 +96,15 @@ def summary_result(log_dir: Path, scenario: str) -> dict:
 
 
 def run_reference(script: Path, model: Path, data: Path, scenario: str, duration: float, target_qps: float,
-                  out: Path) -> dict:
+                  out: Path, min_queries: int | None) -> dict:
     """One performance test of the reference (yolo_loadgen.py) in .venv-oracle."""
     out.mkdir(parents=True, exist_ok=True)
     conf = out / "user.conf"
     ms = int(duration * 1000)
     conf.write_text(f"yolo.{scenario}.min_duration = {ms}\n"
                     f"yolo.Offline.target_qps = {target_qps:.3f}\n"
-                    f"yolo.SingleStream.target_latency = {max(1, int(1000 / target_qps))}\n")
+                    f"yolo.SingleStream.target_latency = {max(1, int(1000 / target_qps))}\n"
+                    + (f"yolo.SingleStream.min_query_count = {min_queries}\n" if min_queries else ""))
     env = dict(os.environ, YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false", PIP_NO_INDEX="1",
                YOLO_CONFIG_DIR=str(out / "ultralytics-config"))
     cmd = [str(ORACLE_PYTHON), str(script), "--model", str(model), "--dataset-path", str(data / "val2017_safe"),
@@ -116,8 +118,12 @@ def run_reference(script: Path, model: Path, data: Path, scenario: str, duration
 
 
 def run_visionperf(model: Path, data: Path, scenario: str, duration: float, cache: Path, out: Path,
-                   extra: list[str]) -> dict | str:
+                   extra: list[str], min_queries: int | None) -> dict | str:
     """One performance test of `visionperf run yolo`; its refusal's line where it refuses."""
+    if min_queries and scenario == "SingleStream":
+        conf = out.parent / f"{out.name}.user.conf"
+        conf.write_text(f"yolo.SingleStream.min_query_count = {min_queries}\n")
+        extra = [*extra, "--user-conf", str(conf)]
     cmd = [sys.executable, "-m", "visionperf", "run", "yolo", "--scenario", scenario, "--mode", "performance",
            "--backend", "onnxruntime", "--model", str(model), "--dataset", str(data), "--duration", str(duration),
            "--cache", str(cache), "--out", str(out), "--quiet", *extra]
@@ -149,7 +155,11 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=128, help="sample-data coco images (about 60%% are safe)")
     ap.add_argument("--scenarios", default="SingleStream,Offline")
     ap.add_argument("--work", type=Path, default=None, help="keep every log here (default: a temporary folder)")
-    ap.add_argument("--visionperf-arg", action="append", default=[], help="passed to `visionperf run` (repeatable)")
+    ap.add_argument("--min-queries", type=int, default=None,
+                    help="SingleStream min_query_count for both (default LoadGen's 100; lower for yolo11l)")
+    ap.add_argument("--visionperf-arg", action="append", default=[],
+                    help="passed to `visionperf run`, one token each (repeatable): --visionperf-arg=--devices "
+                         "--visionperf-arg=2")
     args = ap.parse_args()
     pt, onnx = args.oracle_run / f"yolo11{args.variant}.pt", args.oracle_run / f"yolo11{args.variant}_dynamic.onnx"
     for f in (pt, onnx, ORACLE_PYTHON):
@@ -165,6 +175,8 @@ def main() -> None:
           f"in {ORACLE_PYTHON.parent.parent.name}")
     print(f"model: {pt.name} (reference), {onnx.name} (visionperf); {count} COCO-safe images; "
           f"{args.duration:g} s tests, {args.repeats} repeats; {os.cpu_count()} CPUs; logs in {work}")
+    print(f"visionperf run options: {' '.join(args.visionperf_arg) or '(defaults)'}; load average at start "
+          f"{os.getloadavg()[0]:.1f}")
 
     results = {}
     ref_rate = 10.0  # samples/s, until its SingleStream says
@@ -172,12 +184,13 @@ def main() -> None:
         ref, vp = [], []
         for i in range(args.repeats):
             t = time.perf_counter()
-            r = run_reference(script, pt, data, scenario, args.duration, ref_rate, work / f"ref-{scenario}-{i}")
+            r = run_reference(script, pt, data, scenario, args.duration, ref_rate, work / f"ref-{scenario}-{i}",
+                              args.min_queries)
             ref.append(r)
             if scenario == "SingleStream" and r.get("mean_ms"):
                 ref_rate = 1000.0 / r["mean_ms"]
             v = run_visionperf(onnx, data, scenario, args.duration, work / "cache", work / f"vp-{scenario}-{i}",
-                               args.visionperf_arg)
+                               args.visionperf_arg, args.min_queries)
             vp.append(v)
             print(f"  {scenario} #{i + 1}: reference {fmt(r, scenario)}; visionperf {fmt(v, scenario)} "
                   f"({time.perf_counter() - t:.0f} s)", flush=True)
@@ -192,6 +205,7 @@ def main() -> None:
             ratio = (b / a if higher_better else a / b) if a and b else None
             print(f"{scenario:13s} {label:27s} {num(a):>9s}   {num(b):>10s}   "
                   f"{(f'{ratio:.2f}x' if ratio else '-'):>5s}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f} (other processes on these cores slow both sides)")
     refused = {v for _, vp in results.values() for v in vp if isinstance(v, str)}
     for why in refused:
         print(f"visionperf did not run: {why}")
