@@ -84,7 +84,7 @@ def yolo_heads(rng: np.random.Generator, in_h: int = 640, in_w: int = 640, objec
     but 1.5% of anchors score some class weakly (0.0003 to 0.02: the low-score detections a
     trained model gives at conf 0.001); around each object, the anchors near its centre on the
     levels suited to its size score its class (and a little a confusable one), their boxes the
-    object's, jittered, so NMS really suppresses: a few hundred candidates for 5 objects.
+    object's, jittered, so NMS really suppresses: several hundred candidates, about 100 kept.
     kind "random", as random weights: every score uniform in [0, 1) (all anchors are candidates),
     boxes of a few strides around their anchors.
     """
