@@ -12,12 +12,15 @@ head and records per mode) and checks, for every image and mode:
   the oracle's records exactly: boxes, scores, classes and order, bit for bit (the first
   difference is printed otherwise);
 - e2e: the C++ kernel on visionperf's own head gives the oracle's records (follows from the two
-  above when the heads are equal).
+  above when the heads are equal);
+- run: the whole run path, `visionperf run yolo --mode accuracy` (cache, ONNX Runtime device,
+  the engine's post threads, LoadGen) on the images as a COCO-safe folder, in the mode's shape
+  mode: the records in LoadGen's accuracy log equal the oracle's (skip with --no-run).
 
-Prints a table and a verdict; exits 1 on any mismatch of tensor, numpy or c++ (a head that
+Prints a table and a verdict; exits 1 on any mismatch of tensor, numpy, c++ or run (a head that
 differs is reported, not failed: its e2e column says whether it changed a detection).
 
-Usage: python oracle/compare.py RUN [--write-fixtures [DIR]]
+Usage: python oracle/compare.py RUN [--no-run] [--write-fixtures [DIR]]
 """
 
 from __future__ import annotations
@@ -109,10 +112,11 @@ class Check:
     numpy: str = "-"
     cpp: str = "-"
     e2e: str = "-"
+    run: str = "-"
     notes: list[str] | None = None
 
     def failed(self) -> bool:
-        return any(v not in ("equal", "-") for v in (self.tensor, self.numpy, self.cpp))
+        return any(v not in ("equal", "-") for v in (self.tensor, self.numpy, self.cpp, self.run))
 
 
 def run_check(run: Path, mode: str, image: Path, qsl_idx: int, sessions: dict) -> Check:
@@ -163,12 +167,58 @@ def run_check(run: Path, mode: str, image: Path, qsl_idx: int, sessions: dict) -
     return c
 
 
+def coco_safe_folder(run: Path, dest: Path) -> Path:
+    """The oracle's images as a COCO-safe folder (DEST/val2017_safe + DEST/annotations), in the
+    oracle's order so that QSL index = the image's place; one placeholder box per image."""
+    import json as _json
+
+    manifest = _json.loads((run / "oracle.json").read_text())
+    (dest / "val2017_safe").mkdir(parents=True, exist_ok=True)
+    (dest / "annotations").mkdir(exist_ok=True)
+    images, anns = [], []
+    for i, (path, row) in enumerate(zip(images_of(run), manifest["modes"]["rect"])):
+        shutil.copyfile(path, dest / "val2017_safe" / path.name)
+        h, w = row["orig_hw"]
+        images.append({"id": i + 1, "file_name": path.name, "height": h, "width": w, "license": 4})
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [0, 0, w / 2, h / 2],
+                     "area": w * h / 4, "iscrowd": 0})
+    data = {"images": images, "annotations": anns,
+            "categories": [{"id": c, "name": str(c)} for c in YOLO_DETECTION.coco_ids],
+            "licenses": [{"id": 4, "url": "http://creativecommons.org/licenses/by/2.0/", "name": "by"}]}
+    (dest / "annotations" / "instances_val2017.json").write_text(_json.dumps(data))
+    return dest
+
+
+def run_path_records(run: Path, mode: str, work: Path) -> dict[int, np.ndarray]:
+    """`visionperf run yolo --mode accuracy` on the oracle's images through MODE's model and
+    shape mode: each QSL index's [n, 7] records, from LoadGen's accuracy log."""
+    import json as _json
+    import subprocess
+
+    vp_mode, onnx_name = MODES[mode]
+    data = coco_safe_folder(run, work / "coco-safe")
+    out = work / f"out-{mode}"
+    cmd = [sys.executable, "-m", "visionperf", "run", "yolo", "--scenario", "Offline", "--mode", "accuracy",
+           "--backend", "onnxruntime", "--model", str(run / onnx_name), "--dataset", str(data),
+           "--shape-mode", vp_mode, "--cache", str(work / "cache"), "--out", str(out), "--quiet"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    log = out / "yolo" / "Offline" / "accuracy" / "mlperf_log_accuracy.json"
+    if not log.exists():
+        lines = [ln for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
+        raise RuntimeError(f"visionperf run failed ({p.returncode}): {lines[-1] if lines else ''}")
+    got: dict[int, np.ndarray] = {}
+    for entry in _json.loads(log.read_text()):
+        rec = np.frombuffer(bytes.fromhex(entry["data"]), np.float32).reshape(-1, 7)
+        got[int(entry["qsl_idx"])] = rec
+    return got
+
+
 def images_of(run: Path) -> list[Path]:
     manifest = json.loads((run / "oracle.json").read_text())
     return [Path(manifest["images"]) / r["image"] for r in manifest["modes"]["rect"]]
 
 
-def compare(run: Path) -> list[Check]:
+def compare(run: Path, through_run: bool = True) -> list[Check]:
     """Every check of every image and mode in RUN."""
     images = images_of(run)
     sessions = {}
@@ -177,13 +227,30 @@ def compare(run: Path) -> list[Check]:
             if onnx_name not in sessions:
                 wrapped = wrap_float_input(run / onnx_name, Path(tmp) / onnx_name)
                 sessions[onnx_name] = ort.InferenceSession(str(wrapped), providers=["CPUExecutionProvider"])
-        return [run_check(run, mode, image, i, sessions) for mode in MODES for i, image in enumerate(images)]
+        checks = [run_check(run, mode, image, i, sessions) for mode in MODES for i, image in enumerate(images)]
+        if through_run:
+            for mode in ("rect", "square"):
+                try:
+                    got, why = run_path_records(run, mode, Path(tmp)), None
+                except RuntimeError as e:
+                    got, why = {}, str(e)
+                for i, c in enumerate(c for c in checks if c.mode == mode):
+                    want = np.load(run / mode / f"{images[i].stem}.npz")["records"]
+                    if why:
+                        c.run = "FAILED"
+                        c.notes.append(f"run: {why}")
+                        continue
+                    diff = first_difference(got.get(i, np.zeros((0, 7), np.float32)), want)
+                    c.run = "equal" if diff is None else "DIFFER"
+                    if diff:
+                        c.notes.append(f"run: {diff}")
+        return checks
 
 
 def print_table(checks: list[Check]) -> None:
-    head = ("image", "mode", "input", "dets", "tensor", "head", "numpy", "c++", "e2e")
+    head = ("image", "mode", "input", "dets", "tensor", "head", "numpy", "c++", "e2e", "run")
     rows = [(c.image, c.mode, f"{c.input_hw[0]}x{c.input_hw[1]}", str(c.detections), c.tensor, c.head, c.numpy,
-             c.cpp, c.e2e) for c in checks]
+             c.cpp, c.e2e, c.run) for c in checks]
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
     for r in (head, *rows):
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
@@ -290,17 +357,18 @@ Files:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="the folder oracle/ultralytics_side.py wrote")
+    ap.add_argument("--no-run", action="store_true", help="leave out the run column (visionperf run yolo)")
     ap.add_argument("--write-fixtures", nargs="?", type=Path, const=FIXTURES, default=None, metavar="DIR",
                     help=f"also write the default suite's fixtures (default {FIXTURES})")
     args = ap.parse_args()
     if not (args.run / "oracle.json").exists():
         sys.exit(f"{args.run}/oracle.json is missing: run `make oracle` (or oracle/ultralytics_side.py) first")
-    checks = compare(args.run)
+    checks = compare(args.run, through_run=not args.no_run)
     print_table(checks)
     failed = [c for c in checks if c.failed()]
     heads = sum(c.head == "equal" for c in checks if c.mode != "pt-rect")
     print(f"\nverdict: {'MISMATCH' if failed else 'EQUAL'}: {len(checks) - len(failed)} of {len(checks)} checks equal "
-          f"(tensor, NumPy and C++ records); ONNX heads equal in {heads} of "
+          f"(tensor, NumPy, C++ and run records); ONNX heads equal in {heads} of "
           f"{sum(c.mode != 'pt-rect' for c in checks)}")
     if args.write_fixtures:
         write_fixtures(args.run, args.write_fixtures)
