@@ -428,6 +428,7 @@ def wrap_float_input(src: str | Path, dst: str | Path) -> Path:
         raise UserError(f"{src} has input(s) {got}, but a YOLO export takes one named {INPUT}: "
                         "is this an Ultralytics detection export?")
     elem = inp.type.tensor_type.elem_type
+    dst.parent.mkdir(parents=True, exist_ok=True)
     if elem == TensorProto.UINT8:
         if src.resolve() != dst.resolve():
             with replacing(dst) as tmp:
@@ -452,7 +453,6 @@ def wrap_float_input(src: str | Path, dst: str | Path) -> Path:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     inp.type.tensor_type.elem_type = TensorProto.UINT8
-    dst.parent.mkdir(parents=True, exist_ok=True)
     with replacing(dst) as tmp:
         onnx.save(model, tmp)
     return dst
