@@ -61,6 +61,9 @@ def verify_performance(test: str, scenario: str, run_dir: Path, ref_dir: Path, o
     ref, got = read_result(ref_dir, scenario), read_result(run_dir, scenario)
     if ref.metric is None or got.metric is None:
         return _write(path, ["a metric is missing from the logs"], False)
+    if not ref.metric or not got.metric:  # LoadGen's early-stopping estimate of a run too short for it
+        return _write(path, [f"reference {ref.metric_name} = {ref.metric}", f"{test} {got.metric_name} = {got.metric}",
+                             "nothing to compare: a run too short for early stopping reports 0"], False)
     latency = ref.unit == "ns"
     faster = ref.metric / got.metric if latency else got.metric / ref.metric  # > 1: compliance run faster
     lines = [f"reference {ref.metric_name} = {ref.metric}", f"{test} {got.metric_name} = {got.metric}",
