@@ -90,7 +90,7 @@ def summary_result(log_dir: Path, scenario: str) -> dict:
         out["samples_per_s"] = r.metric
     else:
         out["p90_ms"] = r.latency_ns["90.00"] / 1e6
-        out["p90_early_stopping_ms"] = r.metric / 1e6 if r.metric is not None else None
+        out["p90_early_stopping_ms"] = r.metric / 1e6 if r.metric else None  # 0: too few queries to say
         out["mean_ms"] = r.detail.get("result_mean_latency_ns", 0) / 1e6
     return out
 
@@ -104,7 +104,7 @@ def run_reference(script: Path, model: Path, data: Path, scenario: str, duration
     conf.write_text(f"yolo.{scenario}.min_duration = {ms}\n"
                     f"yolo.Offline.target_qps = {target_qps:.3f}\n"
                     f"yolo.SingleStream.target_latency = {max(1, int(1000 / target_qps))}\n"
-                    + (f"yolo.SingleStream.min_query_count = {min_queries}\n" if min_queries else ""))
+                    + (f"yolo.{scenario}.min_query_count = {min_queries}\n" if min_queries else ""))
     env = dict(os.environ, YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false", PIP_NO_INDEX="1",
                YOLO_CONFIG_DIR=str(out / "ultralytics-config"))
     cmd = [str(ORACLE_PYTHON), str(script), "--model", str(model), "--dataset-path", str(data / "val2017_safe"),
@@ -120,9 +120,9 @@ def run_reference(script: Path, model: Path, data: Path, scenario: str, duration
 def run_visionperf(model: Path, data: Path, scenario: str, duration: float, cache: Path, out: Path,
                    extra: list[str], min_queries: int | None) -> dict | str:
     """One performance test of `visionperf run yolo`; its refusal's line where it refuses."""
-    if min_queries and scenario == "SingleStream":
+    if min_queries:
         conf = out.parent / f"{out.name}.user.conf"
-        conf.write_text(f"yolo.SingleStream.min_query_count = {min_queries}\n")
+        conf.write_text(f"yolo.{scenario}.min_query_count = {min_queries}\n")
         extra = [*extra, "--user-conf", str(conf)]
     cmd = [sys.executable, "-m", "visionperf", "run", "yolo", "--scenario", scenario, "--mode", "performance",
            "--backend", "onnxruntime", "--model", str(model), "--dataset", str(data), "--duration", str(duration),
@@ -156,18 +156,20 @@ def main() -> None:
     ap.add_argument("--scenarios", default="SingleStream,Offline")
     ap.add_argument("--work", type=Path, default=None, help="keep every log here (default: a temporary folder)")
     ap.add_argument("--min-queries", type=int, default=None,
-                    help="SingleStream min_query_count for both (default LoadGen's 100; lower for yolo11l)")
+                    help="min_query_count for both, in each scenario (LoadGen's default 100: queries in "
+                         "SingleStream, samples in Offline); lower for yolo11l")
     ap.add_argument("--visionperf-arg", action="append", default=[],
                     help="passed to `visionperf run`, one token each (repeatable): --visionperf-arg=--devices "
                          "--visionperf-arg=2")
     args = ap.parse_args()
-    pt, onnx = args.oracle_run / f"yolo11{args.variant}.pt", args.oracle_run / f"yolo11{args.variant}_dynamic.onnx"
+    run_dir = args.oracle_run.resolve()  # the reference runs in its own folder
+    pt, onnx = run_dir / f"yolo11{args.variant}.pt", run_dir / f"yolo11{args.variant}_dynamic.onnx"
     for f in (pt, onnx, ORACLE_PYTHON):
         if not f.exists():
             sys.exit(f"{f} is missing: run `make oracle` first")
     if not args.reference.is_file():
         sys.exit(f"{args.reference}: no such file: copy yolo_loadgen.py out of a clone of MLCommons inference")
-    work = args.work or Path(tempfile.mkdtemp(prefix="yolo-reference-"))
+    work = (args.work or Path(tempfile.mkdtemp(prefix="yolo-reference-"))).resolve()
     data = safe_dataset(work / "coco-safe", args.images)
     script = reference_copy(args.reference, work / "reference")
     count = len(list((data / "val2017_safe").iterdir()))
@@ -179,7 +181,11 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f}")
 
     results = {}
-    ref_rate = 10.0  # samples/s, until its SingleStream says
+    # The reference's Offline target_qps: LoadGen issues target_qps x min_duration x 1.1 samples,
+    # so a target below its real rate ends the test before min_duration (INVALID). Set high
+    # from its SingleStream mean (one sample at a time, as its Offline runs), raised by each
+    # Offline result.
+    ref_rate = 10.0
     for scenario in [s.strip() for s in args.scenarios.split(",")]:
         ref, vp = [], []
         for i in range(args.repeats):
@@ -188,13 +194,17 @@ def main() -> None:
                               args.min_queries)
             ref.append(r)
             if scenario == "SingleStream" and r.get("mean_ms"):
-                ref_rate = 1000.0 / r["mean_ms"]
+                ref_rate = max(ref_rate if i else 0.0, 2.0 * 1000.0 / r["mean_ms"])
+            if scenario == "Offline" and r.get("samples_per_s"):
+                ref_rate = max(ref_rate, 1.5 * r["samples_per_s"])
             v = run_visionperf(onnx, data, scenario, args.duration, work / "cache", work / f"vp-{scenario}-{i}",
                                args.visionperf_arg, args.min_queries)
             vp.append(v)
             print(f"  {scenario} #{i + 1}: reference {fmt(r, scenario)}; visionperf {fmt(v, scenario)} "
                   f"({time.perf_counter() - t:.0f} s)", flush=True)
         results[scenario] = (ref, vp)
+    (work / "results.json").write_text(json.dumps({s: {"reference": r, "visionperf": v}
+                                                    for s, (r, v) in results.items()}, indent=1))
 
     print("\nscenario      figure                      reference   visionperf   ratio")
     for scenario, (ref, vp) in results.items():
@@ -205,6 +215,9 @@ def main() -> None:
             ratio = (b / a if higher_better else a / b) if a and b else None
             print(f"{scenario:13s} {label:27s} {num(a):>9s}   {num(b):>10s}   "
                   f"{(f'{ratio:.2f}x' if ratio else '-'):>5s}")
+        bad = [f"{side} {sum(not x['valid'] for x in rows if isinstance(x, dict))}"
+               for side, rows in (("reference", ref), ("visionperf", vp))]
+        print(f"{'':13s} INVALID repeats (counted in the medians): {', '.join(bad)}")
     print(f"load average at the end {os.getloadavg()[0]:.1f} (other processes on these cores slow both sides)")
     refused = {v for _, vp in results.values() for v in vp if isinstance(v, str)}
     for why in refused:
