@@ -41,6 +41,17 @@ def visionperf(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return p
 
 
+@pytest.fixture(scope="session")
+def yolo_assets(tmp_path_factory) -> tuple[Path, Path]:
+    """(yolo11n ONNX with a dynamic shape, synthetic weights; a 16-image COCO set whose licences
+    the COCO-safe selection keeps 8 of), made once per session."""
+    from visionperf.datasets.synthetic import make_coco
+    from visionperf.models.yolo11 import build_yolo11
+
+    out = tmp_path_factory.mktemp("yolo-assets")
+    return build_yolo11(out / "yolo11n.onnx", "n"), make_coco(out / "coco", 16, 0)
+
+
 EDGE = ("SingleStream", "MultiStream", "Offline")  # a ResNet50 edge submission's scenarios (round v6.1)
 SYSTEM = {"cooling": "air", "host_memory_configuration": "2x 16GB DDR5 4800 MT/s"}  # what a machine cannot tell
 

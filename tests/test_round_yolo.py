@@ -20,16 +20,15 @@ from visionperf.errors import UserError
 
 
 @pytest.fixture(scope="session")
-def yolo_runs(tmp_path_factory) -> Path:
+def yolo_runs(yolo_assets, tmp_path_factory) -> Path:
     """Every run a yolo edge submission needs, short and real: yolo11n (synthetic weights) on ONNX
     Runtime over 8 synthetic COCO-safe images, each scenario's performance, accuracy and TEST01 run."""
     out = tmp_path_factory.mktemp("yolo")
-    visionperf("build-model", "yolo11n", "--out", out / "yolo11n.onnx")
-    visionperf("sample-data", "coco", "--out", out / "coco", "--count", "16")
+    model, coco = yolo_assets
     # mlperf.conf's 1,024 SingleStream and 662 MultiStream queries take minutes at yolo11n's CPU pace
     # (64: early stopping's least, so SingleStream has its metric)
     (out / "user.conf").write_text("yolo.SingleStream.min_query_count = 64\nyolo.MultiStream.min_query_count = 4\n")
-    common = ["--backend", "onnxruntime", "--model", out / "yolo11n.onnx", "--dataset", out / "coco",
+    common = ["--backend", "onnxruntime", "--model", model, "--dataset", coco,
               "--count", "8", "--user-conf", out / "user.conf", "--cache", out / "cache", "--out", out / "runs"]
     for s in EDGE:
         visionperf("run", "yolo", "--scenario", s, "--duration", "1", *common)
