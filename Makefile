@@ -46,7 +46,8 @@ $(VENV)/.installed: pyproject.toml $(ENGINE_SOURCES) $(VENV)/.extras
 # Synthetic ImageNet sample set + architecture-faithful ResNet50 (synthetic weights): Offline
 # performance (VALID, ~10 s) and accuracy on 2 CPU devices through the real LoadGen; the int8
 # model fed uint8 rows from its own cache; the harness alone at 50,000 Server QPS; SSD-MobileNet
-# with host NMS; and a report of every run with plots.
+# with host NMS; YOLO11n (synthetic weights) on the COCO-safe images, the reference's rect
+# letterbox and host decode + NMS; and a report of every run with plots.
 demo: install
 	$(BIN)/visionperf sample-data imagenet --out $(DEMO)/imagenet --count 256
 	$(BIN)/visionperf build-model resnet50 --out $(DEMO)/resnet50.onnx
@@ -72,6 +73,11 @@ demo: install
 	$(BIN)/visionperf run ssd-mobilenet --scenario Offline --backend onnxruntime --devices 2 \
 	    --duration 10 --model $(DEMO)/ssd_mobilenet.onnx --dataset $(DEMO)/coco \
 	    --cache $(DEMO)/cache --out $(DEMO)/results-ssd
+	$(BIN)/visionperf build-model yolo11n --out $(DEMO)/yolo11n.onnx
+	$(BIN)/visionperf run yolo --scenario Offline --backend onnxruntime --devices 1 --duration 10 \
+	    --model $(DEMO)/yolo11n.onnx --dataset $(DEMO)/coco --cache $(DEMO)/cache --out $(DEMO)/results-yolo
+	$(BIN)/visionperf run yolo --scenario Offline --mode accuracy --backend onnxruntime --devices 1 \
+	    --model $(DEMO)/yolo11n.onnx --dataset $(DEMO)/coco --cache $(DEMO)/cache --out $(DEMO)/results-yolo
 	$(BIN)/visionperf report $(DEMO)
 
 test: install
