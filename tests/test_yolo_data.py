@@ -262,3 +262,20 @@ def test_what_yolo_cannot_do_is_refused_in_one_line(coco_full, tmp_path):
         assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
         assert said in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_rect_cache_that_skipped_a_bad_image_keeps_the_geometry_of_the_rows_it_kept(coco_full, tmp_path):
+    data = tmp_path / "coco"
+    shutil.copytree(coco_full, data)
+    ds = open_dataset(YOLO, data, count=5)
+    ds.path(2).write_bytes(b"not a jpeg")
+    rect = replace(YOLO, preprocessing=replace(YOLO.preprocessing, shape_mode="rect"))
+    cache = ensure_cache(rect, ds, tmp_path / "c", dtype="uint8", layout="NCHW", log=lambda m: None, workers=1,
+                         skip_bad=True)
+    assert cache.dataset_index.tolist() == [0, 1, 3, 4] and cache.geometry.shape == (4, 4)
+    for row, i in enumerate(cache.dataset_index):
+        bgr = decode_bgr(ds.path(int(i)))
+        want = reference_tensor(bgr, auto=True)
+        assert tuple(cache.geometry[row]) == (*bgr.shape[:2], *want.shape[1:])
+        assert np.array_equal(cache.data[row].reshape(-1)[: want.size].reshape(want.shape), want)
+    assert not list((cache.path).glob("*.partial")) and not (cache.path / "build").exists()
