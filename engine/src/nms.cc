@@ -63,6 +63,7 @@
 //   SSD-MobileNet, python/models/utils.py decode_boxes, does not clip either: it is a port, and
 //   the official model is the TF graph, whose post-processing does.)
 #include "nms.h"
+#include "half.h"
 
 #include <algorithm>
 #include <cmath>
@@ -77,21 +78,6 @@ constexpr int SUPERBLOCK = 128;  // bytes of scores OR-tested at once before the
 // whole number of superblocks and the threshold pattern of a chunk is SUPERBLOCK * C bytes.
 constexpr int LANES = 16;  // kept boxes tested per step of the IoU loop
 constexpr int16_t F16_INF = 0x7C00;
-
-inline float half_to_float(uint16_t h) {  // exact
-  uint32_t sign = uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
-  if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (man << 13);
-  } else if (exp == 0) {
-    float f = float(man) * 0x1p-24f;  // zero or subnormal: exact in float
-    return sign ? -f : f;
-  } else {
-    bits = sign | ((exp + 112u) << 23) | (man << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
 
 // Score formats: RAW is the stored element (fp16 as signed bits); pass() is the exact test,
 // block_pass() the cheap one the block test vectorises (a superset of pass()).

@@ -42,6 +42,7 @@
 // boxes of two classes can overlap (huge or non-finite coordinates) is every kept box tested,
 // as the reference does.
 #include "yolo_post.h"
+#include "half.h"
 
 #include <algorithm>
 #include <cmath>
@@ -55,21 +56,6 @@ namespace {
 
 constexpr int LANES = 16;  // kept boxes tested per step of the IoU loop
 constexpr size_t BLOCK = 2048;  // anchors per block of the pass over the class rows (maxima kept in L1)
-
-inline float half_to_float(uint16_t h) {  // exact
-  uint32_t sign = uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
-  if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (man << 13);
-  } else if (exp == 0) {
-    float f = float(man) * 0x1p-24f;  // zero or subnormal: exact in float
-    return sign ? -f : f;
-  } else {
-    bits = sign | ((exp + 112u) << 23) | (man << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
 
 // fp16 bits -> a signed key that orders like the values (negative ones included); an involution.
 inline int16_t f16_key(int16_t x) { return int16_t(x ^ ((x >> 15) & 0x7fff)); }
