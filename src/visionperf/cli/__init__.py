@@ -11,6 +11,7 @@ import signal
 import sys
 
 from ..errors import STOP_SIGNALS, Terminated, UserError
+from .campaign import add_campaign_args
 from .data import add_build_model_args, add_preprocess_args, add_quantize_args, add_sample_data_args
 from .options import Parser
 from .publish import add_accuracy_args, add_report_args, add_submission_args
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     # in the order `visionperf --help` lists them: from data to results
     for add_args in (add_sample_data_args, add_build_model_args, add_preprocess_args, add_quantize_args,
                      add_include_dir_args, add_topology_args, add_plan_args, add_run_args, add_scale_args,
-                     add_report_args, add_submission_args, add_accuracy_args):
+                     add_report_args, add_submission_args, add_accuracy_args, add_campaign_args):
         add_args(sub)
     return p
 
