@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 # EXTRAS=tensorrt (NVIDIA GPUs). `make test` and `make faults` add cluster, so that the
 # multi-node tests run (a local Ray cluster of node processes on this machine).
 EXTRAS ?=
-TEST_EXTRAS = cluster
+TEST_EXTRAS = cluster,openvino
 test faults: EXTRAS += $(TEST_EXTRAS)
 comma := ,
 empty :=

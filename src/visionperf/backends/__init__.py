@@ -68,6 +68,7 @@ class AsyncDevice(Device, Protocol):
 # only for its own runtime (ONNX Runtime, TensorRT), never for the others.
 _REGISTRY = {
     "onnxruntime": ("onnxruntime", "OnnxRuntime"),
+    "openvino": ("openvino", "OpenVino"),
     "tensorrt": ("tensorrt", "TensorRTBackend"),
     "simulated": ("simulated", "Simulated"),
     "null": ("null", "Null"),

@@ -68,6 +68,9 @@ def write_record(report: RunReport, spec: RunSpec, samples: Samples, built: Buil
     record["dataset"] = {"path": str(dataset.root), "synthetic": bool(dataset.synthetic),
                          "images": len(samples.labels)}
     record.update(_cpu_fields(built, measured))
+    runtime = [d.runtime_record() for d in built.devices if callable(getattr(d, "runtime_record", None))]
+    if runtime:  # OpenVINO's own settings per device: its optimal number of infer requests, streams, precision
+        record["runtime"] = {"software": spec.backend.software(), "devices": runtime}
     cache = samples.cache
     record["cache"] = {"path": str(cache.path), "dtype": cache.manifest["dtype"],
                        "quantization": cache.manifest["quantization"],
