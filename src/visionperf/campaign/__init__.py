@@ -28,7 +28,7 @@ from ..progress import fmt_duration
 from ..rounds import Round, get_round
 from .execute import (Outcome, RunOptions, execute, judge, measured_rate, result_path, run_argv, target_of)
 from .inputs import BenchInputs, dataset_fingerprint, model_sha256
-from .plan import PlannedRun, estimate_s, plan_runs
+from .plan import RUN_OVERHEAD_S, PlannedRun, estimate_s, plan_runs
 from .state import (DONE_STATUSES, FAILED, INTERRUPTED, INVALID, REFUSED, RunRecord, State, load_state,
                     move_aside, run_key)
 from .targets import PROBE_S, Probe, bisect_server, step_down
@@ -38,7 +38,9 @@ __all__ = ["CampaignOptions", "run_campaign"]
 
 # Samples/s an accuracy run is estimated at before the campaign has measured an Offline rate.
 GUESSED_RATE = {"null": 20_000.0, "null-gather": 10_000.0}
-GUESSED_RATE_PER_DEVICE = 50.0  # other backends: ONNX Runtime's ResNet50 on a few CPU cores
+GUESSED_RATE_PER_DEVICE = 50.0
+SERVER_PROBES_EXPECTED = 4  # the bisection's probes, on average (at most targets.PROBES)
+CHECKER_LINES = 30  # the official checker's errors shown (all are in its own output)  # other backends: ONNX Runtime's ResNet50 on a few CPU cores
 
 
 @dataclass
@@ -126,7 +128,7 @@ class Campaign:
                 est[r.name] = estimate_s(r, self.o.run.duration, size, rate)
                 if r.scenario == "Server" and r.is_performance:
                     probe_s = min(PROBE_S, self.o.run.duration or PROBE_S)
-                    est[r.name] += 5 * (probe_s + 5.0)  # the bisection's probes
+                    est[r.name] += SERVER_PROBES_EXPECTED * (probe_s + RUN_OVERHEAD_S)
         return est, how
 
     def settings_text(self, r: PlannedRun) -> str:
@@ -144,13 +146,28 @@ class Campaign:
             parts.append("the whole dataset")
         return ", ".join(parts)
 
+    def resume_status(self, r: PlannedRun) -> str:
+        """What the campaign would do with R now: keep its result, or run it (and why)."""
+        rec = self.state.runs.get(r.name)
+        if rec is None:
+            return "run"
+        if rec.key != self.keys[r.name]:
+            return "run: inputs changed"
+        return "kept" if self.reusable(r) else f"run again: {rec.status}"
+
     def dry_run(self) -> int:
-        self.state = load_state(self.o.out) if (self.o.out / "campaign.json").exists() else None
+        self.state = load_state(self.o.out)
+        if self.state.runs:
+            self.compute_keys()
         est, how = self.estimates()
-        self.console.print(plan_table(self.plan, {r.name: self.settings_text(r) for r in self.plan}, est))
+        todo = {r.name: self.resume_status(r) for r in self.plan} if self.state.runs else None
+        if todo:
+            est = {n: (0.0 if todo[n] == "kept" else s) for n, s in est.items()}
+        self.console.print(plan_table(self.plan, {r.name: self.settings_text(r) for r in self.plan}, est, todo))
         total = sum(est.values())
         self.console.print(f"{len(self.plan)} runs, about {fmt_duration(total)} in all (each performance run and "
-                           f"audit its min_duration plus {5:g} s to start; Server adds 5 short probes)")
+                           f"audit its min_duration plus {RUN_OVERHEAD_S:g} s to start; Server adds about "
+                           f"{SERVER_PROBES_EXPECTED} short probes)")
         for line in how:
             self.console.print(f"  {line}")
         self.console.print("nothing was run (--dry-run)")
@@ -371,8 +388,13 @@ class Campaign:
         v = run_checker(Path(self.o.checker), self.o.out / "submission", self.rnd.version, self.o.submitter)
         self.console.print(f"official checker ({' '.join(v.command[1:4])}): {'PASSED' if v.passed else 'FAILED'}",
                            highlight=False, markup=False)
-        for line in v.errors[:40]:
+        for line in v.errors[:CHECKER_LINES]:
             self.console.print(f"  {line}", highlight=False, markup=False)
+        if len(v.errors) > CHECKER_LINES:
+            self.console.print(f"  ... and {len(v.errors) - CHECKER_LINES} more", highlight=False, markup=False)
+        if not v.passed and self.o.allow_short:
+            self.console.print("  (a practice tree fails it by construction: its short runs on synthetic data)",
+                               highlight=False, markup=False)
         if v.summary:
             self.console.print(f"  {v.summary}", highlight=False, markup=False)
         return v.passed

@@ -45,6 +45,8 @@ def run_checker(checkout: Path, tree: Path, version: str, submitter: str) -> Ver
     except subprocess.TimeoutExpired:
         return Verdict(False, [f"the checker did not finish in {CHECKER_TIMEOUT_S:g} s"], "", argv)
     lines = (p.stdout + p.stderr).splitlines()
-    errors = [ln for ln in lines if " ERROR " in ln or ln.startswith("ERROR")]
+    # "[time file:line ERROR] text": the text alone; its per-folder roll-ups say nothing new
+    errors = [ln.split("ERROR]", 1)[1].strip() for ln in lines if "ERROR]" in ln]
+    errors = [e.replace(f"{tree.resolve()}/", "") for e in errors if not e.startswith(("Some ", "SUMMARY"))]
     summary = next((ln for ln in reversed(lines) if "SUMMARY" in ln), lines[-1] if lines else "")
     return Verdict(p.returncode == 0, errors, summary, argv)

@@ -9,8 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 FIRST_PROBE = 0.9  # x the Offline rate: Server's scheduling and latency bound leave it below Offline
+# Where the first probe misses, the next ones divide by this until one passes: an Offline rate
+# far above what Server can sustain (a device that answers at once) costs a few probes, not many.
+DESCENT = 4.0
 STEP_DOWN = 0.9  # a full run found INVALID is run again at this x its target
-PROBES = 5  # the first probe, then bisection: the target known to about 0.9 / 16 of the ceiling
+PROBES = 7  # probes in all: the descent, then bisection between the last passing and failing targets
 PROBE_S = 10.0  # a probe's min_duration (the campaign's --duration where that is shorter)
 
 
@@ -22,24 +25,24 @@ class Probe:
 
 
 def bisect_server(probe: Callable[[float], Probe], ceiling: float, probes: int = PROBES) -> tuple[float, list[Probe]]:
-    """(the target for the full run, the probes made): the highest target PROBE found VALID,
-    searching below CEILING (the measured Offline rate) from FIRST_PROBE x CEILING down by
-    halving the interval; where none passed, half the lowest target tried."""
+    """(the target for the full run, the probes made): the highest target PROBE found VALID
+    below CEILING (the measured Offline rate): FIRST_PROBE x CEILING first (kept if it passes),
+    then down by DESCENT until one passes, then bisection between the highest target that
+    passed and the lowest that failed; where none passed, half the lowest target tried."""
     tried: list[Probe] = []
-    lo, hi = 0.0, ceiling
+    lo, hi = None, None
     q = FIRST_PROBE * ceiling
-    best = None
-    for _ in range(probes):
+    while len(tried) < probes:
         p = probe(q)
         tried.append(p)
         if p.valid:
-            best, lo = q, q
-            if q >= FIRST_PROBE * ceiling:
-                break  # as high as Server goes on this machine, near enough
+            lo = q
+            if hi is None:
+                break  # the first probe passed: as high as Server goes on this machine, near enough
         else:
             hi = q
-        q = (lo + hi) / 2
-    return (best if best is not None else min(t.target_qps for t in tried) / 2), tried
+        q = q / DESCENT if lo is None else (lo + hi) / 2
+    return (lo if lo is not None else min(t.target_qps for t in tried) / 2), tried
 
 
 def step_down(target_qps: float) -> float:

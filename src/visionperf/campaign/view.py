@@ -92,15 +92,19 @@ class CampaignView:
             self.say(f"progress: {self.status()}" + (f", running {self.current}" if self.current else ""))
 
 
-def plan_table(runs: list[PlannedRun], settings: dict[str, str], estimates: dict[str, float]):
-    """--dry-run: each run, its settings and its estimated time."""
+def plan_table(runs: list[PlannedRun], settings: dict[str, str], estimates: dict[str, float],
+               todo: dict[str, str] | None = None):
+    """--dry-run: each run, its settings and its estimated time; TODO (a campaign under way):
+    whether each is kept or run."""
     from rich.table import Table
 
     t = Table(title="campaign plan", title_justify="left")
-    for col in ("#", "run", "settings", "estimate"):
+    cols = ("#", "run", "settings", "estimate") + (("resume",) if todo else ())
+    for col in cols:
         t.add_column(col, justify="right" if col in ("#", "estimate") else "left")
     for i, r in enumerate(runs, 1):
-        t.add_row(str(i), r.name, settings[r.name], fmt_duration(estimates[r.name]))
+        t.add_row(str(i), r.name, settings[r.name], fmt_duration(estimates[r.name]),
+                  *((todo[r.name],) if todo else ()))
     return t
 
 
