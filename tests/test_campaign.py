@@ -80,7 +80,8 @@ def campaign(imagenet_dir, slim_model, tmp_path_factory):
     args = practice_args(slim_model, imagenet_dir, out)
     started = time.monotonic()
     p = subprocess.Popen([sys.executable, "-m", "visionperf", *map(str, args)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)  # no terminal: the
+    # campaign passes the SIGINT on to its run, as it would a `kill -INT` from elsewhere
     seen = []
     for line in p.stdout:
         seen.append(line)

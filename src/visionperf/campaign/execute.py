@@ -4,6 +4,7 @@ judged by the round's own checks (the ones `submission` applies)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -79,6 +80,8 @@ def execute(argv: list[str], log_file: Path | None, echo: bool) -> tuple[int, st
     goes to this terminal as it comes (its live block included); else into LOG_FILE alone.
     Interrupted (Ctrl-C, SIGTERM), the child is stopped the same way and waited for, so that it
     removes its partial results, and the interrupt goes on up."""
+    if log_file:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_file, "w", encoding="utf-8") if log_file else None
     tail: deque[str] = deque(maxlen=20)
     try:
@@ -109,19 +112,24 @@ def execute(argv: list[str], log_file: Path | None, echo: bool) -> tuple[int, st
 
 
 def _stop(child: subprocess.Popen, signum: int) -> None:
-    """CHILD stopped as this process was: a terminal's Ctrl-C reached it already (same process
-    group), a SIGTERM did not; then killed if its cleanup hangs."""
-    try:
-        child.wait(1.0)
-        return
-    except subprocess.TimeoutExpired:
-        pass
-    child.send_signal(signum)
+    """CHILD stopped as this process was, then killed if its cleanup hangs. A terminal's Ctrl-C
+    reached it already (the foreground process group), and a second SIGINT would cut its cleanup
+    short; a SIGINT from elsewhere or a SIGTERM is passed on (a second SIGTERM it ignores)."""
+    if not (signum == signal.SIGINT and _in_foreground()):
+        child.send_signal(signum)
     try:
         child.wait(STOP_GRACE_S)
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
+
+
+def _in_foreground() -> bool:
+    """Whether this process group is its terminal's foreground group (where Ctrl-C goes)."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False
 
 
 def judge(rnd: Round, run: PlannedRun, runs: Path, allow_short: bool) -> Outcome:
