@@ -14,6 +14,7 @@ FIRST_PROBE = 0.9  # x the Offline rate: Server's scheduling and latency bound l
 DESCENT = 4.0
 STEP_DOWN = 0.9  # a full run found INVALID is run again at this x its target
 PROBES = 7  # probes in all: the descent, then bisection between the last passing and failing targets
+RESOLUTION = 1.1  # bisection stops once the failing target is within 10% of the passing one
 PROBE_S = 10.0  # a probe's min_duration (the campaign's --duration where that is shorter)
 
 
@@ -28,7 +29,8 @@ def bisect_server(probe: Callable[[float], Probe], ceiling: float, probes: int =
     """(the target for the full run, the probes made): the highest target PROBE found VALID
     below CEILING (the measured Offline rate): FIRST_PROBE x CEILING first (kept if it passes),
     then down by DESCENT until one passes, then bisection between the highest target that
-    passed and the lowest that failed; where none passed, half the lowest target tried."""
+    passed and the lowest that failed, to RESOLUTION or PROBES; where none passed, half the
+    lowest target tried."""
     tried: list[Probe] = []
     lo, hi = None, None
     q = FIRST_PROBE * ceiling
@@ -41,6 +43,8 @@ def bisect_server(probe: Callable[[float], Probe], ceiling: float, probes: int =
                 break  # the first probe passed: as high as Server goes on this machine, near enough
         else:
             hi = q
+        if lo is not None and hi <= lo * RESOLUTION:
+            break
         q = q / DESCENT if lo is None else (lo + hi) / 2
     return (lo if lo is not None else min(t.target_qps for t in tried) / 2), tried
 
