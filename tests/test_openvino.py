@@ -140,17 +140,19 @@ def _matched(ours: np.ndarray, theirs: np.ndarray, tol: float = 1e-3) -> float:
     return hits / max(1, len(ours))
 
 
-def test_yolo_square_gives_onnxruntimes_detections(yolo_assets, tmp_path):
+@pytest.mark.parametrize("mode", ["square", "rect"])
+def test_yolo_gives_onnxruntimes_detections(yolo_assets, tmp_path, mode):
     from visionperf.models.yolo11 import build_yolo11
 
-    _, coco = yolo_assets
-    model = build_yolo11(tmp_path / "yolo11n-640-b2.onnx", "n", input_size=640, batch=2)
+    model, coco = yolo_assets  # dynamic shapes at batch 1: each image at its own shape (rect)
+    if mode == "square":
+        model = build_yolo11(tmp_path / "yolo11n-640-b2.onnx", "n", input_size=640, batch=2)
     common = ["--model", model, "--dataset", coco, "--count", "4", "--cache", tmp_path / "cache"]
     for backend in ("onnxruntime", "openvino"):
         visionperf("run", "yolo", "--scenario", "Offline", "--mode", "accuracy", "--backend", backend, *common,
                    "--out", tmp_path / backend)
     run_dir = tmp_path / "openvino/yolo/Offline/accuracy"
-    assert _record(run_dir)["cache"]["shape_mode"] == "square"
+    assert _record(run_dir)["cache"]["shape_mode"] == mode
     ours, theirs = (_answers(tmp_path / b / "yolo/Offline/accuracy", width=7) for b in ("openvino", "onnxruntime"))
     assert ours.keys() == theirs.keys() and sum(len(v) for v in ours.values()) > 0
     # The same boxes, as sets: synthetic weights give hundreds of near-equal scores, whose order
