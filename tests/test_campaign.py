@@ -42,7 +42,7 @@ def test_dry_run_plans_what_the_round_requires(imagenet_dir, slim_model, tmp_pat
     p = visionperf("campaign", "--benchmarks", "resnet50", "--model", slim_model, "--dataset", imagenet_dir,
                    "--out", tmp_path / "c", "--dry-run")
     assert plan_rows(p.stdout) == EDGE_RUNS
-    assert "12 runs, about 1 h 31 min" in p.stdout  # 9 performance runs and audits x (600 s + 5 s to start)
+    assert "12 runs, about 1 h 30 min" in p.stdout  # 9 performance runs and audits x (600 s + 4 s to start)
     assert not (tmp_path / "c" / "runs").exists()
 
     coco = make_coco(tmp_path / "coco", 16, 0)

@@ -12,8 +12,8 @@ from ..targets import OFFICIAL_MIN_DURATION_S
 
 # What a run costs beyond LoadGen's test: a fresh process, the engine built, the cache mapped, the
 # warm-up (about 2 s of 0.5 s windows) and the record. Measured on the practice campaign (null
-# backend, 2 shared cores): 4 to 6 s a run.
-RUN_OVERHEAD_S = 5.0
+# backend, 2 shared cores): 2 to 6 s a run, 3.5 s on average.
+RUN_OVERHEAD_S = 4.0
 
 
 @dataclass(frozen=True)
