@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -62,6 +61,10 @@ def test_refusals_name_the_fix(imagenet_dir, slim_model, tmp_path):
     p = visionperf("campaign", "--benchmarks", "resnet50", "--model", slim_model, "--out", tmp_path,
                    "--dry-run", check=False)
     assert p.returncode == 2 and "resnet50 has no --dataset" in p.stderr
+    config = tmp_path / "campaign.json"
+    config.write_text(json.dumps({"resnet50": {"model": str(slim_model), "dataset": str(imagenet_dir)}}))
+    p = visionperf("campaign", "--benchmarks", "resnet50", "--config", config, "--out", tmp_path / "c", "--dry-run")
+    assert plan_rows(p.stdout) == EDGE_RUNS
     p = visionperf("campaign", "--benchmarks", "retinanet", "--model", slim_model, "--dataset", imagenet_dir,
                    "--out", tmp_path, "--dry-run", check=False)
     assert p.returncode == 2 and "not a round v6.1 benchmark" in p.stderr
@@ -138,17 +141,23 @@ def test_changed_model_and_failed_run_are_redone(campaign, tmp_path):
 
     out = campaign["out"]
     args = list(campaign["args"])
-    # a run whose result vanished (a crash that took it, a user's rm) is run again ...
-    gone = out / "runs/resnet50/Offline/TEST04"
+    # a run whose result vanished (a crash that took it, a user's rm) is run again, and the
+    # audits compared with it after it
+    gone = out / "runs/resnet50/Offline/performance"
     shutil.rmtree(gone)
     p = visionperf(*args, "--dry-run")
     status = dict(zip(plan_rows(p.stdout), [ln.split("│")[5].strip() for ln in p.stdout.splitlines()
                                               if ln.startswith("│") and ln.split("│")[1].strip().isdigit()]))
-    assert status["resnet50 Offline TEST04"].startswith("run again") and status["resnet50 Offline TEST01"] == "kept"
+    assert status["resnet50 Offline performance"].startswith("run again")
+    assert status["resnet50 Offline accuracy"] == "kept"
+    before = load_state(out).runs
     p = visionperf(*args)
     assert [ln.split(" (")[0] for ln in p.stdout.splitlines() if ln.startswith("start")] == \
-        ["start resnet50 Offline TEST04"]
-    assert (gone / "verify_performance.txt").exists()
+        ["start resnet50 Offline performance", "start resnet50 Offline TEST01", "start resnet50 Offline TEST04"]
+    assert (gone / "run_1/mlperf_log_detail.txt").exists()
+    after = load_state(out).runs
+    assert after["resnet50 Offline TEST04"].key != before["resnet50 Offline TEST04"].key
+    assert after["resnet50 MultiStream TEST04"].key == before["resnet50 MultiStream TEST04"].key
     # ... and another model makes every run's key differ: all would be redone, the old results set aside
     other = build_resnet50(tmp_path / "other.onnx", width=0.0625)
     i = args.index("--model")

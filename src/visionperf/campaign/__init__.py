@@ -151,7 +151,7 @@ class Campaign:
         rec = self.state.runs.get(r.name)
         if rec is None:
             return "run"
-        if rec.key != self.keys[r.name]:
+        if rec.key != self.key(r):
             return "run: inputs changed"
         return "kept" if self.reusable(r) else f"run again: {rec.status}"
 
@@ -186,9 +186,19 @@ class Campaign:
             parts = {"run": r.name, "workload": r.workload, "backend": o.backend, "devices": o.devices,
                      "batch_size": o.batch_size, "duration": o.duration if r.mode == "performance" else None,
                      "cache": o.cache, **fp[r.benchmark], **versions}
-            if r.compliance:  # an audit is compared with its scenario's own runs
-                parts["against"] = [self.keys[f"{r.benchmark} {r.scenario} {m}"] for m in ("performance", "accuracy")]
             self.keys[r.name] = run_key(parts)
+
+    def key(self, r: PlannedRun) -> str:
+        """R's key: its inputs' (compute_keys); an audit's also holds its scenario's performance
+        and accuracy runs' keys and when they finished, so that an audit of a result since redone
+        (even under the same inputs) is redone too."""
+        if not r.compliance:
+            return self.keys[r.name]
+        against = []
+        for m in ("performance", "accuracy"):
+            rec = self.state.runs.get(f"{r.benchmark} {r.scenario} {m}")
+            against.append([rec.key, rec.finished] if rec else None)
+        return run_key({"inputs": self.keys[r.name], "against": against})
 
     # ---- the runs -------------------------------------------------------------------------------
     def reusable(self, r: PlannedRun) -> bool:
@@ -196,7 +206,7 @@ class Campaign:
         and still judged done (an --allow-short practice result is not, without it)."""
         rec = self.state.runs.get(r.name)
         result = result_path(self.runs_dir, r)
-        if rec is None or rec.key != self.keys[r.name] or rec.status not in DONE_STATUSES or not result.exists():
+        if rec is None or rec.key != self.key(r) or rec.status not in DONE_STATUSES or not result.exists():
             return False
         if rec.cache and _cache_identity(result) != rec.cache:
             return False
@@ -206,7 +216,7 @@ class Campaign:
         """A result under R's directory that this campaign did not record under R's key is moved
         aside before R runs: never silently kept, never lost."""
         rec = self.state.runs.get(r.name)
-        if rec is not None and rec.key == self.keys[r.name]:
+        if rec is not None and rec.key == self.key(r):
             return  # the same inputs: the new attempt replaces it
         moved = move_aside(result_path(self.runs_dir, r), self.o.out)
         if moved:
@@ -220,8 +230,8 @@ class Campaign:
         logs.mkdir(parents=True, exist_ok=True)
         argv = run_argv(r, o.inputs[r.benchmark], o.run, self.runs_dir, target, quiet=o.quiet or not self.view.live)
         prev = self.state.runs.get(r.name)
-        attempts = (prev.attempts if prev and prev.key == self.keys[r.name] else 0) + 1
-        self.state.runs[r.name] = RunRecord(self.keys[r.name], INTERRUPTED, "interrupted", "rerun the same command",
+        attempts = (prev.attempts if prev and prev.key == self.key(r) else 0) + 1
+        self.state.runs[r.name] = RunRecord(self.key(r), INTERRUPTED, "interrupted", "rerun the same command",
                                             target, 0.0, attempts)
         self.view.run_started(r, label)
         started = time.monotonic()
@@ -237,7 +247,7 @@ class Campaign:
         result = result_path(self.runs_dir, r)
         if r.is_performance and rc == 0:
             target = target_of(result / "run_1", r.workload, r.scenario) or target
-        rec = RunRecord(self.keys[r.name], outcome.status, outcome.why, outcome.fix, target, round(seconds, 3),
+        rec = RunRecord(self.key(r), outcome.status, outcome.why, outcome.fix, target, round(seconds, 3),
                         attempts, _cache_identity(result) if rc == 0 else {},
                         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         self.state.runs[r.name] = rec
@@ -261,7 +271,7 @@ class Campaign:
         if r.compliance:
             needed = [self.state.runs.get(f"{r.benchmark} {r.scenario} {m}") for m in ("performance", "accuracy")]
             if not all(n and n.status in DONE_STATUSES for n in needed):
-                self.state.runs[r.name] = RunRecord(self.keys[r.name], REFUSED, "its scenario's performance or "
+                self.state.runs[r.name] = RunRecord(self.key(r), REFUSED, "its scenario's performance or "
                                                     "accuracy run is not done", "fix those, then rerun the same command")
                 self.state.save()
                 self.view.run_finished(r, self.state.runs[r.name])
@@ -281,12 +291,12 @@ class Campaign:
         the full run, and one step lower per INVALID full run, up to --max-retries."""
         key = f"{r.benchmark} Server"
         chosen = self.state.server.get(key, {})
-        if chosen.get("key") == self.keys[r.name] and chosen.get("target_qps"):
+        if chosen.get("key") == self.key(r) and chosen.get("target_qps"):
             target = chosen["target_qps"]
             self.view.say(f"{r.name}: target_qps {target:,.1f} from this campaign's earlier bisection")
         else:
             target, probes = self.bisect(r)
-            self.state.server[key] = {"key": self.keys[r.name], "target_qps": target,
+            self.state.server[key] = {"key": self.key(r), "target_qps": target,
                                       "probes": [vars(p) for p in probes]}
             self.state.save()
         for n in range(self.o.max_retries + 1):
