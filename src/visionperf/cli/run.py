@@ -18,7 +18,7 @@ def add_run_args(sub) -> None:
     s.add_argument("--scenario", required=True, help=", ".join(SCENARIOS))
     s.add_argument("--mode", default="performance", help="performance (default) or accuracy")
     add_model_and_dataset(s)
-    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), openvino (OpenVINO on the same CPU partitions; --backend-option 'precision=bf16' (or f16) runs bf16 where the CPU has it: off by default, since accuracy runs keep the model's float32; also streams=N, requests=N), simulated (cards at a set rate), null (completes at once, no gather: the harness alone), null-gather (the same plus the batch gather), or plugin:PATH (a device built against visionperf/device.h; see `visionperf include-dir`)")
+    s.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), openvino (OpenVINO on the same CPU partitions; --backend-option 'precision=bf16' runs bf16 where the CPU has it, or f16: off by default, every run keeps the model's float32; also streams=N, requests=N), simulated (cards at a set rate), null (completes at once, no gather: the harness alone), null-gather (the same plus the batch gather), or plugin:PATH (a device built against visionperf/device.h; see `visionperf include-dir`)")
     s.add_argument("--devices", type=device_count, default=1)
     s.add_argument("--batch-size", type=batch_size)
     s.add_argument("--target-qps", type=finite_positive_float, help="written into the user.conf used")
