@@ -99,12 +99,14 @@ bench: install
 	$(BIN)/python benchmarks/offline_onnxruntime.py
 
 # Ultralytics itself as the YOLO test oracle (issue 24), kept out of the default suite: its own
-# environment (.venv-oracle: CPU PyTorch, ultralytics 8.3.214, the exporter's onnxslim, and ONNX
+# environment (.venv-oracle, about 6 GB: PyTorch, the +cpu build where TORCH_INDEX answers, which
+# pip prefers, else the registry's; ultralytics 8.3.214, the exporter's onnxslim, and ONNX
 # Runtime, ONNX, OpenCV and NumPy at .venv's versions, so pixels and heads come from the same
-# code); a random-weight yolo11n (fixed seed, nothing downloaded) exported to ONNX, dynamic and
-# 640x640; Ultralytics' predict(conf=0.001) on a varied image set (oracle/images.py); then
-# visionperf's letterbox, ONNX Runtime run and NMS (NumPy and C++) compared with it in .venv.
-# Prints a verdict table and fails on any mismatch. ORACLE_OUT keeps every file it made;
+# code); a random-weight yolo11n (fixed seed, nothing downloaded or auto-installed) exported to
+# ONNX, dynamic and 640x640; Ultralytics' predict(conf=0.001) on a varied image set
+# (oracle/images.py); then, in .venv, visionperf's letterbox, ONNX Runtime heads, NMS (NumPy and
+# C++) and `visionperf run yolo --mode accuracy` compared with it image by image. Prints a
+# verdict table and fails on any mismatch. ORACLE_OUT keeps every file it made;
 # `python oracle/compare.py ORACLE_OUT --write-fixtures` refreshes tests/fixtures/yolo_oracle/.
 ORACLE_VENV ?= .venv-oracle
 ORACLE_OUT  ?= $(ORACLE_VENV)/run
