@@ -149,7 +149,8 @@ def test_changed_model_and_failed_run_are_redone(campaign, tmp_path):
     status = dict(zip(plan_rows(p.stdout), [ln.split("│")[5].strip() for ln in p.stdout.splitlines()
                                               if ln.startswith("│") and ln.split("│")[1].strip().isdigit()]))
     assert status["resnet50 Offline performance"].startswith("run again")
-    assert status["resnet50 Offline accuracy"] == "kept"
+    assert status["resnet50 Offline accuracy"] == "kept" and status["resnet50 MultiStream TEST04"] == "kept"
+    assert status["resnet50 Offline TEST04"].startswith("run again")  # after its scenario's own runs
     before = load_state(out).runs
     p = visionperf(*args)
     assert [ln.split(" (")[0] for ln in p.stdout.splitlines() if ln.startswith("start")] == \

@@ -162,6 +162,9 @@ class Campaign:
         est, how = self.estimates()
         todo = {r.name: self.resume_status(r) for r in self.plan} if self.state.runs else None
         if todo:
+            for r in (r for r in self.plan if r.compliance and todo[r.name] == "kept"):
+                if any(todo[f"{r.benchmark} {r.scenario} {m}"] != "kept" for m in ("performance", "accuracy")):
+                    todo[r.name] = "run again: after its scenario's runs"
             est = {n: (0.0 if todo[n] == "kept" else s) for n, s in est.items()}
         self.console.print(plan_table(self.plan, {r.name: self.settings_text(r) for r in self.plan}, est, todo))
         total = sum(est.values())
