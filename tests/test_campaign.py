@@ -267,3 +267,20 @@ def test_a_failing_run_is_retried_then_reported(imagenet_dir, slim_model, tmp_pa
     c.attempt = attempt
     c.run_one(PlannedRun("resnet50", "resnet50", "Offline", "performance"))
     assert calls == ["", " (retry 1)"]
+
+
+def test_a_rebuilt_cache_makes_its_runs_redone(campaign):
+    """A result stands only while the cache it read is the one it read: a rebuilt (or damaged)
+    cache under the same path makes every run that read it be run again."""
+    out = campaign["out"]
+    state = load_state(out)
+    caches = {rec.cache.get("path") for rec in state.runs.values()}
+    assert len(caches) == 1 and None not in caches  # every run, performance runs included
+    c = Campaign(CampaignOptions("v6.1", ["resnet50"], {}, RunOptions("null", 1, None, 0.3, None), out,
+                                 allow_short=True), console())
+    c.state = state
+    c.keys = {name: rec.key for name, rec in state.runs.items()}
+    run = c.plan[0]
+    assert c.reusable(run)
+    c.state.runs[run.name].cache["fingerprint"] = "another"
+    assert not c.reusable(run)

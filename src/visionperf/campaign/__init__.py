@@ -84,7 +84,8 @@ def _cache_identity(result: Path) -> dict:
 
     from ..cache import data_fingerprint
 
-    for rec_path in (result / "run.json", result / "performance/run_1/run.json"):
+    # accuracy/run.json, performance/run_1/run.json, TEST0x/performance/run_1/run.json
+    for rec_path in (result / "run.json", result / "run_1/run.json", result / "performance/run_1/run.json"):
         if rec_path.exists():
             try:
                 path = Path(json.loads(rec_path.read_text())["cache"]["path"])
