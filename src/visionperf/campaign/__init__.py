@@ -174,6 +174,9 @@ class Campaign:
                            f"{SERVER_PROBES_EXPECTED} short probes)")
         for line in how:
             self.console.print(f"  {line}")
+        if self.o.run.duration is not None:
+            self.console.print("  a run also lasts until LoadGen's minimum query count (MultiStream: 662 queries of "
+                               "8 samples): on a slow device, longer than --duration")
         self.console.print("nothing was run (--dry-run)")
         return 0
 
