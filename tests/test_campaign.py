@@ -284,3 +284,25 @@ def test_a_rebuilt_cache_makes_its_runs_redone(campaign):
     assert c.reusable(run)
     c.state.runs[run.name].cache["fingerprint"] = "another"
     assert not c.reusable(run)
+
+
+def test_checker_verdict_is_shown(campaign, tmp_path):
+    """--checker runs the checkout's modular checker (`python -m submission_checker.main`, from
+    its folder) on the tree; a practice tree's failure is shown, not counted against it."""
+    pkg = tmp_path / "inference/tools/submission/submission_checker"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "main.py").write_text(
+        "import sys\n"
+        "args = dict(zip(sys.argv[1::2], sys.argv[2::2]))\n"
+        "print(f\"[t main.py:1 ERROR] {args['--input']}/closed/Practice performance_sample_count, found 48\")\n"
+        "print(f\"[t main.py:2 INFO] version {args['--version']} submitter {args['--submitter']}\")\n"
+        "print('[t main.py:361 ERROR] SUMMARY: submission has errors')\n"
+        "sys.exit(1)\n")
+    p = visionperf(*campaign["args"], "--checker", tmp_path / "inference")
+    assert "official checker (-m submission_checker.main --input): FAILED" in p.stdout
+    assert "  closed/Practice performance_sample_count, found 48" in p.stdout
+    assert "a practice tree fails it by construction" in p.stdout and "SUMMARY: submission has errors" in p.stdout
+    p = visionperf(*campaign["args"], "--checker", tmp_path, check=False)
+    assert p.returncode == 2 and "holds no MLCommons submission checker" in p.stderr
+    assert "skip" not in p.stdout  # refused before any work

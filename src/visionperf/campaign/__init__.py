@@ -350,6 +350,10 @@ class Campaign:
     # ---- the whole ------------------------------------------------------------------------------
     def run(self) -> int:
         o = self.o
+        if o.checker:  # a wrong --checker refused now, not after hours of runs
+            from .checker import checker_command
+
+            checker_command(Path(o.checker), o.out / "submission", self.rnd.version, o.submitter or "")
         if o.dry_run:
             return self.dry_run()
         lock = DirLock(o.out, busy="{dir} is in use by another visionperf campaign (pid {pid}: {cmd}): wait for "
