@@ -47,7 +47,9 @@ $(VENV)/.installed: pyproject.toml $(ENGINE_SOURCES) $(VENV)/.extras
 # performance (VALID, ~10 s) and accuracy on 2 CPU devices through the real LoadGen; the int8
 # model fed uint8 rows from its own cache; the harness alone at 50,000 Server QPS; SSD-MobileNet
 # with host NMS; YOLO11n (synthetic weights) on the COCO-safe images, the reference's rect
-# letterbox and host decode + NMS; and a report of every run with plots.
+# letterbox and host decode + NMS; a practice submission campaign for ResNet50 (every run the
+# round asks, short, on the null device, assembled into a checked tree); and a report of every
+# run with plots.
 demo: install
 	$(BIN)/visionperf sample-data imagenet --out $(DEMO)/imagenet --count 256
 	$(BIN)/visionperf build-model resnet50 --out $(DEMO)/resnet50.onnx
@@ -78,6 +80,15 @@ demo: install
 	    --model $(DEMO)/yolo11n.onnx --dataset $(DEMO)/coco --cache $(DEMO)/cache --out $(DEMO)/results-yolo
 	$(BIN)/visionperf run yolo --scenario Offline --mode accuracy --backend onnxruntime --devices 1 \
 	    --model $(DEMO)/yolo11n.onnx --dataset $(DEMO)/coco --cache $(DEMO)/cache --out $(DEMO)/results-yolo
+	printf '{"cooling": "air", "host_memory_configuration": "as built"}\n' > $(DEMO)/system.json
+	$(BIN)/visionperf campaign --round v6.1 --benchmarks resnet50 --model $(DEMO)/resnet50.onnx \
+	    --dataset $(DEMO)/imagenet --cache $(DEMO)/cache --backend null --devices 2 --duration 0.5 \
+	    --allow-short --submitter Demo --system demo_null --system-json $(DEMO)/system.json \
+	    --out $(DEMO)/campaign --dry-run
+	$(BIN)/visionperf campaign --round v6.1 --benchmarks resnet50 --model $(DEMO)/resnet50.onnx \
+	    --dataset $(DEMO)/imagenet --cache $(DEMO)/cache --backend null --devices 2 --duration 0.5 \
+	    --allow-short --submitter Demo --system demo_null --system-json $(DEMO)/system.json \
+	    --out $(DEMO)/campaign
 	$(BIN)/visionperf report $(DEMO)
 
 test: install

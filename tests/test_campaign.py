@@ -125,6 +125,7 @@ def test_interrupted_campaign_resumes_and_assembles(campaign):
         assert (tree / s / "performance/run_1/mlperf_log_detail.txt").exists()
         assert (tree / s / "TEST04/verify_performance.txt").exists()
     assert "campaign runs" in second.stdout and "a practice tree" in second.stdout
+    assert (out / "summary_resnet50.png").stat().st_size > 10_000  # one figure per benchmark
     print(f"practice campaign: {campaign['first_s']:.1f} s to the interrupt, {campaign['second_s']:.1f} s to finish")
 
 

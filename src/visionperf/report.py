@@ -213,3 +213,49 @@ def plots(rows: list[RunRow], out: Path, say=_silent) -> list[Path]:
         made.append(_save(fig, out / f"scaling_{w}_{s}_{b}.png"))
         plt.close(fig)
     return made
+
+
+# Each scenario's official metric, as a person reads it: the figure's unit, and the scale from the metric.
+_SUMMARY_UNITS = {"Offline": ("samples/s", 1.0), "Server": ("samples/s", 1.0),
+                  "SingleStream": ("ms (p90)", 1e-6), "MultiStream": ("ms (p99)", 1e-6)}
+
+
+def benchmark_summary(rows: list[RunRow], workload: str, out: Path, title: str | None = None) -> Path | None:
+    """One figure for one benchmark, readable at a glance: a panel per scenario with its official
+    metric for each kind of run (performance, audits), green VALID / red INVALID, and the
+    accuracy against its target in the title. None where the benchmark has no performance run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mine = [r for r in rows if r.workload == workload]
+    scenarios = [s for s in _SUMMARY_UNITS if any(r.scenario == s and r.metric is not None for r in mine)]
+    if not scenarios:
+        return None
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(3.2 * len(scenarios), 3.6), dpi=120, squeeze=False)
+    for ax, s in zip(axes[0], scenarios):
+        order = ("performance", "TEST01", "TEST04")
+        runs = sorted((r for r in mine if r.scenario == s and r.metric is not None),
+                      key=lambda r: order.index(r.kind) if r.kind in order else len(order))
+        unit, scale = _SUMMARY_UNITS[s]
+        values = [r.metric * scale for r in runs]
+        ax.bar(range(len(runs)), values, color=["tab:green" if r.valid else "tab:red" for r in runs])
+        for k, v in enumerate(values):
+            ax.annotate(f"{v:,.3g}" if v < 100 else f"{v:,.0f}", (k, v), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(runs)), [r.kind for r in runs], fontsize=8)
+        ax.set_title(s, fontsize=10)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.margins(y=0.15)
+    acc = [r for r in mine if r.kind == "accuracy" and r.accuracy is not None]
+    target = WORKLOADS[workload].accuracy_target
+    what = f"; accuracy {min(r.accuracy for r in acc):.3f}% (target {target:.3f}%)" if acc else ""
+    first = next(r for r in mine if r.metric is not None)
+    fig.suptitle(f"{title or workload}: {first.backend} x {first.devices or '?'}, {first.model}{what}\n"
+                 "official metric per run (green VALID, red INVALID)", fontsize=10)
+    fig.tight_layout()
+    path = _save(fig, out / f"summary_{title or workload}.png")
+    plt.close(fig)
+    return path

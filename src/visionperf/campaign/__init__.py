@@ -377,12 +377,23 @@ class Campaign:
                 self.state.save()  # the run under way is recorded INTERRUPTED: redone on resume
                 raise
         self.console.print(outcome_table(self.plan, self.state.runs, self.kept))
+        self.summarise()
         complete = self.assemble()
         if o.checker and (o.out / "submission").is_dir():
             passed = self.check()
             # a practice tree must fail the official checker (its short runs): shown, not counted
             complete = complete and (passed or o.allow_short)
         return 0 if complete else 1
+
+    def summarise(self) -> None:
+        """One figure per benchmark (OUT/summary_<benchmark>.png), beside the outcome table."""
+        from .. import report
+
+        rows = report.find(self.runs_dir)
+        for b in self.o.benchmarks:
+            path = report.benchmark_summary(rows, self.rnd.benchmarks[b].workload, self.o.out, title=b)
+            if path:
+                self.console.print(f"wrote {path}")
 
     def assemble(self) -> bool:
         """The tree from OUT/runs into OUT/submission (`submission`'s own assembly and checks)."""
