@@ -43,7 +43,7 @@ def add_campaign_args(sub) -> None:
                    help="a checkout of mlcommons/inference (or its tools/submission): run its submission checker "
                    "on the tree at the end")
     add_max_hours(s)
-    add_quiet(s, "the runs' own live blocks and the campaign's progress lines")
+    add_quiet(s, "live blocks of the runs, nor the campaign's progress lines")
     s.set_defaults(func=cmd_campaign)
 
 
