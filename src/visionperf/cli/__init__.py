@@ -149,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as e:
         return _interrupted(e, args.command)
+    except ImportError as e:
+        # A stop signal while a compiled module initialises (ONNX Runtime's, at a command's start)
+        # reaches us as that module's ImportError, raised from the KeyboardInterrupt.
+        stop = e.__cause__ or e.__context__
+        if isinstance(stop, KeyboardInterrupt):
+            return _interrupted(stop, args.command)
+        raise
     except BrokenPipeError as e:
         try:
             sys.stdout.flush()
