@@ -30,9 +30,11 @@ import numpy as np
 
 def run(workload: str, backend: str, devices: int, batch: int | None, seconds: float, model: Path, dataset: Path,
         cache: Path, out: Path, mode: str = "performance", count: int | None = None) -> Path:
-    """One `visionperf run WORKLOAD --scenario Offline`; its run directory."""
+    """One `visionperf run WORKLOAD --scenario Offline` (BACKEND "openvino-bf16": precision=bf16);
+    its run directory."""
+    backend, _, option = backend.partition("-")
     args = [sys.executable, "-m", "visionperf", "run", workload, "--scenario", "Offline", "--mode", mode,
-            "--backend", backend, "--devices", str(devices), "--model", str(model), "--dataset", str(dataset),
+            *(["--backend-option", f"precision={option}"] if option else []), "--backend", backend, "--devices", str(devices), "--model", str(model), "--dataset", str(dataset),
             "--cache", str(cache), "--out", str(out)]
     args += ["--batch-size", str(batch)] if batch else []
     args += ["--duration", str(seconds)] if mode == "performance" else []
@@ -124,20 +126,23 @@ def main() -> None:
     agree = {}
     for prec, model in models.items():
         got = {b: top1(run("resnet50", b, 2, a.batch, 0, model, ds, cache, out / f"acc-{prec}-{b}", "accuracy"))
-               for b in backends}
-        same = sum(got["openvino"][i] == got["onnxruntime"][i] for i in got["onnxruntime"])
-        agree[prec] = (same, len(got["onnxruntime"]))
+               for b in (*backends, *(["openvino-bf16"] if prec == "fp32" else []))}
+        for b in got:
+            if b != "onnxruntime":
+                same = sum(got[b][i] == got["onnxruntime"][i] for i in got["onnxruntime"])
+                agree[prec if b == "openvino" else "bf16"] = (same, len(got["onnxruntime"]))
 
-    rates = {(p, d, b): [] for p in models for d in devices for b in (*backends, "plain")}
+    rates = {(p, d, b): [] for p in models for d in devices for b in (*backends, "openvino-bf16", "plain")}
     requests = {}
     for r in range(a.repeats):
         for prec, model in models.items():
             for d in devices:
-                order = backends if r % 2 == 0 else backends[::-1]  # alternate who goes first
+                both = (*backends, "openvino-bf16") if prec == "fp32" else backends
+                order = both if r % 2 == 0 else both[::-1]  # alternate who goes first
                 for b in order:
                     rd = run("resnet50", b, d, a.batch, a.seconds, model, ds, cache, out / f"{prec}-{d}-{b}")
                     rates[prec, d, b].append(samples_per_s(rd))
-                    if b == "openvino":
+                    if b.startswith("openvino"):
                         rt = json.loads((rd / "run.json").read_text())["runtime"]["devices"]
                         requests[prec, d] = [x["optimal_infer_requests"] for x in rt]
             manifest = json.loads(next(iter((out / f"acc-{prec}-openvino").rglob("run.json"))).read_text())
@@ -155,11 +160,18 @@ def main() -> None:
             ov, ort_ = med[prec, d, "openvino"], med[prec, d, "onnxruntime"]
             print(f"  {prec} --devices {d}: ONNX Runtime {ort_:7.1f}  OpenVINO {ov:7.1f}  ratio {ov / ort_:.2f}x"
                   f"  (OpenVINO optimal requests per device {requests[prec, d]})")
+            if (prec, d, "openvino-bf16") in med:
+                bf = med[prec, d, "openvino-bf16"]
+                print(f"  {prec} --devices {d}: OpenVINO precision=bf16 {bf:7.1f}  ratio to ONNX Runtime float32 "
+                      f"{bf / ort_:.2f}x")
         e, p = med[prec, 1, "openvino"], med[prec, 1, "plain"]
         print(f"  {prec} engine/plain: visionperf --devices 1 {e:.1f}, plain AsyncInferQueue "
               f"({requests[prec, 'plain']} requests) {p:.1f}: {e / p:.3f}")
         same, total = agree[prec]
         print(f"  {prec} top-1 agreement with ONNX Runtime: {same}/{total} = {100 * same / total:.1f}%")
+    same, total = agree["bf16"]
+    print(f"  bf16 (OpenVINO precision=bf16) top-1 agreement with ONNX Runtime float32: {same}/{total} = "
+          f"{100 * same / total:.1f}%")
 
     if a.detection:
         detection(work, a.seconds)

@@ -67,7 +67,9 @@ def test_every_scenario_runs_through_loadgen_with_openvinos_settings_in_run_json
         for dev, stats in zip(runtime["devices"], rec["device_stats"]):
             assert dev["hint"] == ("THROUGHPUT" if scenario == "Offline" else "LATENCY")
             assert dev["optimal_infer_requests"] >= 1 and stats["max_in_flight"] == dev["infer_requests"]
-            assert dev["precision"] == "f32" and dev["pinned"] and dev["threads"] == len(stats["cpus"])
+            assert dev["precision"] == "f32" and dev["threads"] == len(stats["cpus"])
+            # OpenVINO pins a model alone in the process only (beside others it pins them all to the same cores)
+            assert dev["pinning"] == ("openvino" if len(rec["plan"]) == 1 else "none")
             assert stats["samples"] > 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,16 +78,33 @@ def _anchors(h: int, w: int) -> int:
     return sum((h // s) * (w // s) for s in (8, 16, 32))
 
 
-def compile_on(core, model, properties: dict, cpus: tuple[int, ...]):
-    """MODEL compiled for the CPU with its stream threads on CPUS: OpenVINO pins them to the CPUs
-    the compiling thread may run on, so this thread's affinity is set to CPUS meanwhile."""
+@contextmanager
+def on_cpus(cpus: tuple[int, ...]):
+    """This thread runs on CPUS meanwhile (all it may run on, if CPUS is empty)."""
     before = os.sched_getaffinity(0)
     try:
         if cpus:
             os.sched_setaffinity(0, cpus)
-        return core.compile_model(model, "CPU", properties)
+        yield
     finally:
         os.sched_setaffinity(0, before)
+
+
+def compile_on(core, model, properties: dict, cpus: tuple[int, ...], first_input: np.ndarray | None = None):
+    """MODEL compiled for the CPU with this thread's affinity set to CPUS (OpenVINO's own pinning
+    picks its cores among them), and FIRST_INPUT run once on every stream, so that the first
+    batch of a run does not pay for the streams' start."""
+    with on_cpus(cpus):
+        compiled = core.compile_model(model, "CPU", properties)
+        if first_input is not None:
+            import openvino as ov
+            import openvino.properties as props
+
+            queue = ov.AsyncInferQueue(compiled, int(compiled.get_property(props.optimal_number_of_infer_requests)))
+            for _ in range(len(queue)):
+                queue.start_async({0: first_input})
+            queue.wait_all()
+    return compiled
 
 
 class _Request:
@@ -112,7 +130,7 @@ class OvDevice:
     reads_input = True
 
     def __init__(self, name: str, core, model, workload, partition, batch_size: int, latency: bool,
-                 options: OvOptions, output_dtypes=(), geometry=None):
+                 options: OvOptions, output_dtypes=(), geometry=None, alone: bool = True):
         import openvino as ov
         import openvino.properties as props
         import openvino.properties.hint as hint
@@ -133,14 +151,21 @@ class OvDevice:
         except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own for a bad graph
             raise UserError(f"OpenVINO cannot read {model.path}: {str(e).strip().splitlines()[0]}") from None
         mode = hint.PerformanceMode.LATENCY if latency else hint.PerformanceMode.THROUGHPUT
+        # OpenVINO's own pinning puts every compiled model of a process on the same cores
+        # (measured: two one-core partitions ran at the speed of one, whatever the affinity of
+        # the thread that compiled or first ran them), so it pins only a model alone in the
+        # process (one thread per core); beside others, the threads of each model's streams (as
+        # many as its partition's cores) run unpinned, the process's scheduler spreading them.
+        pinning = ("openvino" if alone else "none") if partition.pinned and self.cpus else "none"
         properties = {hint.performance_mode: mode,
                       props.inference_num_threads: max(1, len(partition.cores)),
-                      hint.enable_cpu_pinning: bool(partition.pinned and self.cpus),
+                      hint.enable_cpu_pinning: pinning == "openvino",
                       hint.inference_precision: getattr(ov.Type, options.precision)}
         if options.streams:
             properties[props.num_streams] = options.streams
         try:
-            self.compiled = compile_on(core, graph, properties, self.cpus if partition.pinned else ())
+            first = np.zeros((self.batch_size, *self.input_shape), self.input_dtype)
+            self.compiled = compile_on(core, graph, properties, self.cpus if partition.pinned else (), first)
         except Exception as e:
             raise UserError(f"OpenVINO cannot compile {model.path} for the CPU: "
                             f"{str(e).strip().splitlines()[0]}") from None
@@ -164,7 +189,7 @@ class OvDevice:
                          "streams": int(self.compiled.get_property(props.num_streams)),
                          "threads": int(self.compiled.get_property(props.inference_num_threads)),
                          "precision": self.compiled.get_property(hint.inference_precision).to_string(),
-                         "pinned": bool(self.compiled.get_property(hint.enable_cpu_pinning))}
+                         "pinning": pinning}
         self._requests = [_Request(self.compiled, self.batch_size, self.input_shape, self.input_dtype)
                           for _ in range(self.max_in_flight)]
         self._tensor = ov.Tensor
@@ -285,7 +310,7 @@ class OpenVino(Backend):
         core = ov.Core()
         dtypes = [np.dtype(dt) for _, dt in request.output_shapes or []]
         devices = [OvDevice(f"cpu{i}", core, request.model, request.workload, part, request.batch_size,
-                            request.latency, options, dtypes, request.geometry)
+                            request.latency, options, dtypes, request.geometry, alone=len(request.plan) == 1)
                    for i, part in enumerate(request.plan)]
         d = devices[0].settings if devices else {}
         log(f"OpenVINO {version()}: {d.get('hint')} hint, {d.get('streams')} stream(s) and "
