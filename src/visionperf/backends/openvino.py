@@ -7,9 +7,10 @@
 
 Each partition (placement.cpu_partitions, the same as ONNX Runtime's) gets its own compiled model
 with INFERENCE_NUM_THREADS = its cores and the THROUGHPUT hint (Offline) or LATENCY (the latency
-scenarios). OpenVINO pins its stream threads (ENABLE_CPU_PINNING) to the CPUs of the thread that
-compiles the model, so each model is compiled with that thread's affinity set to its partition:
-two partitions' streams then never share a core. The engine keeps OpenVINO's optimal number of
+scenarios); precision f32 unless --backend-option precision=bf16|f16 (OpenVINO's own default on
+a CPU with bf16 is bf16). A model alone in the process (--devices 1) is pinned by OpenVINO, one
+stream thread per core (ENABLE_CPU_PINNING); beside others it is not, since OpenVINO then pins
+every model to the same cores (see OvDevice). The engine keeps OpenVINO's optimal number of
 infer requests in flight (OPTIMAL_NUMBER_OF_INFER_REQUESTS; run.json says it).
 
 Inputs are the cache's rows as they are (float32, or the uint8/int8 rows of a Q/DQ model: its
