@@ -43,7 +43,9 @@ def print_report(con, r) -> None:
     for s in r.device_stats:
         per = 1e6 / max(1, s["samples"])
         t.add_row(s["name"], f"{s['samples']:,} samples in {s['batches']:,} batches, device busy "
-                  f"{s['busy_s'] / run_s * 100:.0f}%, gather and submit {s['host_s'] * per:.1f} us/sample"
+                  f"{s['busy_s'] / run_s * 100:.0f}%, "
+                  + ("submit (device fetch)" if s.get("input_path") == "device fetch" else "gather and submit")
+                  + f" {s['host_s'] * per:.1f} us/sample"
                   + (f", post-processing busy {s['post_s'] / run_s * 100:.1f}% of the run "
                      f"({s['post_s'] * per:.1f} us/sample)" if s["post_s"] else ""))
     for check, ok in r.compliance.items():
