@@ -79,5 +79,6 @@ def print_scaling(con, points, w, scenario: str, backend: str) -> None:
     if last.host_cpu_us_per_sample:
         rate, _ = card_rate_for(w, None)
         cores = 16 * rate * last.host_cpu_us_per_sample / 1e6
-        con.print(f"host CPU {last.host_cpu_us_per_sample:.1f} us/sample at {last.devices} device(s): 16 cards at "
+        path = f" ({last.input_path})" if last.input_path else ""
+        con.print(f"host CPU {last.host_cpu_us_per_sample:.1f} us/sample{path} at {last.devices} device(s): 16 cards at "
                   f"the paper's {rate:,.0f} samples/s each would need about {cores:.1f} cores for the harness")
