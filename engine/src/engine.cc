@@ -110,13 +110,15 @@ Engine::~Engine() {
 
 void Engine::add_device(std::unique_ptr<Device> device) {
   if (parts_->started) throw Error("devices are added before the engine starts");
-  parts_->lanes.push_back(std::make_unique<Lane>(std::move(device), kSpareBatches));
-  Device* dev = parts_->lanes.back()->dev.get();
+  Device* dev = device.get();
   if (dev->info.fetches_rows) {
     if (dev->blocking()) throw Error(dev->info.name + ": a blocking device cannot fetch its own rows");
     if (size_t(dev->info.replica) >= parts_->store->replicas())
       throw Error(dev->info.name + " reads replica " + std::to_string(dev->info.replica) + " of " +
                   std::to_string(parts_->store->replicas()));
+  }
+  parts_->lanes.push_back(std::make_unique<Lane>(std::move(device), kSpareBatches));
+  if (dev->info.fetches_rows) {  // told of its replica at every load, before every free
     size_t row_bytes = parts_->store->row_bytes();
     int region = dev->info.replica;
     parts_->store->add_reader({region,
