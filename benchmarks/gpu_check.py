@@ -7,6 +7,8 @@ Steps, each through the real LoadGen in a process of its own:
   1. data and models: synthetic ImageNet and COCO sets, ResNet50 (full width), its symmetric
      int8 Q/DQ model calibrated on the MLPerf-style calibration list, SSD-ResNet34
   2. ResNet50 int8 Offline with the batch sweep (one engine, sizes 32..1024; the best is kept)
+     and the same run with device fetch (--backend-option fetch=1): samples/s and host CPU
+     per sample against the host gather's
   3. the same engine alone, trtexec-style (inputs on the GPU, every stream enqueued back to
      back): the harness's own loss is Offline / this
   4. ResNet50 int8 Server at 90% of the Offline rate: Server/Offline
@@ -89,6 +91,22 @@ def main() -> int:
     add("ResNet50 int8 Offline", f"{off_res.metric:,.0f} samples/s, batch {batch} (swept), "
                  f"{'VALID' if off_res.valid else 'INVALID'}")
     add("  vs NVIDIA v4.1 H200", f"{off_res.metric / NVIDIA_H200_OFFLINE:.1%} of 94,620/s (target >= 50%)")
+
+    # 2b. the same Offline run with device fetch (issue 27): the GPU copies rows from the
+    # page-locked sample buffer itself, no host gather; same engine and batch (the sweep's, remembered)
+    step("ResNet50 int8 Offline, device fetch", ["run", "resnet50", "--scenario", "Offline", "--model",
+                                                  d / "resnet50_int8.onnx", *common, "--duration", seconds,
+                                                  "--backend-option",  # the sweep's remembered batch
+                                                  "precision=int8;sweep=1;fetch=1" + sweep_sizes,
+                                                  "--out", d / "fetch"],
+         gpu=True)
+    fetch_dir = d / "fetch/resnet50/Offline/performance/run_1"
+    fetch_rec = json.loads((fetch_dir / "run.json").read_text())
+    fetch_res = read_result(fetch_dir, "Offline")
+    add("  device fetch (fetch=1)", f"{fetch_res.metric:,.0f} samples/s ({fetch_res.metric / off_res.metric:.3f} of "
+                 f"the host gather's), host CPU {fetch_rec['host_cpu_us_per_sample']} us/sample against "
+                 f"{off['host_cpu_us_per_sample']} ({fetch_rec['input_path']} / {off['input_path']}), "
+                 f"{'VALID' if fetch_res.valid else 'INVALID'}")
 
     # 3. the engine alone, same engine
     raw = raw_engine_rate(d / "resnet50_int8.onnx", batch, 16 if a.fake else None)

@@ -56,6 +56,8 @@ class FakeCuda:
         self.streams: dict[int, FakeStream] = {}
         self.current = None
         self.h2d_bytes = 0
+        self.h2d_copies = 0
+        self.register_calls = self.unregistered = 0  # device fetch: each load's buffer, then undone
 
     def device_count(self):
         return len(self.gpus)
@@ -87,7 +89,13 @@ class FakeCuda:
     def register(self, ptr, nbytes):
         if self.allow_register:
             self.registered.append((ptr, nbytes))
+            self.register_calls += 1
         return self.allow_register
+
+    def unregister(self, ptr):
+        assert any(p == ptr for p, _ in self.registered), "unregister of memory never registered"
+        self.registered = [(p, n) for p, n in self.registered if p != ptr]
+        self.unregistered += 1
 
     def stream(self):
         s = FakeStream(len(self.streams) + 1)
@@ -104,6 +112,7 @@ class FakeCuda:
 
     def h2d(self, dst, src_ptr, nbytes, stream):
         self.h2d_bytes += nbytes
+        self.h2d_copies += 1
         stream.q.put(lambda: ctypes.memmove(self.mem[dst].ctypes.data, src_ptr, nbytes))
 
     def d2h(self, dst, src, nbytes, stream):
@@ -283,7 +292,9 @@ def main(argv: list[str]) -> int:
     finally:
         if stats:
             with open(stats, "w") as f:
-                json.dump({"registered": len(cuda.registered), "h2d_bytes": cuda.h2d_bytes}, f)
+                json.dump({"registered": len(cuda.registered), "h2d_bytes": cuda.h2d_bytes,
+                           "h2d_copies": cuda.h2d_copies, "register_calls": cuda.register_calls,
+                           "unregistered": cuda.unregistered}, f)
     sys.stdout.flush()
     return code
 

@@ -133,3 +133,18 @@ def test_core_budget_from_a_measured_host_time_per_sample(servers):
     text = visionperf("plan", "--devices", "16", "--sysfs-root", servers["g292-z43-16"],
                       "--workload", "resnet50", "--host-us-per-sample", "20").stdout
     assert "7.25 cores in all" in text
+
+
+def test_plan_takes_the_host_time_from_a_run_json_and_names_its_input_path(servers, tmp_path):
+    """--host-us-per-sample RUN.json: the run's own figure, on the path its rows took (issue 27)."""
+    run = tmp_path / "run_1"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"host_cpu_us_per_sample": 2.5, "input_path": "device fetch"}))
+    args = ["plan", "--devices", "16", "--sysfs-root", servers["g292-z43-16"], "--workload", "resnet50"]
+    js = json.loads(visionperf(*args, "--json", "--host-us-per-sample", run / "run.json").stdout)
+    assert js["host_cores"]["host_us_per_sample"] == 2.5 and js["host_cores"]["needed"][0] == 0.057
+    assert js["host_cores"]["measured"] == f"device fetch, {run / 'run.json'}"
+    text = visionperf(*args, "--host-us-per-sample", run).stdout  # the run's directory will do
+    assert "(measured: device fetch" in text and "0.91 cores in all" in text  # 16 cards on one core
+    p = visionperf(*args, "--host-us-per-sample", tmp_path / "nothing.json", check=False)
+    assert p.returncode == 2 and "--host-us-per-sample" in p.stderr

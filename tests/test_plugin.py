@@ -114,8 +114,8 @@ def test_a_plugin_answers_every_sample_in_accuracy_mode(echo_plugin, run_args, c
     ("missing", "plug-in {path} not found"),
     ("text", "plug-in {path} is not a shared library"),
     ("no-entry", "plug-in {path} exports no vp_device_plugin()"),
-    ("abi-2", "plug-in {path} was built against another device ABI version (2, visionperf speaks 1)"),
-    ("abi-none", "plug-in {path} was built against another device ABI version (none offered, visionperf speaks 1)"),
+    ("abi-3", "plug-in {path} was built against another device ABI version (3, visionperf speaks 1 and 2)"),
+    ("abi-none", "plug-in {path} was built against another device ABI version (none offered, visionperf speaks 1 and 2)"),
     ("refuses", "echo card0: echo device 0 refuses to open (fail_open=1)"),
 ])
 def test_plugin_errors_are_one_line_and_exit_2(request, run_args, tmp_path, variant, message):
@@ -124,7 +124,7 @@ def test_plugin_errors_are_one_line_and_exit_2(request, run_args, tmp_path, vari
         "missing": lambda: tmp_path / "libnothere.so",
         "text": lambda: (tmp_path / "libtext.so").write_text("not a library\n") and tmp_path / "libtext.so",
         "no-entry": lambda: build("-DVP_TEST_NO_ENTRY"),
-        "abi-2": lambda: build("-DVP_TEST_ABI=2"),
+        "abi-3": lambda: build("-DVP_TEST_ABI=3"),
         "abi-none": lambda: build("-DVP_TEST_ABI=0"),
         "refuses": lambda: build(),
     }[variant]()

@@ -203,9 +203,9 @@ def test_scaling_study_writes_table_json_and_plot(imagenet_dir, slim_model, tmp_
     pts = doc["points"]
     assert [q["devices"] for q in pts] == [1, 2] and all(q["valid"] for q in pts)
     assert 250 < pts[0]["metric"] < 310 and pts[1]["linear_pct"] > 90
-    assert pts[0]["host_cpu_us_per_sample"] > 0
+    assert pts[0]["host_cpu_us_per_sample"] > 0 and [q["input_path"] for q in pts] == ["device fetch"] * 2
     assert (tmp_path / "study/scaling.png").read_bytes()[:4] == b"\x89PNG"
-    assert "% of linear" in p.stdout and "cores for the harness" in p.stdout
+    assert "% of linear" in p.stdout and "cores for the harness" in p.stdout and "(device fetch)" in p.stdout
 
 
 @pytest.mark.slow

@@ -104,6 +104,7 @@ def test_backend_options_are_checked():
     assert TrtOptions.parse("", "int8", default_sweep=True).sweep  # Offline without --batch-size
     assert not TrtOptions.parse("sweep=0", "int8", default_sweep=True).sweep
     assert TrtOptions.parse("", "int8").precision == "int8"
+    assert TrtOptions.parse("fetch=1", "int8").fetch and not TrtOptions.parse("", "int8").fetch  # gather by default
     for bad in ("precision=int4", "batch=3", "workspace_mb=lots", "sizes=0,8", "sizes="):
         with pytest.raises(UserError, match="--backend-option"):
             TrtOptions.parse(bad, "int8")
@@ -187,13 +188,14 @@ def on_fake_gpus(tmp_path, *args, gpus=1, register=True):
     return p, json.loads(stats.read_text())
 
 
-@pytest.mark.parametrize("register", [True, False], ids=["staging-locked", "own-pinned"])
+@pytest.mark.parametrize("register, fetch", [(True, False), (False, False), (True, True)],
+                         ids=["staging-locked", "own-pinned", "device-fetch"])
 def test_an_accuracy_run_on_gpus_answers_each_sample_with_the_models_prediction(
-        register, int8_sym, imagenet_dir, tmp_path):
+        register, fetch, int8_sym, imagenet_dir, tmp_path):
     p, fake = on_fake_gpus(tmp_path, "run", "resnet50", "--scenario", "Offline", "--mode", "accuracy",
                            "--devices", "2", "--batch-size", "4", "--in-flight", "3", "--model", int8_sym,
                            "--dataset", imagenet_dir, "--cache", tmp_path / "cache", "--out", tmp_path / "out",
-                           gpus=2, register=register)
+                           *(["--backend-option", "fetch=1"] if fetch else []), gpus=2, register=register)
     info = check_model(int8_sym, RESNET50)
     x = info.quantization.apply(images(imagenet_dir, 10**6))
     expect = session(int8_sym).run(["ArgMax:0"], {info.input_name: x})[0] - 1
@@ -204,8 +206,14 @@ def test_an_accuracy_run_on_gpus_answers_each_sample_with_the_models_prediction(
     rec = json.loads((run / "run.json").read_text())
     assert [d["name"] for d in rec["device_stats"]] == ["gpu0", "gpu1"] and rec["cache"]["dtype"] == "int8"
     assert all(d["max_in_flight"] == 3 for d in rec["device_stats"])
-    assert (fake["registered"] == 2) == register  # each GPU locks its driver's staging buffer once
     assert fake["h2d_bytes"] >= x.nbytes
+    if fetch:  # no staging: each GPU locks the sample buffer per load, unlocks it before it is freed
+        assert rec["input_path"] == "device fetch"
+        assert fake["register_calls"] >= 2 and fake["unregistered"] == fake["register_calls"]
+        assert fake["registered"] == 0
+        return
+    assert rec["input_path"] == "host gather"
+    assert (fake["registered"] == 2) == register  # each GPU locks its driver's staging buffer once
     # one optimisation profile per batch in flight: TensorRT runs contexts at once only so
     assert "building a TensorRT engine (int8, batch [1, 4, 4], 3 profile(s))" in p.stdout
 

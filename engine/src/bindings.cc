@@ -349,6 +349,7 @@ class PyEngine {
       s["batch_size"] = d.batch_size;
       s["max_in_flight"] = d.max_in_flight;
       s["fixed_batch"] = d.fixed_batch;
+      s["input_path"] = d.device_fetch ? "device fetch" : "host gather";
       out.append(s);
     }
     return out;

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 
@@ -35,7 +36,7 @@ ApiDevice::ApiDevice(DeviceInfo info_, const vp_device_api* api, std::shared_ptr
                      const std::vector<const void*>& examples, int example_count)
     : Device(std::move(info_)), api_(api), library_(std::move(library)) {
   vp_device_config cfg{};
-  cfg.abi_version = VP_DEVICE_ABI_VERSION;
+  cfg.abi_version = api_->abi_version;  // the version the plug-in speaks: 1 reads no further
   cfg.index = index;
   cfg.count = count;
   cfg.numa_node = info.numa_node;
@@ -56,6 +57,15 @@ ApiDevice::ApiDevice(DeviceInfo info_, const vp_device_api* api, std::shared_ptr
                 (err[0] ? err : "open failed without a message"));
   if (cfg.max_in_flight >= 1 && cfg.max_in_flight < info.max_in_flight) info.max_in_flight = cfg.max_in_flight;
   info.fixed_batch = cfg.fixed_batch != 0;
+  if (api_->abi_version >= 2 && cfg.fetch_rows) {
+    if (!api_->register_region || !api_->unregister_region || !api_->submit_rows) {
+      api_->close(handle_);
+      handle_ = nullptr;
+      throw Error(std::string(api_->name ? api_->name : "device") + " " + info.name +
+                  ": fetches its own rows but leaves register_region/unregister_region/submit_rows empty");
+    }
+    info.fetches_rows = true;
+  }
 }
 
 ApiDevice::~ApiDevice() {
@@ -67,12 +77,41 @@ int ApiDevice::submit(const void* input, int rows, uint64_t* ticket, int64_t* re
 }
 
 int ApiDevice::collect(uint64_t ticket, void* const* outputs, int64_t timeout_ns) {
+  refused_ = false;
   return api_->collect(handle_, ticket, outputs, timeout_ns);
 }
 
 std::string ApiDevice::last_error() {
+  if (refused_) return region_error_;
   const char* e = api_->last_error ? api_->last_error(handle_) : nullptr;
   return e && e[0] ? e : "device error without a message";
+}
+
+void ApiDevice::register_region(int region, const uint8_t* base, size_t bytes, size_t row_bytes) {
+  refused_ = false;
+  if (api_->register_region(handle_, region, base, bytes, row_bytes) == VP_OK) {
+    registered_.push_back(region);
+    region_error_.clear();
+  } else {
+    region_error_ = "cannot register its sample rows: " + last_error();
+  }
+}
+
+void ApiDevice::unregister_region(int region) {
+  auto it = std::find(registered_.begin(), registered_.end(), region);
+  if (it == registered_.end()) return;  // its registration failed: nothing to undo
+  registered_.erase(it);
+  api_->unregister_region(handle_, region);
+}
+
+int ApiDevice::submit_rows(int region, const void* const* rows, int n, uint64_t* ticket, int64_t* ready_ns) {
+  if (std::find(registered_.begin(), registered_.end(), region) == registered_.end()) {
+    if (region_error_.empty()) region_error_ = "its sample rows are not registered (no samples loaded)";
+    refused_ = true;
+    return VP_ERROR;
+  }
+  refused_ = false;
+  return api_->submit_rows(handle_, region, rows, n, ticket, ready_ns);
 }
 
 vp_device_counters ApiDevice::counters() {
@@ -97,7 +136,7 @@ int null_collect(void*, uint64_t, void* const*, int64_t) { return VP_OK; }
 const char* null_error(void*) { return ""; }
 void null_close(void* d) { delete static_cast<NullDev*>(d); }
 const vp_device_api kNull = {VP_DEVICE_ABI_VERSION, "null", null_open, null_submit, null_collect,
-                             null_error, nullptr, null_close};
+                             null_error, nullptr, null_close, nullptr, nullptr, nullptr};
 }  // namespace
 
 const vp_device_api* null_device_api() { return &kNull; }
@@ -118,9 +157,10 @@ Plugin load_plugin(const std::string& path) {
   if (!entry)
     throw Error("plug-in " + path + " exports no vp_device_plugin(): see visionperf/device.h");
   const vp_device_api* api = entry(VP_DEVICE_ABI_VERSION);
-  if (!api || api->abi_version != VP_DEVICE_ABI_VERSION)
+  if (!api) api = entry(1);  // a version 1 plug-in: it gets the host gather
+  if (!api || api->abi_version < 1 || api->abi_version > VP_DEVICE_ABI_VERSION)
     throw Error("plug-in " + path + " was built against another device ABI version (" +
-                (api ? std::to_string(api->abi_version) : std::string("none offered")) + ", visionperf speaks " +
+                (api ? std::to_string(api->abi_version) : std::string("none offered")) + ", visionperf speaks 1 and " +
                 std::to_string(VP_DEVICE_ABI_VERSION) + "): rebuild it against this visionperf's device.h");
   if (!api->open || !api->submit || !api->collect || !api->close)
     throw Error("plug-in " + path + " leaves open/submit/collect/close empty");

@@ -20,6 +20,8 @@ struct DeviceInfo {
   int max_in_flight = 1;
   bool fixed_batch = false;
   bool reads_input = true;  // false for `null`: the gather is skipped
+  // Fetches its own rows (device.h ABI 2): given the replica's row addresses, never a gather.
+  bool fetches_rows = false;
   // submit()'s ready time is exact (a simulated card) or an estimate (a GPU, a remote node):
   // an estimate is only when to look; the batch is done when collect() says so.
   bool exact_ready = true;
@@ -45,6 +47,17 @@ class Device {
     return submit(input, rows, ticket, ready_ns);
   }
   virtual int collect(uint64_t ticket, void* const* outputs, int64_t timeout_ns) = 0;
+  // Fetch devices (info.fetches_rows), device.h's contract: the replica REGION is registered
+  // after each load and unregistered before its memory is freed; a batch is its row addresses.
+  // A failed registration is kept: every submit_rows then fails with its message.
+  virtual void register_region(int region, const uint8_t* base, size_t bytes, size_t row_bytes) {
+    (void)region, (void)base, (void)bytes, (void)row_bytes;
+  }
+  virtual void unregister_region(int region) { (void)region; }
+  virtual int submit_rows(int region, const void* const* rows, int n, uint64_t* ticket, int64_t* ready_ns) {
+    (void)region, (void)rows, (void)n, (void)ticket, (void)ready_ns;
+    return VP_ERROR;
+  }
   // Blocking devices: one batch, input to outputs.
   virtual int run(const void* input, int rows, const size_t* qsl_idx, void* const* outputs);
   virtual std::string last_error() = 0;
@@ -63,11 +76,17 @@ class ApiDevice : public Device {
   int collect(uint64_t ticket, void* const* outputs, int64_t timeout_ns) override;
   std::string last_error() override;
   vp_device_counters counters() override;
+  void register_region(int region, const uint8_t* base, size_t bytes, size_t row_bytes) override;
+  void unregister_region(int region) override;
+  int submit_rows(int region, const void* const* rows, int n, uint64_t* ticket, int64_t* ready_ns) override;
 
  private:
   const vp_device_api* api_;
   std::shared_ptr<void> library_;  // dlclose only after the device is closed
   void* handle_ = nullptr;
+  std::vector<int> registered_;     // regions registered now
+  std::string region_error_;        // why the last registration failed (empty: it did not)
+  bool refused_ = false;            // submit_rows refused (unregistered): last_error is region_error_
 };
 
 // The device tables built into the engine.
@@ -75,7 +94,7 @@ const vp_device_api* null_device_api();
 const vp_device_api* simulated_device_api();
 
 // Load a plug-in: one line naming PATH on any failure (missing, not a shared library, no
-// entry point, another ABI version).
+// entry point, another ABI version). ABI 2 is asked for first, then 1 (device.h "Versions").
 struct Plugin {
   std::shared_ptr<void> library;
   const vp_device_api* api;

@@ -148,15 +148,23 @@ void Driver::feed(Lane& lane, Pass& pass) {
       break;
     }
     int64_t t0 = now_ns();
-    if (dev.info.reads_input) ctx_.store.gather(dev.info.replica, batch->idx.data(), size_t(batch->n), lane.staging);
     int rows = dev.info.fixed_batch ? dev.info.batch_size : batch->n;
-    if (dev.blocking()) {
-      run_blocking(lane, batch, rows, t0, pass);
-      continue;
-    }
     uint64_t ticket = 0;
     int64_t ready = 0;
-    int status = dev.submit_indexed(lane.staging, rows, batch->idx.data(), batch->n, &ticket, &ready);
+    int status;
+    if (dev.info.fetches_rows) {  // device fetch: the host hands over addresses, never a pixel
+      const void** addrs = lane.row_addrs.data();
+      ctx_.store.rows(dev.info.replica, batch->idx.data(), size_t(batch->n), addrs);
+      for (int k = batch->n; k < rows; ++k) addrs[k] = addrs[batch->n - 1];  // a fixed batch's padding
+      status = dev.submit_rows(dev.info.replica, addrs, rows, &ticket, &ready);
+    } else {
+      if (dev.info.reads_input) ctx_.store.gather(dev.info.replica, batch->idx.data(), size_t(batch->n), lane.staging);
+      if (dev.blocking()) {
+        run_blocking(lane, batch, rows, t0, pass);
+        continue;
+      }
+      status = dev.submit_indexed(lane.staging, rows, batch->idx.data(), batch->n, &ticket, &ready);
+    }
     pass.now = now_ns();
     lane.stats.host_s += 1e-9 * double(pass.now - t0);
     lane.refill_ns += (pass.now - t0 - lane.refill_ns) / 8;

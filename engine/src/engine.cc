@@ -103,13 +103,30 @@ Engine::Engine(std::unique_ptr<SampleStore> store, std::unique_ptr<Post> post, i
 
 Engine::~Engine() {
   stop();
+  parts_->store->forget_readers();  // fetch devices unregister their rows before they close
   parts_->drivers.clear();
   parts_->lanes.clear();  // closes the devices before the plug-in libraries they came from
 }
 
 void Engine::add_device(std::unique_ptr<Device> device) {
   if (parts_->started) throw Error("devices are added before the engine starts");
+  Device* dev = device.get();
+  if (dev->info.fetches_rows) {
+    if (dev->blocking()) throw Error(dev->info.name + ": a blocking device cannot fetch its own rows");
+    if (size_t(dev->info.replica) >= parts_->store->replicas())
+      throw Error(dev->info.name + " reads replica " + std::to_string(dev->info.replica) + " of " +
+                  std::to_string(parts_->store->replicas()));
+  }
   parts_->lanes.push_back(std::make_unique<Lane>(std::move(device), kSpareBatches));
+  if (dev->info.fetches_rows) {  // told of its replica at every load, before every free
+    size_t row_bytes = parts_->store->row_bytes();
+    int region = dev->info.replica;
+    parts_->store->add_reader({region,
+                               [dev, region, row_bytes](const uint8_t* base, size_t bytes) {
+                                 dev->register_region(region, base, bytes, row_bytes);
+                               },
+                               [dev, region] { dev->unregister_region(region); }});
+  }
 }
 
 void Engine::set_batch_timeout(double seconds) { parts_->batch_timeout_ns = int64_t(seconds * 1e9); }
@@ -232,6 +249,7 @@ std::vector<DeviceStats> Engine::stats() {
     s.batch_size = info.batch_size;
     s.max_in_flight = info.max_in_flight;
     s.fixed_batch = info.fixed_batch;
+    s.device_fetch = info.fetches_rows;
     out.push_back(std::move(s));
   }
   return out;

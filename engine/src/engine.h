@@ -53,6 +53,7 @@ struct DeviceStats {
   double card_copy_cpu_s = 0, late_s = 0;  // the device's own counters (the plug-in ABI's)
   int batch_size = 1, max_in_flight = 1;
   bool fixed_batch = false;
+  bool device_fetch = false;  // its rows went by device fetch (device.h ABI 2), not the host gather
 };
 
 // What the live display reads while a test runs.

@@ -8,10 +8,14 @@ namespace vp {
 
 Lane::Lane(std::unique_ptr<Device> device, int spare) {
   const DeviceInfo& info = device->info;
-  staging_bytes = std::max<size_t>(1, size_t(info.batch_size) * info.input_row_bytes());
-  void* p = mmap(nullptr, staging_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw Error("cannot allocate the staging buffer of " + info.name);
-  staging = static_cast<uint8_t*>(p);
+  if (info.fetches_rows) {
+    row_addrs.resize(size_t(info.batch_size));
+  } else {
+    staging_bytes = std::max<size_t>(1, size_t(info.batch_size) * info.input_row_bytes());
+    void* p = mmap(nullptr, staging_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw Error("cannot allocate the staging buffer of " + info.name);
+    staging = static_cast<uint8_t*>(p);
+  }
   int pool = info.max_in_flight + spare;
   for (int k = 0; k < pool; ++k) {
     auto b = std::make_unique<Batch>();

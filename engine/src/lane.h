@@ -1,5 +1,5 @@
 // A lane: one device as the engine drives it, with its pool of batches, its staging buffer
-// (the gather's destination) and its counters.
+// (the gather's destination; a fetch device is given row addresses instead) and its counters.
 #pragma once
 
 #include <atomic>
@@ -69,8 +69,9 @@ struct Lane {
   void release(Batch* b);
 
   std::unique_ptr<Device> dev;
-  uint8_t* staging = nullptr;  // page-aligned
+  uint8_t* staging = nullptr;  // page-aligned; none for a fetch device
   size_t staging_bytes = 0;
+  std::vector<const void*> row_addrs;  // a fetch device's batch: its rows in the replica
   std::deque<Batch*> pending;  // submitted, oldest first (driver thread only)
   LaneStats stats;
   LiveLatency live;  // while Engine::live_latency is on

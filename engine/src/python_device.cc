@@ -1,9 +1,11 @@
 #include "python_device.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <deque>
 #include <string>
+#include <vector>
 
 namespace nb = nanobind;
 
@@ -56,6 +58,9 @@ class PythonDevice : public Device {
   PythonDevice(DeviceInfo info, nb::object adapter) : Device(std::move(info)), adapter_(std::move(adapter)) {
     async_ = nb::hasattr(adapter_, "submit") && nb::hasattr(adapter_, "collect");
     if (async_) this->info.exact_ready = false;
+    // A GPU that copies its rows from the registered sample buffer itself (sut._AsyncBridge)
+    if (async_ && nb::hasattr(adapter_, "submit_rows") && nb::hasattr(adapter_, "fetches_rows"))
+      this->info.fetches_rows = nb::cast<bool>(adapter_.attr("fetches_rows"));
   }
   ~PythonDevice() override {
     nb::gil_scoped_acquire g;
@@ -82,6 +87,48 @@ class PythonDevice : public Device {
         *ready_ns = 0;
       }
       rows_.push_back(rows);
+      return VP_OK;
+    });
+  }
+  // Device fetch: called from the loading thread (not holding the GIL), no batch in flight.
+  void register_region(int region, const uint8_t* base, size_t bytes, size_t row_bytes) override {
+    nb::gil_scoped_acquire g;
+    int status = guarded([&] {
+      adapter_.attr("register_region")(region, uintptr_t(base), bytes, row_bytes);
+      return VP_OK;
+    });
+    if (status == VP_OK) {
+      registered_.push_back(region);
+      region_error_.clear();
+    } else {
+      region_error_ = "cannot register its sample rows: " + error_;
+    }
+  }
+  void unregister_region(int region) override {
+    auto it = std::find(registered_.begin(), registered_.end(), region);
+    if (it == registered_.end()) return;
+    registered_.erase(it);
+    nb::gil_scoped_acquire g;
+    guarded([&] {
+      adapter_.attr("unregister_region")(region);
+      return VP_OK;
+    });
+  }
+  int submit_rows(int region, const void* const* rows, int n, uint64_t* ticket, int64_t* ready_ns) override {
+    if (std::find(registered_.begin(), registered_.end(), region) == registered_.end()) {
+      error_ = region_error_.empty() ? "its sample rows are not registered (no samples loaded)" : region_error_;
+      return VP_ERROR;
+    }
+    nb::gil_scoped_acquire g;
+    return guarded([&] {
+      // the addresses as n uint64 (the engine's again on return: the adapter copies them)
+      PyObject* mv = PyMemoryView_FromMemory(reinterpret_cast<char*>(const_cast<void**>(rows)),
+                                             Py_ssize_t(sizeof(void*)) * n, PyBUF_READ);
+      if (!mv) throw nb::python_error();
+      nb::tuple t = nb::cast<nb::tuple>(adapter_.attr("submit_rows")(region, nb::steal(mv), n));
+      *ticket = nb::cast<uint64_t>(t[0]);
+      *ready_ns = nb::cast<int64_t>(t[1]);
+      rows_.push_back(n);
       return VP_OK;
     });
   }
@@ -170,6 +217,8 @@ class PythonDevice : public Device {
   bool async_ = false;
   std::deque<int> rows_;  // rows of each submitted, uncollected batch, oldest first
   std::string error_;
+  std::vector<int> registered_;  // device fetch: regions registered now
+  std::string region_error_;     // why the last registration failed
 };
 
 }  // namespace

@@ -8,7 +8,12 @@
 // so the host's share of the work is real. Waiting is an absolute clock_nanosleep: no CPU
 // burnt, wake-ups accurate to tens of microseconds.
 //
-// Options: rate=<samples/s> (required).
+// It fetches its own rows (device.h ABI 2), as a Cloud AI 100's DMA engine does: submit_rows
+// copies each row from the registered sample buffer into the card's memory, so every sample
+// crosses memory once, not twice (host gather, then the card's copy). Its copies, either
+// way, are counted apart (copy_cpu_s): a real card's DMA engine makes them, not a host core.
+//
+// Options: rate=<samples/s> (required); fetch=0 takes the host gather instead (submit).
 #include <cstring>
 #include <deque>
 #include <string>
@@ -36,6 +41,8 @@ struct Card {
   std::vector<int> free_slots;
   std::deque<Pending> queue;
   int64_t engine_free_at = 0;
+  const uint8_t* region = nullptr;  // the registered sample buffer (fetch)
+  size_t region_bytes = 0;
   uint64_t next_ticket = 0;
   std::string error;
   vp_device_counters counters{};
@@ -58,11 +65,14 @@ void* open_card(vp_device_config* cfg, char* err, size_t len) {
   c->example_count = cfg->example_count;
   c->memory.resize(size_t(cfg->max_in_flight) * c->batch * c->in_row);
   for (int s = cfg->max_in_flight - 1; s >= 0; --s) c->free_slots.push_back(s);
+  if (cfg->abi_version >= 2) cfg->fetch_rows = option_double(cfg->options, "fetch", 1.0) != 0.0;
   return c;
 }
 
-int submit_card(void* d, const void* input, int32_t rows, uint64_t* ticket, int64_t* ready_ns) {
-  auto* c = static_cast<Card*>(d);
+// Batch ROWS into a free slot of the card's memory: from INPUT, contiguous (the host's
+// gather), or from ROW_ADDRS (the card's own fetch). Returns VP_OK and sets *ticket, *ready_ns.
+int load_batch(Card* c, const void* input, const void* const* row_addrs, int32_t rows, uint64_t* ticket,
+               int64_t* ready_ns) {
   if (c->free_slots.empty()) {
     c->error = "more batches submitted than the card holds at once";
     return VP_ERROR;
@@ -74,7 +84,12 @@ int submit_card(void* d, const void* input, int32_t rows, uint64_t* ticket, int6
   double c0 = thread_cpu_s();
   int slot = c->free_slots.back();
   c->free_slots.pop_back();
-  std::memcpy(c->memory.data() + size_t(slot) * c->batch * c->in_row, input, size_t(rows) * c->in_row);
+  uint8_t* dst = c->memory.data() + size_t(slot) * c->batch * c->in_row;
+  if (row_addrs) {
+    for (int32_t r = 0; r < rows; ++r) std::memcpy(dst + size_t(r) * c->in_row, row_addrs[r], c->in_row);
+  } else {
+    std::memcpy(dst, input, size_t(rows) * c->in_row);
+  }
   int64_t start = std::max(now_ns(), c->engine_free_at);
   int64_t ready = start + int64_t(rows * c->ns_per_row);
   c->engine_free_at = ready;
@@ -85,6 +100,36 @@ int submit_card(void* d, const void* input, int32_t rows, uint64_t* ticket, int6
   *ready_ns = ready;
   c->counters.copy_cpu_s += thread_cpu_s() - c0;  // a real card's DMA engine does this copy
   return VP_OK;
+}
+
+int submit_card(void* d, const void* input, int32_t rows, uint64_t* ticket, int64_t* ready_ns) {
+  return load_batch(static_cast<Card*>(d), input, nullptr, rows, ticket, ready_ns);
+}
+
+int register_card(void* d, int32_t, const void* base, size_t bytes, size_t) {
+  auto* c = static_cast<Card*>(d);
+  c->region = static_cast<const uint8_t*>(base);
+  c->region_bytes = bytes;
+  return VP_OK;
+}
+
+void unregister_card(void* d, int32_t) {
+  auto* c = static_cast<Card*>(d);
+  c->region = nullptr;
+  c->region_bytes = 0;
+}
+
+int submit_rows_card(void* d, int32_t, const void* const* row_addrs, int32_t rows, uint64_t* ticket,
+                     int64_t* ready_ns) {
+  auto* c = static_cast<Card*>(d);
+  for (int32_t r = 0; r < rows && r < c->batch; ++r) {  // a DMA engine reads registered memory only
+    auto* p = static_cast<const uint8_t*>(row_addrs[r]);
+    if (!c->region || p < c->region || p + c->in_row > c->region + c->region_bytes) {
+      c->error = "row " + std::to_string(r) + " of the batch is outside the registered sample buffer";
+      return VP_ERROR;
+    }
+  }
+  return load_batch(c, nullptr, row_addrs, rows, ticket, ready_ns);
 }
 
 int collect_card(void* d, uint64_t ticket, void* const* outputs, int64_t timeout_ns) {
@@ -124,8 +169,9 @@ const char* card_error(void* d) { return static_cast<Card*>(d)->error.c_str(); }
 void card_counters(void* d, vp_device_counters* out) { *out = static_cast<Card*>(d)->counters; }
 void close_card(void* d) { delete static_cast<Card*>(d); }
 
-const vp_device_api kSimulated = {VP_DEVICE_ABI_VERSION, "simulated", open_card, submit_card, collect_card,
-                                  card_error, card_counters, close_card};
+const vp_device_api kSimulated = {VP_DEVICE_ABI_VERSION, "simulated", open_card,     submit_card,
+                                  collect_card,          card_error,  card_counters, close_card,
+                                  register_card,         unregister_card, submit_rows_card};
 
 }  // namespace
 

@@ -28,8 +28,28 @@ void SampleStore::free_buffers() {
   buffer_bytes_ = 0;
 }
 
+void SampleStore::add_reader(Reader reader) {
+  if (!buffers_.empty()) reader.attach(buffers_[size_t(reader.replica)], buffer_bytes_);
+  readers_.push_back(std::move(reader));
+}
+
+void SampleStore::forget_readers() {
+  detach_readers();
+  readers_.clear();
+}
+
+void SampleStore::detach_readers() {
+  if (buffers_.empty()) return;  // nothing attached
+  for (Reader& r : readers_) r.detach();
+}
+
+void SampleStore::attach_readers() {
+  for (Reader& r : readers_) r.attach(buffers_[size_t(r.replica)], buffer_bytes_);
+}
+
 void SampleStore::load(const size_t* indices, size_t n) {
   double c0 = process_cpu_s();
+  detach_readers();
   free_buffers();
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), size_t(0));
@@ -61,11 +81,13 @@ void SampleStore::load(const size_t* indices, size_t n) {
     if (!e.empty()) throw Error(e);
   for (size_t k = 0; k < n; ++k) row_of_[indices[k]] = uint32_t(k);
   loaded_.assign(indices, indices + n);
+  attach_readers();  // pinning for DMA is a one-off of the load, counted with it
   load_cpu_s += process_cpu_s() - c0;
 }
 
 void SampleStore::unload() {
   double c0 = process_cpu_s();
+  detach_readers();
   free_buffers();
   loaded_.clear();
   load_cpu_s += process_cpu_s() - c0;  // freeing gigabytes of pages is not free

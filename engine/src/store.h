@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace vp {
@@ -27,6 +28,23 @@ class SampleStore {
 
   // Copy the rows of these dataset indices from replica R into DST, contiguous.
   void gather(int r, const size_t* indices, size_t n, uint8_t* dst) const;
+  // Device fetch: the addresses of these dataset indices' rows in replica R, into OUT (no copy).
+  void rows(int r, const size_t* indices, size_t n, const void** out) const {
+    const uint8_t* buf = buffers_[r];
+    for (size_t k = 0; k < n; ++k) out[k] = buf + size_t(row_of_[indices[k]]) * row_bytes_;
+  }
+
+  // A reader of replica R in place (a fetch device): ATTACH (base, bytes) after every load,
+  // DETACH before that memory is freed (the next load, unload, forget_readers). A replica
+  // loaded already is attached at once. Never while a batch is in flight (as load).
+  struct Reader {
+    int replica;
+    std::function<void(const uint8_t* base, size_t bytes)> attach;
+    std::function<void()> detach;
+  };
+  void add_reader(Reader reader);
+  // Detaches every reader and forgets them (their devices are about to close).
+  void forget_readers();
 
   size_t total() const { return total_; }
   size_t row_bytes() const { return row_bytes_; }
@@ -36,6 +54,9 @@ class SampleStore {
 
  private:
   void free_buffers();
+  void detach_readers();
+  void attach_readers();
+  std::vector<Reader> readers_;
   const uint8_t* source_;
   size_t total_, row_bytes_;
   std::vector<std::vector<int>> fill_cpus_;

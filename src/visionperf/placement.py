@@ -171,20 +171,22 @@ class CoreBudget:
     needed: list[float]  # cores, per device
     given: list[int]  # physical cores, per device (an unpinned device may use them all)
     warnings: list[str] = field(default_factory=list)
+    source: str | None = None  # where the figure was measured: "device fetch, RUN.json" (None: given)
 
 
 def core_budget(topology: Topology, devices: list[Partition], rates: list[float],
-                host_us_per_sample: float) -> CoreBudget:
+                host_us_per_sample: float, source: str | None = None) -> CoreBudget:
     """The cores N cards at these rates need, from a measured host CPU time per sample.
 
-    `run` and `scale` measure the time per sample (`host_cpu_us_per_sample` in run.json); a
-    device at R samples/s then keeps R * time cores busy. Devices that share cores add up.
+    `run` and `scale` measure the time per sample (`host_cpu_us_per_sample` in run.json, on the
+    path its devices took: `input_path`, host gather or device fetch); a device at R samples/s
+    then keeps R * time cores busy. Devices that share cores add up.
     """
     if host_us_per_sample <= 0:
         raise UserError(f"--host-us-per-sample must be positive, got {host_us_per_sample}")
     needed = [r * host_us_per_sample / 1e6 for r in rates]
     given = [len(d.cores) if d.pinned else len(topology.cores) for d in devices]
-    b = CoreBudget(host_us_per_sample, needed, given)
+    b = CoreBudget(host_us_per_sample, needed, given, source=source)
     load: dict[tuple[int, ...], float] = {}
     for d, need in zip(devices, needed):
         key = d.cores if d.pinned else ()
@@ -216,7 +218,8 @@ def plan_json(devices: list[Partition], replicas: ReplicaPlan | None = None) -> 
 
 def describe_budget(b: CoreBudget) -> str:
     total = sum(b.needed)
-    lines = [f"  host CPU at {b.host_us_per_sample:g} us/sample: {total:.2f} cores in all, per device "
+    lines = [f"  host CPU at {b.host_us_per_sample:g} us/sample" + (f" (measured: {b.source})" if b.source else "")
+             + f": {total:.2f} cores in all, per device "
              + ", ".join(f"{n:.2f} of {g}" for n, g in zip(b.needed, b.given))]
     return "\n".join(lines + [f"  warning: {w}" for w in b.warnings])
 

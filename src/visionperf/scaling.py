@@ -30,6 +30,7 @@ class Point:
     host_cpu_us_per_sample: float | None
     server_offline_pct: float | None = None
     target_qps: float | None = None
+    input_path: str | None = None  # how rows reached the devices: host gather | device fetch
 
 
 class _NoProgress:
@@ -77,7 +78,8 @@ def study(workload: str, devices: list[int], scenario: str, out: Path, run_args:
         res, rec = _run(base, n, "Offline", out / f"d{n}" / "offline", progress=progress)
         offline = res.metric
         offline1 = offline1 or offline / n
-        p = Point(n, "Offline", offline, res.valid, 100 * offline / (offline1 * n), rec.get("host_cpu_us_per_sample"))
+        p = Point(n, "Offline", offline, res.valid, 100 * offline / (offline1 * n), rec.get("host_cpu_us_per_sample"),
+                  input_path=rec.get("input_path"))
         if scenario == "Server":
             lo, hi, best, best_rec = 0.5 * offline, 1.02 * offline, None, None
             log(f"{n} device(s): Offline {offline:,.1f} samples/s" + ("" if res.valid else " (INVALID)")
@@ -99,7 +101,7 @@ def study(workload: str, devices: list[int], scenario: str, out: Path, run_args:
                 server1 = server1 or best.metric / n
                 p = Point(n, "Server", best.metric, True, 100 * best.metric / (server1 * n),
                           best_rec.get("host_cpu_us_per_sample"), 100 * best.metric / offline,
-                          float(best.detail.get("effective_target_qps") or 0) or None)
+                          float(best.detail.get("effective_target_qps") or 0) or None, best_rec.get("input_path"))
         points.append(p)
         log(f"{n} device(s): {p.scenario} {p.metric:,.1f} samples/s ({p.linear_pct:.1f}% of linear)"
             + (f", Server/Offline {p.server_offline_pct:.1f}%" if p.server_offline_pct is not None else ""))

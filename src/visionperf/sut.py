@@ -98,12 +98,28 @@ class _AsyncBridge:
         self.shape = tuple(device.input_shape)
         self.dtype = np.dtype(device.input_dtype)
         self.reads_input = bool(getattr(device, "reads_input", True))
+        # Device fetch (device.h ABI 2): the device copies each batch's rows from the sample
+        # buffer itself, given their addresses; it registers (page-locks) the buffer per load.
+        self.fetches_rows = bool(getattr(device, "fetches_rows", False)) and self.reads_input
+        self._regions: dict[int, int] = {}  # region -> its base address
         self._tickets: dict[int, object] = {}
         self._next = 0
 
     def submit(self, view, rows: int, qsl_idx: list[int]):
         x = np.frombuffer(view, self.dtype).reshape(rows, *self.shape) if self.reads_input else None
-        ticket = self.device.submit(x, qsl_idx)
+        return self._keep(self.device.submit(x, qsl_idx))
+
+    def register_region(self, region: int, base: int, nbytes: int, row_bytes: int) -> None:
+        self.device.register_region(base, nbytes, row_bytes)
+        self._regions[region] = base
+
+    def unregister_region(self, region: int) -> None:
+        self.device.unregister_region(self._regions.pop(region))
+
+    def submit_rows(self, region: int, addrs, rows: int):
+        return self._keep(self.device.submit_rows(np.frombuffer(addrs, np.uint64, rows).copy()))
+
+    def _keep(self, ticket):
         self._next += 1
         self._tickets[self._next] = ticket
         return self._next, int(getattr(ticket, "ready_ns", 0) or 0)

@@ -102,6 +102,29 @@ def test_a_signal_at_a_random_point_of_a_run(echo_plugin, run_args, tmp_path, ba
     assert not half_written(tmp_path), half_written(tmp_path)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario, sig", [("Offline", signal.SIGINT), ("Server", signal.SIGTERM)])
+def test_a_signal_in_the_test_of_a_device_that_fetches_its_own_rows(fetch_plugin, run_args, tmp_path, scenario,
+                                                                    sig):  # noqa: F811
+    """Device fetch (issue 27) ends as the gather does: the exit, one line, nothing kept; and the
+    device never read a row after it was told to let the region go."""
+    out, log = tmp_path / "out", tmp_path / "fetch.log"
+    qps = ["--target-qps", "2000" if scenario == "Offline" else "200"]
+    p, token = start(["run", "resnet50", "--scenario", scenario, "--backend", f"plugin:{fetch_plugin}",
+                      "--backend-option", f"delay_us=200;log={log}", *qps, "--duration", "600", *run_args,
+                      "--out", out])
+    signal_a_run(p, token, out, scenario, sig, "test", 0, 0.3)
+    lines = log.read_text().splitlines()
+    assert not [x for x in lines if " breach " in x], lines
+    registered: dict = {}
+    for x in lines:  # per device: a batch only while its region is registered
+        dev, what = x.split()[:2]
+        if what in ("register", "unregister"):
+            registered[dev] = what == "register"
+        elif what == "submit":
+            assert registered.get(dev), x
+
+
 # ---- the other long commands -------------------------------------------------------------------
 
 @pytest.mark.slow

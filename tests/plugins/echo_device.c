@@ -1,5 +1,7 @@
 /* A tiny asynchronous device plug-in for the test suite, built against visionperf/device.h
- * alone (tests/conftest.py compiles it with `cc -shared -fPIC`).
+ * alone (tests/conftest.py compiles it with `cc -shared -fPIC`). It is the suite's version 1
+ * plug-in, unchanged since ABI 1: it answers vp_device_plugin(1) only, so the engine gives it
+ * the host gather (tests/plugins/fetch_device.c is the version 2 one).
  *
  * submit() copies the rows into the device's own memory and returns at once; the device's one
  * engine is then busy DELAY_US per batch (batches queue in submission order). collect() writes,
@@ -26,7 +28,7 @@
  *                       for ever (after waiting out its timeout; a timeout of -1 waits 1 ms)
  *
  * Build variants (for the loader's error paths):
- *   -DVP_TEST_ABI=2       vp_device_plugin returns a table that says abi_version 2
+ *   -DVP_TEST_ABI=3       vp_device_plugin returns, whatever is asked, a table that says 3
  *   -DVP_TEST_ABI=0       vp_device_plugin returns NULL (cannot serve the ABI asked for)
  *   -DVP_TEST_NO_ENTRY    the entry point is not exported under its name
  */
@@ -241,7 +243,7 @@ static void echo_close(void *dev) {
 }
 
 #ifndef VP_TEST_ABI
-#define VP_TEST_ABI VP_DEVICE_ABI_VERSION
+#define VP_TEST_ABI 1u /* the version this plug-in was written to */
 #endif
 
 static const vp_device_api echo_api = {VP_TEST_ABI, "echo", echo_open, echo_submit, echo_collect,
@@ -258,7 +260,10 @@ const vp_device_api *ENTRY(uint32_t abi_version) {
   (void)abi_version;
   (void)echo_api;
   return NULL; /* "cannot serve that ABI version" */
+#elif VP_TEST_ABI > 2
+  (void)abi_version;
+  return &echo_api; /* a newer plug-in that does not check */
 #else
-  return abi_version == VP_DEVICE_ABI_VERSION ? &echo_api : NULL;
+  return abi_version == VP_TEST_ABI ? &echo_api : NULL;
 #endif
 }

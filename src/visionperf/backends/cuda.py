@@ -102,6 +102,12 @@ class Cuda:
         self._registered.add(ptr)
         return True
 
+    def unregister(self, ptr: int) -> None:
+        """Undo register() before that memory is freed (a later buffer may reuse the address)."""
+        if ptr in self._registered:
+            self._registered.discard(ptr)
+            self._check("cudaHostUnregister", self.rt.cudaHostUnregister(ptr))
+
     # -- streams and events ----------------------------------------------------------------
     def stream(self):
         return self._check("cudaStreamCreateWithFlags", self.rt.cudaStreamCreateWithFlags(self.rt.cudaStreamNonBlocking))

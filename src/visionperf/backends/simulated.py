@@ -1,7 +1,8 @@
 """The simulated accelerator card's settings: its Table II rate and its realistic outputs.
 
 The card itself is native (engine/src/simulated.cc, written against the plug-in ABI like any
-vendor device): it copies every input batch into its own memory, keeps its engine busy for
+vendor device): it fetches every input batch into its own memory from the sample buffer, as a
+DMA engine does (`--backend-option fetch=0`: from the host's gather instead), keeps its engine busy for
 `batch / rate` seconds, and returns outputs of the real size and layout. What it returns is
 made here: for the SSD models, realistic raw boxes and scores in the paper's formats (fp16
 scores for SSD-ResNet34, uint8 for SSD-MobileNet), for RetinaNet realistic heads with fp16
@@ -126,7 +127,10 @@ class Simulated(Backend):
     def devices(self, request: DeviceRequest, log=print) -> list:
         rate, _ = card_rate_for(request.workload, request.card_rate)
         pool = output_pool(request.workload, request.model.kind, request.output_shapes)
-        return native_devices("simulated", "card", request, request.in_flight, f"rate={rate!r}", pool, rate)
+        # --backend-option fetch=0: the host gathers every batch (the card then copies it again),
+        # for a side-by-side with the card's own fetch (device.h ABI 2, the default)
+        options = f"rate={rate!r}" + (f";{request.options}" if request.options else "")
+        return native_devices("simulated", "card", request, request.in_flight, options, pool, rate)
 
 
 def _seconds(s: float) -> str:

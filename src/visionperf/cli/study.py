@@ -37,10 +37,31 @@ def add_plan_args(sub) -> None:
     s.add_argument("--bytes-per-sample", type=positive_int, help="default: the int8 input row")
     s.add_argument("--node-bandwidth-gbs", type=finite_positive_float, default=25.6,
                    help="memory bandwidth assumed per NUMA node (default: one DDR4-3200 channel)")
-    s.add_argument("--host-us-per-sample", type=finite_positive_float,
-                   help="host CPU time per sample measured by run or scale (run.json): check that "
-                   "each card's cores can feed it at the workload's rate")
+    s.add_argument("--host-us-per-sample", metavar="US|RUN.json",
+                   help="host CPU time per sample measured by run or scale, or the run.json that "
+                   "holds it (its host_cpu_us_per_sample, measured on the path its devices took: "
+                   "host gather or device fetch): check that each card's cores can feed it at the "
+                   "workload's rate")
     s.set_defaults(func=cmd_plan)
+
+
+def host_us_per_sample(text: str) -> tuple[float, str | None]:
+    """(us per sample, where it was measured) from --host-us-per-sample: a number, or a run.json
+    (its figure, and the path its devices' rows took: host gather or device fetch)."""
+    try:
+        return finite_positive_float(text), None
+    except Exception:
+        pass
+    f = Path(text)
+    if f.is_dir():
+        f = f / "run.json"
+    try:
+        rec = json.loads(f.read_text())
+        us = float(rec["host_cpu_us_per_sample"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--host-us-per-sample {text}: give microseconds (a number > 0) or a run.json that holds "
+                        "host_cpu_us_per_sample (a run's performance/run_N/run.json)") from None
+    return us, f"{rec.get('input_path') or 'host gather'}, {f}"
 
 
 def cmd_plan(a) -> int:
@@ -62,11 +83,12 @@ def cmd_plan(a) -> int:
     if a.host_us_per_sample is not None:
         if not rates:
             raise UserError("--host-us-per-sample needs --workload (the cards' rate)")
-        budget = core_budget(t, devices, rates, a.host_us_per_sample)
+        us, source = host_us_per_sample(a.host_us_per_sample)
+        budget = core_budget(t, devices, rates, us, source)
     if a.json:
         out = plan_json(devices, rp)
         if budget:
-            out["host_cores"] = {"host_us_per_sample": budget.host_us_per_sample,
+            out["host_cores"] = {"host_us_per_sample": budget.host_us_per_sample, "measured": budget.source,
                                  "needed": [round(n, 3) for n in budget.needed], "given": budget.given,
                                  "warnings": budget.warnings}
         print(json.dumps(out, indent=2))

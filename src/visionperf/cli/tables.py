@@ -43,7 +43,9 @@ def print_report(con, r) -> None:
     for s in r.device_stats:
         per = 1e6 / max(1, s["samples"])
         t.add_row(s["name"], f"{s['samples']:,} samples in {s['batches']:,} batches, device busy "
-                  f"{s['busy_s'] / run_s * 100:.0f}%, gather and submit {s['host_s'] * per:.1f} us/sample"
+                  f"{s['busy_s'] / run_s * 100:.0f}%, "
+                  + ("submit (device fetch)" if s.get("input_path") == "device fetch" else "gather and submit")
+                  + f" {s['host_s'] * per:.1f} us/sample"
                   + (f", post-processing busy {s['post_s'] / run_s * 100:.1f}% of the run "
                      f"({s['post_s'] * per:.1f} us/sample)" if s["post_s"] else ""))
     for check, ok in r.compliance.items():
@@ -77,5 +79,6 @@ def print_scaling(con, points, w, scenario: str, backend: str) -> None:
     if last.host_cpu_us_per_sample:
         rate, _ = card_rate_for(w, None)
         cores = 16 * rate * last.host_cpu_us_per_sample / 1e6
-        con.print(f"host CPU {last.host_cpu_us_per_sample:.1f} us/sample at {last.devices} device(s): 16 cards at "
+        path = f" ({last.input_path})" if last.input_path else ""
+        con.print(f"host CPU {last.host_cpu_us_per_sample:.1f} us/sample{path} at {last.devices} device(s): 16 cards at "
                   f"the paper's {rate:,.0f} samples/s each would need about {cores:.1f} cores for the harness")

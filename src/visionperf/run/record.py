@@ -91,6 +91,12 @@ def write_record(report: RunReport, spec: RunSpec, samples: Samples, built: Buil
     write_text_atomic(partial / "run.json", json.dumps(record, indent=2) + "\n")
 
 
+def input_path(device_stats: list) -> str | None:
+    """The one path every device's rows took, "mixed", or None without devices."""
+    paths = {d.get("input_path", "host gather") for d in device_stats}
+    return paths.pop() if len(paths) == 1 else ("mixed" if paths else None)
+
+
 def _cpu_fields(built: Built, measured: Measured) -> dict:
     samples = sum(device["samples"] for device in measured.device_stats)
     cpu = host_cpu(measured.times.cpu_s, measured.device_stats, built.sut.load_cpu_s)
@@ -121,6 +127,9 @@ def _run_record(r: RunReport, spec: RunSpec) -> dict:
         "replicas": r.config.replicas,
         "batch_size": r.batch_size,
         "batch_timeout_ms": r.batch_timeout_ms,
+        # how rows reached the devices: "host gather" (into a staging buffer) or "device fetch"
+        # (the device read the sample buffer itself, device.h ABI 2); "mixed" when both
+        "input_path": input_path(r.device_stats),
         "device_stats": r.device_stats,
         "notes": r.notes,
         "wall_s": round(r.wall_s, 3),

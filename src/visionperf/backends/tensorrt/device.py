@@ -4,6 +4,10 @@
       submit: gather -> host-to-device copy (DMA from the page-locked staging buffer) on the
               batch's own stream -> enqueue the plan on that stream's execution context ->
               device-to-host copies into page-locked outputs -> an event; returns at once
+      or, with --backend-option fetch=1 (device fetch, device.h ABI 2): no gather; the sample
+              buffer is page-locked once per LoadGen load (cudaHostRegister) and submit_rows
+              copies each row host-to-device straight from it (rows next to each other in one
+              copy), the host touching no pixel; the rest as above
       collect: the oldest batch's event -> its outputs (host NMS / argmax follow in the engine)
 
 Each of `--in-flight` slots has its own CUDA stream, execution context and buffers, so copies
@@ -58,8 +62,9 @@ class TrtDevice:
     fixed_batch = False
 
     def __init__(self, name: str, partition, cuda, gpu_index: int, trt_plan, input_shape, input_dtype,
-                 batch_size: int, in_flight: int, outputs: list[str], output_dtypes=()):
+                 batch_size: int, in_flight: int, outputs: list[str], output_dtypes=(), fetch: bool = False):
         self.name, self.partition = name, partition
+        self.fetches_rows = bool(fetch)
         self.cpus = tuple(partition.cpus)
         self.numa_node = partition.numa_node
         self.pci = partition.pci or cuda.pci_of(gpu_index)  # NVML finds the board by it
@@ -138,18 +143,53 @@ class TrtDevice:
             nbytes = rows * self.inp.row_bytes
             self.cuda.h2d(slot.d_in, src, nbytes, slot.stream)
             self.cuda.record(slot.copied, slot.stream)
-            slot.ctx.set_input_shape(self.inp.name, (rows, *self.inp.sample_shape))
-            if not slot.ctx.execute_async_v3(slot.handle):
-                raise RuntimeError("TensorRT could not enqueue the batch (execute_async_v3 failed)")
-            for o, d, h in zip(self.outs, slot.d_out, slot.h_out):
-                self.cuda.d2h(h, d, rows * o.row_bytes, slot.stream)
-            self.cuda.record(slot.done, slot.stream)
-            if in_place:  # the staging buffer is the engine's again once this returns
-                self.cuda.wait(slot.copied)
-            now = time.monotonic_ns()
-            ready = max(now, self._last_ready) + self._interval_ns if self._interval_ns else 0
-            self._last_ready = ready
-            return Ticket(slot, rows, ready, now)
+            return self._enqueue(slot, rows, wait_copied=in_place)
+
+    # -- device fetch (device.h ABI 2, through sut._AsyncBridge) ---------------------------------
+    def register_region(self, base: int, nbytes: int, row_bytes: int) -> None:
+        """Page-lock the sample buffer (once per LoadGen load) so the rows copy by DMA."""
+        self.cuda.set_device(self.gpu)
+        if not self.cuda.register(base, nbytes):
+            raise RuntimeError(f"cudaHostRegister refused the {nbytes:,}-byte sample buffer: "
+                               "run with --backend-option fetch=0 (the host gather)")
+
+    def unregister_region(self, base: int) -> None:
+        self.cuda.unregister(base)
+
+    def submit_rows(self, addrs: np.ndarray) -> Ticket:
+        """A batch as its rows' addresses in the registered buffer: one host-to-device copy per
+        run of adjacent rows, on the batch's stream; the rows stay valid until it is collected,
+        so nothing here waits for the copy."""
+        with self._lock:
+            rows = len(addrs)
+            if rows > self.batch_size:
+                raise ValueError(f"{rows} rows for an engine of batch {self.batch_size}")
+            slot = self.slots[self._next % len(self.slots)]
+            self._next += 1
+            self.cuda.set_device(self.gpu)
+            rb = self.inp.row_bytes
+            start = 0
+            for k in range(1, rows + 1):  # coalesce rows that follow each other in the buffer
+                if k == rows or int(addrs[k]) != int(addrs[k - 1]) + rb:
+                    self.cuda.h2d(slot.d_in + start * rb, int(addrs[start]), (k - start) * rb, slot.stream)
+                    start = k
+            return self._enqueue(slot, rows, wait_copied=False)
+
+    def _enqueue(self, slot: _Slot, rows: int, wait_copied: bool) -> Ticket:
+        """The batch's input is on its way to the GPU on SLOT's stream: run the plan, copy the
+        outputs back, record its event (called under the lock)."""
+        slot.ctx.set_input_shape(self.inp.name, (rows, *self.inp.sample_shape))
+        if not slot.ctx.execute_async_v3(slot.handle):
+            raise RuntimeError("TensorRT could not enqueue the batch (execute_async_v3 failed)")
+        for o, d, h in zip(self.outs, slot.d_out, slot.h_out):
+            self.cuda.d2h(h, d, rows * o.row_bytes, slot.stream)
+        self.cuda.record(slot.done, slot.stream)
+        if wait_copied:  # the staging buffer is the engine's again once submit returns
+            self.cuda.wait(slot.copied)
+        now = time.monotonic_ns()
+        ready = max(now, self._last_ready) + self._interval_ns if self._interval_ns else 0
+        self._last_ready = ready
+        return Ticket(slot, rows, ready, now)
 
     # When to look for a batch (ready_ns) is an estimate of the GPU's batch-to-batch time. The
     # engine does not look before it, so a batch found done at the first look may have been done

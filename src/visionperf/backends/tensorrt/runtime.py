@@ -72,12 +72,12 @@ class TensorRT:
         return LoadedTrtPlan(self.trt, plan)
 
     def device(self, name: str, part, gpu_index: int, batch: int, in_flight: int, output_dtypes=(),
-               trt_plan_batch: int | None = None) -> TrtDevice:
+               trt_plan_batch: int | None = None, fetch: bool = False) -> TrtDevice:
         """A device running batches of up to BATCH on an engine built for ENGINE_BATCH (default:
         BATCH; a swept batch runs on the sweep's engine, so it needs no second build)."""
         return TrtDevice(name, part, self.cuda, gpu_index, self.load_trt_plan(gpu_index, trt_plan_batch or batch, in_flight),
                          self.row_shape, self.model.input_dtype, batch, in_flight, list(self.model.outputs),
-                         output_dtypes)
+                         output_dtypes, fetch)
 
     def best_batch(self, part, gpu_index: int, in_flight: int, sizes=SWEEP_SIZES, seconds: float = 1.0) -> int:
         family = self.family(self.cuda.device_name(gpu_index)) + "-" + ",".join(map(str, sizes))
@@ -116,5 +116,5 @@ def make_tensorrt_devices(model, workload, plan, batch_size: int, in_flight: int
     trt_plan_batch = None
     if opts.sweep and offline:
         batch_size, trt_plan_batch = rt.best_batch(plan[0], gpus[0], in_flight, opts.sizes), max(opts.sizes)
-    return [rt.device(f"gpu{k}", part, gpus[k], batch_size, in_flight, output_dtypes, trt_plan_batch)
+    return [rt.device(f"gpu{k}", part, gpus[k], batch_size, in_flight, output_dtypes, trt_plan_batch, opts.fetch)
             for k, part in enumerate(plan)]

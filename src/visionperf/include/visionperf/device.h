@@ -1,4 +1,4 @@
-/* visionperf device plug-in interface, ABI version 1.
+/* visionperf device plug-in interface, ABI version 2 (version 1 plug-ins still load).
  *
  * A device takes batches of input rows and returns output tensors: a card, a GPU, a simulated
  * card. visionperf's engine drives every device of a core group from one pinned host thread:
@@ -15,6 +15,20 @@
  *
  * Threading: the engine calls one device's functions from one thread at a time (its driver),
  * but different devices of one plug-in from different threads at once.
+ *
+ * Versions. The engine asks vp_device_plugin(2) first, then vp_device_plugin(1); a table that
+ * says abi_version 1 is read only up to close (the version 1 layout) and its devices get the
+ * host gather. Version 2 adds, at the end of both structs, the device fetch:
+ *
+ * Device fetch (version 2). A device whose DMA engine reads host memory itself (a card, a GPU)
+ * sets cfg->fetch_rows in open(); the host then never copies a pixel. The engine registers
+ * each sample buffer replica the device reads with register_region() after LoadGen loads
+ * samples (pin it, map it for DMA), and calls unregister_region() before that memory is
+ * freed (unload, or the next load); both come with no batch of the device in flight, from a
+ * thread other than its driver's, never at once with its other calls. A batch is then
+ * submit_rows(): the addresses of its rows, each inside the registered region, row_bytes each.
+ * The rows stay valid and unchanged until the batch is collected; the array of addresses is
+ * the engine's again when submit_rows returns. submit() is never called on such a device.
  */
 #ifndef VISIONPERF_DEVICE_H
 #define VISIONPERF_DEVICE_H
@@ -26,7 +40,7 @@
 extern "C" {
 #endif
 
-#define VP_DEVICE_ABI_VERSION 1u
+#define VP_DEVICE_ABI_VERSION 2u
 #define VP_MAX_OUTPUTS 8
 #define VP_MAX_DIMS 6
 
@@ -70,6 +84,8 @@ typedef struct vp_device_config {
    * examples[k] holds example_count samples of outputs[k]. NULL/0 when there are none. */
   int32_t example_count;
   const void *const *examples;
+  /* Version 2. out: 1 if the device fetches its own rows (submit_rows, see the top). */
+  int32_t fetch_rows;
 } vp_device_config;
 
 /* Optional counters (for reports); zero what you do not keep. */
@@ -105,6 +121,21 @@ typedef struct vp_device_api {
 
   /* Release the device; no call on it follows. */
   void (*close)(void *dev);
+
+  /* ---- version 2: device fetch (may be NULL on a device that never sets fetch_rows) ---- */
+
+  /* BYTES at BASE (rows of ROW_BYTES) are sample rows this device will read, as REGION: pin
+   * or map them for DMA. Returns VP_OK, or VP_ERROR (last_error): the device's batches fail. */
+  int (*register_region)(void *dev, int32_t region, const void *base, size_t bytes, size_t row_bytes);
+
+  /* REGION's memory is about to be freed; no batch of this device reads it. */
+  void (*unregister_region)(void *dev, int32_t region);
+
+  /* submit() for a fetch device: ROWS (1..batch_size) row addresses inside REGION, in batch
+   * order (a fixed_batch device gets batch_size addresses, the last ones repeated). The rows
+   * stay valid until TICKET is collected. */
+  int (*submit_rows)(void *dev, int32_t region, const void *const *row_addrs, int32_t rows, uint64_t *ticket,
+                     int64_t *ready_ns);
 } vp_device_api;
 
 typedef const vp_device_api *(*vp_device_plugin_fn)(uint32_t abi_version);
