@@ -64,6 +64,7 @@
 //   the official model is the TF graph, whose post-processing does.)
 #include "nms.h"
 #include "half.h"
+#include "lazy_order.h"
 
 #include <algorithm>
 #include <cmath>
@@ -250,28 +251,6 @@ size_t scan(const typename F::Raw* x, size_t n, const typename F::Raw* thr, uint
   }
   return k;
 }
-
-// Sorted order of KEYS[0..N), extended on demand: walking a few candidates of a long list
-// never pays for sorting all of it.
-struct LazyOrder {
-  uint64_t* keys;
-  size_t n, sorted = 0;
-  LazyOrder(uint64_t* k, size_t count) : keys(k), n(count) {
-    if (n <= 256) {
-      std::sort(keys, keys + n);
-      sorted = n;
-    }
-  }
-  uint64_t operator[](size_t r) {
-    if (r >= sorted) {
-      size_t e = std::min(n, std::max(sorted * 2, sorted + 256));
-      if (e < n) std::nth_element(keys + sorted, keys + e, keys + n);
-      std::sort(keys + sorted, keys + e);
-      sorted = e;
-    }
-    return keys[r];
-  }
-};
 
 class NmsPost : public Post {
  public:

@@ -43,6 +43,7 @@
 // as the reference does.
 #include "yolo_post.h"
 #include "half.h"
+#include "lazy_order.h"
 
 #include <algorithm>
 #include <cmath>
@@ -128,23 +129,6 @@ struct YoloScratch : PostScratch {
     lo.assign(C, 0.0f);
     hi.assign(C, 0.0f);
     kept = buf<uint32_t>(size_t(p.max_per_image));
-  }
-};
-
-// Sorted order of KEYS[0..N), extended on demand: walking a few candidates of a long list
-// never pays for sorting all of it.
-struct LazyOrder {
-  uint64_t* keys;
-  size_t n, sorted = 0;
-  LazyOrder(uint64_t* k, size_t count) : keys(k), n(count) {}
-  uint64_t operator[](size_t r) {
-    if (r >= sorted) {
-      size_t e = std::min(n, std::max(sorted * 2, sorted + 256));
-      if (e < n) std::nth_element(keys + sorted, keys + e, keys + n);
-      std::sort(keys + sorted, keys + e);
-      sorted = e;
-    }
-    return keys[r];
   }
 };
 

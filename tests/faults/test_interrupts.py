@@ -12,6 +12,7 @@ seeded, and the seed is in the test's id."""
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import signal
 import sys
@@ -29,7 +30,7 @@ FAKE_GPU = Path(__file__).parents[1] / "fake_gpu.py"
 pytestmark = pytest.mark.fault  # `make faults` runs every test so marked
 
 SCENARIOS = ["Offline", "Server", "SingleStream", "MultiStream"]
-BACKENDS = ["null", "simulated", "onnxruntime", "plugin"]
+BACKENDS = ["null", "simulated", "onnxruntime", "plugin", "openvino"]
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
 
 
@@ -42,13 +43,17 @@ def _cases():
     for j, sig in enumerate(SIGNALS):  # the two scenarios LoadGen ends differently, every signal
         for k, scenario in enumerate(["Offline", "Server"]):
             cases.append(("plugin", scenario, sig, "test", 200 + 2 * j + k))
-    return [pytest.param(*c, id=f"{c[0]}-{c[1]}-{c[2].name}-{c[3]}-{c[4]}") for c in cases]
+    no_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                                     reason="needs OpenVINO: pip install 'visionperf[openvino]' (make test installs it)")
+    return [pytest.param(*c, id=f"{c[0]}-{c[1]}-{c[2].name}-{c[3]}-{c[4]}",
+                         marks=[no_openvino] if c[0] == "openvino" else []) for c in cases]
 
 
 def backend_args(backend: str, echo_plugin) -> list[str]:
     return {"null": ["--backend", "null"],
             "simulated": ["--backend", "simulated", "--card-rate", "2000"],
             "onnxruntime": ["--backend", "onnxruntime", "--devices", "1"],
+            "openvino": ["--backend", "openvino", "--devices", "1"],
             "plugin": ["--backend", f"plugin:{echo_plugin}", "--backend-option", "delay_us=200"]}[backend]
 
 
