@@ -217,8 +217,9 @@ class NodeStream:
         try:
             while (msg := self._out.get()) is not None:
                 try:
-                    self._push.send(msg[0], zmq.SNDMORE)
-                    self._push.send(msg[1], copy=len(msg[1]) < ZERO_COPY_BYTES)
+                    for frame in msg[:-1]:
+                        self._push.send(frame, zmq.SNDMORE)
+                    self._push.send(msg[-1], copy=len(msg[-1]) < ZERO_COPY_BYTES)
                 except zmq.Again:  # no driver to take it (gone): nobody waits for this answer
                     continue
         except zmq.ContextTerminated:
