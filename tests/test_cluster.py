@@ -255,7 +255,7 @@ def test_a_malformed_answer_fails_what_the_node_holds_and_all_after(stream_pair,
     hold = threading.Event()
     node, dev = stream_pair(lambda idx: (hold.wait(20), echo_rows(idx))[1])
     held = dev.submit(None, [1, 2])
-    node._out.put(bad(S))  # what the node's sender sends next
+    node.send(bad(S))  # what the node sends next
     with pytest.raises(NodeFailed, match=why) as e:
         collect(dev, held)
     assert "\n" not in str(e.value)
@@ -514,7 +514,7 @@ def _cut_stream(server):
 
 
 def _half_message(server):
-    server._stream._out.put([b"half a message"])  # what the node's stream sends next
+    server._stream.send([b"half a message"])  # half of what the stream carries
 
 
 @needs_ray

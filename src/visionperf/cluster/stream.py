@@ -131,10 +131,12 @@ def _term(ctx, what: str) -> None:
 # -- the node's end ----------------------------------------------------------------------------
 
 class NodeStream:
-    """A node's end: a receiver thread (PULL), worker threads that run SERVE (the node's
-    engine; it releases the GIL while the cards work), and a sender thread (PUSH). Workers are
-    started as batches arrive, one more whenever every one is busy, up to MAX_WORKERS: as many
-    as the batches the driver holds at this node at once (its credits), no more."""
+    """A node's end: a receiver thread (PULL) hands each batch to worker threads that run SERVE
+    (the node's engine; it releases the GIL while the cards work) and send its answer (PUSH,
+    one sender at a time under a lock: ZeroMQ sockets may change threads behind a full memory
+    barrier, and a sender thread would cost a thread wake-up per batch). Workers are started as
+    batches arrive, one more whenever every one is busy, up to MAX_WORKERS: as many as the
+    batches the driver holds at this node at once (its credits), no more."""
 
     def __init__(self, serve, ip: str, ports: tuple[int, int], max_workers: int, name: str = "node"):
         import zmq
@@ -160,15 +162,28 @@ class NodeStream:
         self._push.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
         self.addresses = addrs  # [batches in, answers out]
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._out: queue.SimpleQueue = queue.SimpleQueue()  # whole messages (lists of frames) for the sender
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._busy = 0
         self._workers: list[threading.Thread] = []
         self.closed = threading.Event()
-        self._threads = [threading.Thread(target=self._receive, name=f"visionperf {name} in", daemon=True),
-                         threading.Thread(target=self._send, name=f"visionperf {name} out", daemon=True)]
-        for t in self._threads:
-            t.start()
+        self._receiver = threading.Thread(target=self._receive, name=f"visionperf {name} in", daemon=True)
+        self._receiver.start()
+
+    def send(self, frames: list) -> None:
+        """One whole message to the driver (dropped if the driver is gone or the stream closed:
+        nobody waits for it then)."""
+        import zmq
+
+        with self._send_lock:
+            if self.closed.is_set():
+                return
+            try:
+                for frame in frames[:-1]:
+                    self._push.send(frame, zmq.SNDMORE)
+                self._push.send(frames[-1], copy=len(frames[-1]) < ZERO_COPY_BYTES)
+            except zmq.Again:
+                pass
 
     def _receive(self) -> None:
         import zmq
@@ -179,10 +194,10 @@ class NodeStream:
                     kind, seq, count, body = read(self._pull, (BATCH, PING))
                 except Malformed as e:  # the driver ends the run on this; the node takes nothing from it
                     text = error_body(f"the node received a malformed message: {e}")
-                    self._out.put([header(ERROR, 0, 0, len(text)), text])
+                    self.send([header(ERROR, 0, 0, len(text)), text])
                     continue
                 if kind == PING:
-                    self._out.put([header(PONG, seq, 0, 0), b""])
+                    self.send([header(PONG, seq, 0, 0), b""])
                     continue
                 with self._lock:
                     self._busy += 1
@@ -209,29 +224,14 @@ class NodeStream:
                 msg = [header(ERROR, seq, 0, len(text)), text]
             with self._lock:
                 self._busy -= 1
-            self._out.put(msg)
-
-    def _send(self) -> None:
-        import zmq
-
-        try:
-            while (msg := self._out.get()) is not None:
-                try:
-                    for frame in msg[:-1]:
-                        self._push.send(frame, zmq.SNDMORE)
-                    self._push.send(msg[-1], copy=len(msg[-1]) < ZERO_COPY_BYTES)
-                except zmq.Again:  # no driver to take it (gone): nobody waits for this answer
-                    continue
-        except zmq.ContextTerminated:
-            pass
-        finally:
-            self._push.close(0)
+            self.send(msg)
 
     def close(self) -> None:
-        if self.closed.is_set():
-            return
-        self.closed.set()
-        self._out.put(None)
+        with self._send_lock:
+            if self.closed.is_set():
+                return
+            self.closed.set()
+            self._push.close(0)
         with self._lock:
             for _ in self._workers:
                 self._jobs.put(None)
