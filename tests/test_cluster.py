@@ -139,7 +139,7 @@ def test_rays_version_mismatch_is_said_in_one_clause():
     assert _version_mismatch(text) == "the cluster runs Ray 2.9.0 (Python 3.11.7), this machine Ray 2.60.0 (Python 3.11.7)"
 
 
-def test_cluster_options_are_refused_in_one_line(imagenet_dir, slim_model, tmp_path):
+def test_cluster_options_are_refused_in_one_line(imagenet_dir, slim_model, tmp_path, monkeypatch):
     base = ["run", "resnet50", "--scenario", "Offline", "--backend", "null", "--model", slim_model,
             "--dataset", imagenet_dir, "--out", tmp_path / "out"]
     line = one_line(visionperf(*base, "--nodes", "2", check=False))
@@ -149,6 +149,10 @@ def test_cluster_options_are_refused_in_one_line(imagenet_dir, slim_model, tmp_p
     if ray is not None:  # nobody listens on port 9 of this machine
         line = one_line(visionperf(*base, "--cluster", "127.0.0.1:9", check=False))
         assert line.startswith("visionperf: error: --cluster 127.0.0.1:9: no Ray cluster answers there"), line
+        monkeypatch.setenv("VISIONPERF_STREAM_PORTS", "9-8")
+        p = visionperf(*base, "--cluster", "127.0.0.1:9", check=False)
+        assert one_line(p).startswith("visionperf: error: VISIONPERF_STREAM_PORTS=9-8: give the ports a node may "
+                                      "bind its stream to as lo-hi")
 
 
 # ---- the stream (cluster/stream.py) alone: both ends on this machine, no Ray ----------------------

@@ -78,6 +78,7 @@ class Cluster:
     @classmethod
     def connect(cls, address_text: str, count: int | None = None, log=print) -> Cluster:
         address = parse_address(address_text)
+        port_range()  # VISIONPERF_STREAM_PORTS: a range, or refused before anything starts
         ray = import_ray()
         handlers = {s: signal.getsignal(s) for s in (*STOP_SIGNALS, signal.SIGINT)}
         local = None
