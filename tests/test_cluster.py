@@ -397,6 +397,9 @@ def test_offline_over_two_nodes_is_valid_and_both_nodes_serve(cluster, shared_ca
     assert all(n["host_cpu_us_per_sample"] > 0 and n["round_trip_ms"] > 0 for n in nodes)
     assert rec["host_cpu_us_per_sample"] > 0  # the driver's own
     assert nodes[0]["forward_batch"] == 4 * 2 * 8  # Offline: large batches
+    # every batch came on the node's stream, bound on the node's address (not Ray's actor calls)
+    assert all(n["stream_batches"] == n["forwarded_batches"] > 0 for n in nodes), nodes
+    assert all(n["stream"].startswith(f"tcp://{n['ip']}:") for n in nodes), nodes
 
 
 @needs_ray
@@ -407,7 +410,9 @@ def test_server_over_two_nodes_answers_every_query(cluster, shared_cache, imagen
                          "--duration", "1"))
     rec = record(tmp_path, "Server")
     assert rec["result"]["latency_ns"]  # LoadGen saw every query answered (else no summary)
-    assert rec["cluster"]["nodes"][0]["forward_batch"] == 8  # Server: one batch for the node's one card
+    nodes = rec["cluster"]["nodes"]
+    assert nodes[0]["forward_batch"] == 8  # Server: one batch for the node's one card
+    assert all(n["stream_batches"] == n["forwarded_batches"] > 0 for n in nodes), nodes
 
 
 @needs_ray

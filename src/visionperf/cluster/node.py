@@ -45,6 +45,8 @@ class NodeServer:
         self._t0 = time.perf_counter()
         self._cpu0 = _process_cpu_s()
         self._serve_s = 0.0
+        self._served = 0  # forwarded batches served since reset_stats
+        self._streamed0 = 0  # the stream's count of batches at reset_stats
         self._first = self._last = 0.0
         self._lock = threading.Lock()  # loads and unloads, one at a time
         self._stats_lock = threading.Lock()
@@ -147,6 +149,7 @@ class NodeServer:
         t1 = time.perf_counter()
         with self._stats_lock:  # batches end on several threads at once
             self._serve_s += t1 - t0
+            self._served += 1
             self._first = self._first or t0
             self._last = max(self._last, t1)
         return rows
@@ -157,13 +160,15 @@ class NodeServer:
         for d in self._devices:
             if hasattr(d, "reset_stats"):
                 d.reset_stats()
-        self._t0, self._cpu0, self._serve_s = time.perf_counter(), _process_cpu_s(), 0.0
+        self._t0, self._cpu0, self._serve_s, self._served = time.perf_counter(), _process_cpu_s(), 0.0, 0
+        self._streamed0 = self._stream.batches if self._stream else 0
         self._first = self._last = 0.0  # the first batch's start, the last one's end
 
     def stats(self) -> dict:
         """Since reset_stats: this node's devices, its process's CPU time and wall time."""
         return {"devices": self._sut.stats() if self._sut else [], "cpu_s": _process_cpu_s() - self._cpu0,
-                "wall_s": time.perf_counter() - self._t0, "serve_s": self._serve_s,
+                "wall_s": time.perf_counter() - self._t0, "serve_s": self._serve_s, "served": self._served,
+                "streamed": (self._stream.batches - self._streamed0) if self._stream else 0,
                 "serving_s": max(0.0, self._last - self._first),
                 "sample_load_cpu_s": self._sut.load_cpu_s if self._sut else 0.0,
                 "error": self._sut.error() if self._sut else ""}

@@ -50,6 +50,7 @@ class NodeInfo:
     round_trip_s: float = 0.0
     forward_batch: int = 0
     credits: int = 0
+    stream: str = ""  # its stream's address for batches
 
 
 class Cluster:
@@ -260,6 +261,7 @@ class Cluster:
         addresses = self._all("open_stream", (ports or None,), SETUP_TIMEOUT_S, "opening its stream")
         for n, a in zip(self.nodes, addresses):
             self._streams.append(HeadStream(n.name, a))
+            n.stream = a[0]
         for n, stream in zip(self.nodes, self._streams):
             n.round_trip_s = stream.round_trip(PINGS, STREAM_TIMEOUT_S)
         self.round_trip_s = max(n.round_trip_s for n in self.nodes)
@@ -295,13 +297,16 @@ class Cluster:
             entry = {"name": n.name, "ip": n.ip, "hostname": n.described.get("hostname"),
                      "devices": len(n.built.get("devices", [])), "plan": n.built.get("plan", []),
                      "cache": n.cache_path, "forward_batch": n.forward_batch, "credits": n.credits,
-                     "round_trip_ms": round(n.round_trip_s * 1e3, 3)}
+                     "round_trip_ms": round(n.round_trip_s * 1e3, 3), "stream": n.stream}
             if "unreachable" in s:
                 entry["error"] = s["unreachable"]
             else:
                 samples = int(sum(d["samples"] for d in s["devices"]))
                 cpu = host_cpu(s["cpu_s"], s["devices"], s["sample_load_cpu_s"])
                 entry.update({"samples": samples, "batches": int(sum(d["batches"] for d in s["devices"])),
+                              # forwarded batches the node served, and those of them that came on its stream
+                              "forwarded_batches": int(s.get("served", 0)),
+                              "stream_batches": int(s.get("streamed", 0)),
                               # while it served: from its first batch's arrival to its last answer
                               "samples_per_s": round(samples / s["serving_s"], 2) if s["serving_s"] > 0 else None,
                               "host_cpu_s": round(cpu.host_s, 3),

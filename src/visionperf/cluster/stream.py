@@ -165,6 +165,7 @@ class NodeStream:
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._busy = 0
+        self.batches = 0  # batches received (the run's record: every forwarded batch came this way)
         self._workers: list[threading.Thread] = []
         self.closed = threading.Event()
         self._receiver = threading.Thread(target=self._receive, name=f"visionperf {name} in", daemon=True)
@@ -199,6 +200,7 @@ class NodeStream:
                 if kind == PING:
                     self.send([header(PONG, seq, 0, 0), b""])
                     continue
+                self.batches += 1
                 with self._lock:
                     self._busy += 1
                     hire = self._busy > len(self._workers) and len(self._workers) < self._max
