@@ -183,7 +183,7 @@ class NodeStream:
                 for frame in frames[:-1]:
                     self._push.send(frame, zmq.SNDMORE)
                 self._push.send(frames[-1], copy=len(frames[-1]) < ZERO_COPY_BYTES)
-            except zmq.Again:
+            except zmq.ZMQError:  # Again: no driver to take it; ETERM: the stream is closing
                 pass
 
     def _receive(self) -> None:
@@ -229,15 +229,21 @@ class NodeStream:
             self.send(msg)
 
     def close(self) -> None:
-        with self._send_lock:
+        with self._lock:
             if self.closed.is_set():
                 return
             self.closed.set()
-            self._push.close(0)
-        with self._lock:
             for _ in self._workers:
                 self._jobs.put(None)
-        _term(self._ctx, self.name)
+        term = threading.Thread(target=self._ctx.term, name=f"visionperf close {self.name}", daemon=True)
+        term.start()
+        # a worker blocked sending to a driver that is gone gets ETERM from term and lets go
+        if self._send_lock.acquire(timeout=CLOSE_WAIT_S):
+            try:
+                self._push.close(0)
+            finally:
+                self._send_lock.release()
+        term.join(CLOSE_WAIT_S)
 
 
 def reason(e: BaseException) -> str:
