@@ -504,13 +504,21 @@ def _finish(proc: subprocess.Popen, timeout: float = 60) -> subprocess.Completed
 
 @needs_ray
 @pytest.mark.fault
+@pytest.mark.parametrize("how", ["ray.kill", "SIGKILL"])
 def test_a_node_that_dies_fails_the_run_with_one_line_naming_it(cluster, shared_cache, imagenet_dir, slim_model,
-                                                                tmp_path):
+                                                                tmp_path, how):
+    """Its actor killed by Ray, or its process killed outright: its stream drops and Ray reports
+    the death; the line names the death."""
     proc = _start_and_wait_for_the_test(run_args(
         cluster, imagenet_dir, slim_model, shared_cache, tmp_path, "--scenario", "Server", "--backend",
         "simulated", "--devices", "1", "--card-rate", "2000", "--target-qps", "200", "--duration", "4"))
+    actor = _node_actor(proc, 1)
+    pid = ray.get(actor.describe.remote(), timeout=30)["pid"]
     t0 = time.monotonic()
-    ray.kill(_node_actor(proc, 1), no_restart=True)
+    if how == "ray.kill":
+        ray.kill(actor, no_restart=True)
+    else:
+        os.kill(pid, signal.SIGKILL)
     p = _finish(proc)
     line = one_line(p)
     assert line.startswith("visionperf: error: the run failed: node1@") and "the node is gone" in line, line
