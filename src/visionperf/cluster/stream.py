@@ -1,10 +1,13 @@
 """The stream that carries a cluster run's forwarded batches, driver to node and back, on ZeroMQ
 (pyzmq): opened when the session starts (the node binds, Ray tells the driver where), closed
 with it. Ray still places, starts, loads and watches the nodes; only the batches travel here,
-because a Ray actor call costs 0.5-1 ms of CPU at each end and this costs tens of us.
+because a Ray actor call costs 0.3-0.5 ms of CPU at each end and this costs tens of us
+(benchmarks/cluster_scaling.py). ZeroMQ rather than a socket of our own: whole messages (no
+framing code, no half reads), its own I/O thread, heartbeats and a monitor that reports a
+dropped connection, and pyzmq's send and recv release the GIL.
 
-Two one-way TCP connections per node (each socket has one owner thread, as ZeroMQ wants):
-the node's PULL takes batches from the driver's PUSH, the node's PUSH sends answers to the
+Two one-way TCP connections per node (a ZeroMQ socket is used by one thread at a time): the
+node's PULL takes batches from the driver's PUSH, the node's PUSH sends answers to the
 driver's PULL. Every message is two frames, [header | body]; the header is 24 bytes,
 little-endian: magic b"VPS1", kind (u8), 3 pad bytes, seq (u64), count (u32), body bytes (u32).
 
