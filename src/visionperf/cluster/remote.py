@@ -20,7 +20,7 @@ CALL_TIMEOUT_S = 30.0  # small calls: statistics, unload, a round trip
 AIM_EARLY_NS = 200_000  # the engine looks for an answer this long before it is expected
 BIAS_STEP_NS = 5_000_000  # the most one answer moves the estimate (before the moving average's 1/8)
 MAX_BIAS_NS = 50_000_000
-WATCH_SLICE_S = 0.5  # how often the Ray watcher looks whether the run is over (it wakes at once on a death)
+WATCH_SLICE_S = 0.2  # how often the Ray watcher looks whether the run is over (it wakes at once on a death)
 CUT_GRACE_S = 5.0  # a dropped connection waits this long for Ray to say whether the node died
 
 
@@ -237,6 +237,9 @@ class RemoteNode:
             return
         self._closed.set()
         self.stream.close()
+
+    def join(self) -> None:
+        """The Ray watcher gone (after close): Ray may be shut down next."""
         if self._watcher is not None:
             self._watcher.join(2 * WATCH_SLICE_S)
 

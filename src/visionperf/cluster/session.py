@@ -324,6 +324,8 @@ class Cluster:
         ray = self.ray
         for d in self.devices:  # their streams and threads first: the actors are going
             d.close()
+        for d in self.devices:
+            d.join()
         for st in self._streams:  # those opened before the run's devices were (closed twice is fine)
             _quietly(st.close)
         for n in self.nodes:
