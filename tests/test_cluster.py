@@ -218,6 +218,9 @@ def test_the_stream_carries_batches_there_and_back_in_any_order(stream_pair):
         rows = collect(dev, t).copy().view(np.int64)
         assert rows.shape == (len(b), 2) and list(rows[:, 1]) == [10 * i for i in b] and (rows[:, 0] == 8).all()
     assert dev.collect(dev.submit(None, []), 20)[0].shape == (0, ROW)
+    big = list(range(10000))  # 80 KB of indices out, 160 KB of answers back: frames passed without a copy
+    rows = collect(dev, dev.submit(None, big)).copy().view(np.int64)
+    assert list(rows[:, 1]) == [10 * i for i in big]
 
 
 @needs_zmq
