@@ -175,7 +175,8 @@ class RemoteNode:
     def _cut(self, text: str) -> None:
         if self._gone.wait(CUT_GRACE_S if self._watcher is not None else 0):
             return
-        self._fail(NodeLost(f"its stream was cut ({text}) while the node's actor lives on: its network, or its "
+        self._fail(NodeLost(f"its stream was cut ({text})" + (f" and Ray did not report the node dead within "
+                            f"{CUT_GRACE_S:g} s" if self._watcher is not None else "") + ": its network, or its "
                             "stream's sockets, failed"))
 
     def _watch(self) -> None:
