@@ -7,25 +7,32 @@ carry, each figure beside one server with the same cards, repeated, medians.
 2. Server at 2 nodes: the highest VALID QPS (bisection), against the Offline figure of the same
    nodes (Server/Offline); and at one fixed QPS, p99 over 2 nodes against one server with the
    same cards: the latency the hop adds.
-3. The hop per batch: an empty call there and back, and batches of 1..512 samples sent to a node
-   one at a time, against the node's own time on them; the smallest batch whose hop costs under
-   5% of the batch's time.
-4. Ray's compiled graphs against its actor calls: round trip and CPU per call at each end, and
-   the CPU the actor burns while its graph waits (why the cluster forwards by actor calls).
+3. The hop per batch: batches of 1..512 samples sent to a node one at a time, through the
+   node's stream (how the cluster forwards them) and as Ray actor calls (how it did before),
+   against the node's own time on them; the smallest batch whose hop costs under 5% of the
+   batch's time.
+4. CPU per forwarded batch at each end, the stream against Ray's actor call: empty batches (the
+   hop alone) and Server's batches of 8, one at a time (round trip) and 4 in flight (as a run
+   keeps them); each process's idle CPU over the same time taken out.
+5. Ray's compiled graphs against its actor calls: round trip and CPU per call at each end, and
+   the CPU the actor burns while its graph waits (why the cluster did not forward by graphs).
 
     python benchmarks/cluster_scaling.py [--repeats 3] [--duration 5] [--card-rate 1000]
-        [--server-card-rate 2000] [--skip offline,server,hop,graph]
+        [--server-card-rate 2000] [--skip offline,server,hop,cpu,graph]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -145,64 +152,136 @@ def server(fx, tmp, address, a) -> None:
           f"(runs {', '.join(f'{x:.2f}' for x in c99)} vs {', '.join(f'{x:.2f}' for x in s99)})")
 
 
-def hop(fx, a) -> None:
-    """Batches sent to one node one at a time: round trip against the node's own time on them."""
-    import ray
-
+@contextmanager
+def one_node(fx, a, devices: int = 2, card_rate: float | None = None):
+    """A local:1 cluster with its node's engine built and every sample loaded: (cluster, its
+    RemoteNode on the stream, the node's actor, the cache's row count)."""
     from visionperf.cache import open_cache
     from visionperf.cluster import Cluster
     from visionperf.datasets import open_dataset
     from visionperf.run import RunConfig
 
-    print(f"\n== The hop per batch: one node, 2 cards at {a.card_rate:g}/s, one batch at a time "
-          f"({a.calls} calls per size, medians)")
-    cfg = RunConfig("resnet50", "Offline", model=str(fx["model"]), dataset=str(fx["dataset"]), backend="simulated",
-                    devices=2, card_rate=a.card_rate, cache=str(fx["cache"]))
+    cfg = RunConfig("resnet50", "Server", model=str(fx["model"]), dataset=str(fx["dataset"]), backend="simulated",
+                    devices=devices, card_rate=card_rate or a.card_rate, cache=str(fx["cache"]))
     spec = cfg.validate()
     with Cluster.open("local:1", None, log=lambda m: None) as c:
         cache = c.prepare_cache(spec, open_dataset(spec.workload, cfg.dataset), log=lambda m: None)
         c.build(spec, cache, [], log=lambda m: None)
         n = len(open_cache(Path(cfg.cache)).data)
         c.load(np.arange(n))
-        actor = c.nodes[0].actor
-        empty = []
+        yield c, c.devices[0], c.nodes[0].actor, n
+
+
+def hop(fx, a) -> None:
+    """Batches sent to one node one at a time: round trip through the stream and as an actor
+    call, against the node's own time on them."""
+    import ray
+
+    print(f"\n== The hop per batch: one node, 2 cards at {a.card_rate:g}/s, one batch at a time "
+          f"({a.calls} calls per size and path, medians)")
+    with one_node(fx, a) as (c, dev, actor, n):
+        empty_ray, empty_stream = [], []
         for _ in range(200):
             t0 = time.perf_counter()
             ray.get(actor.ping.remote())
-            empty.append(time.perf_counter() - t0)
-        print(f"empty call there and back: {1e3 * statistics.median(empty):.3f} ms (median of 200)")
-        print(f"{'batch':>6} {'round trip ms':>14} {'node ms':>9} {'hop ms':>8} {'hop share':>10}")
+            empty_ray.append(time.perf_counter() - t0)
+        nothing = np.zeros(0, np.int64)
+        for _ in range(200):  # an empty batch: the node's serve returns at once
+            t0 = time.perf_counter()
+            dev.collect(dev.submit(None, nothing), None)
+            empty_stream.append(time.perf_counter() - t0)
+        print(f"empty batch there and back: stream {1e3 * statistics.median(empty_stream):.3f} ms, Ray actor call "
+              f"{1e3 * statistics.median(empty_ray):.3f} ms")
+        print(f"{'batch':>6} {'stream ms':>10} {'actor ms':>9} {'node ms':>8} {'stream hop':>11} {'share':>6} "
+              f"{'actor hop':>10} {'share':>6}")
         rng = np.random.default_rng(0)
         first = None
         for b in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512):
-            trips, nodes = [], []
+            trips, atrips, nodes = [], [], []
             for _ in range(a.calls):
-                idx = rng.integers(0, n, b).astype(np.int64).tobytes()
+                idx = rng.integers(0, n, b).astype(np.int64)
                 s0 = ray.get(actor.stats.remote())["serve_s"]
                 t0 = time.perf_counter()
-                ray.get(actor.run.remote(idx))
+                dev.collect(dev.submit(None, idx), None)
                 trips.append(time.perf_counter() - t0)
                 nodes.append(ray.get(actor.stats.remote())["serve_s"] - s0)
-            trip, node = statistics.median(trips), statistics.median(nodes)
-            share = (trip - node) / trip
+                t0 = time.perf_counter()
+                ray.get(actor.run.remote(idx.tobytes()))
+                atrips.append(time.perf_counter() - t0)
+            trip, atrip, node = statistics.median(trips), statistics.median(atrips), statistics.median(nodes)
+            share, ashare = (trip - node) / trip, (atrip - node) / atrip
             first = first or (b if share < 0.05 else None)
-            print(f"{b:6d} {1e3 * trip:14.3f} {1e3 * node:9.3f} {1e3 * (trip - node):8.3f} {100 * share:9.1f}%")
-        print(f"the hop costs under 5% of the batch's time from a batch of {first} samples"
+            print(f"{b:6d} {1e3 * trip:10.3f} {1e3 * atrip:9.3f} {1e3 * node:8.3f} {1e3 * (trip - node):11.3f} "
+                  f"{100 * share:5.1f}% {1e3 * (atrip - node):10.3f} {100 * ashare:5.1f}%")
+        print(f"through the stream the hop costs under 5% of the batch's time from a batch of {first} samples"
               if first else "the hop never fell under 5% of the batch's time")
+
+
+def cpu_s() -> float:
+    return time.process_time()  # this process's user + system CPU, to the ns
+
+
+def cpu_per_batch(fx, a) -> None:
+    """CPU per forwarded batch at each end, the stream against the actor call."""
+    import ray
+
+    calls = a.calls * 40
+    print(f"\n== CPU per forwarded batch at each end: one node (1 card at 1,000,000/s: its engine's own work "
+          f"is small), {calls} batches per row, each process's idle CPU taken out, medians of {a.repeats}")
+    with one_node(fx, a, devices=1, card_rate=1e6) as (c, dev, actor, n):
+        def node_cpu() -> float:
+            return ray.get(actor.stats.remote())["cpu_s"]
+
+        def idle_rates(seconds=2.0):
+            d0, n0 = cpu_s(), node_cpu()
+            time.sleep(seconds)
+            return (cpu_s() - d0) / seconds, (node_cpu() - n0) / seconds
+
+        def stream_batches(idx, depth):
+            held = deque()
+            for _ in range(calls):
+                if len(held) == depth:
+                    dev.collect(held.popleft(), None)
+                held.append(dev.submit(None, idx))
+            while held:
+                dev.collect(held.popleft(), None)
+
+        def actor_batches(idx, depth):
+            body = idx.tobytes()
+            held = deque()
+            for _ in range(calls):
+                if len(held) == depth:
+                    ray.get(held.popleft())
+                held.append(actor.run.remote(body))
+            while held:
+                ray.get(held.popleft())
+
+        d_idle, n_idle = idle_rates()
+        print(f"idle: driver {100 * d_idle:.1f}% of a core, node {100 * n_idle:.1f}%")
+        print(f"{'path':>10} {'batch':>5} {'in flight':>9} {'driver CPU us':>13} {'node CPU us':>11} {'us/batch':>9}")
+        for size in (0, 8):
+            idx = np.arange(size, dtype=np.int64) % n
+            for depth in (1, 4):
+                for how, fn in (("stream", stream_batches), ("actor call", actor_batches)):
+                    fn(idx, depth)  # warm
+                    dc, nc, wall = [], [], []
+                    for _ in range(a.repeats):
+                        d0, n0, t0 = cpu_s(), node_cpu(), time.perf_counter()
+                        fn(idx, depth)
+                        t = time.perf_counter() - t0
+                        dc.append((cpu_s() - d0 - d_idle * t) / calls)
+                        nc.append((node_cpu() - n0 - n_idle * t) / calls)
+                        wall.append(t / calls)
+                    print(f"{how:>10} {size:5d} {depth:9d} {1e6 * med(dc):13.1f} {1e6 * med(nc):11.1f} "
+                          f"{1e6 * med(wall):9.1f}")
 
 
 def compiled_graph(a) -> None:
     """Ray's compiled graphs (a channel kept open to the actor) against its actor calls, on an
     actor that does nothing: the round trip, and the CPU each end spends per call; then what
     the actor burns while its graph waits for work (its reader spins)."""
-    import os
-
     import ray
     from ray.dag import InputNode
-
-    def cpu_s() -> float:
-        t = os.times()
-        return t.user + t.system
 
     class Echo:
         def run(self, b: bytes) -> bytes:
@@ -260,7 +339,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="Server bisection steps")
     ap.add_argument("--fixed-qps-share", type=float, default=0.6, help="Server p99 comparison at this share of Offline")
     ap.add_argument("--calls", type=int, default=30)
-    ap.add_argument("--skip", default="", help="comma-separated: offline, server, hop, graph")
+    ap.add_argument("--skip", default="", help="comma-separated: offline, server, hop, cpu, graph")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     from visionperf.cluster.local import LocalCluster
@@ -279,6 +358,8 @@ def main() -> None:
                 local.shutdown()
         if "hop" not in skip:
             hop(fx, a)
+        if "cpu" not in skip:
+            cpu_per_batch(fx, a)
         if "graph" not in skip:
             compiled_graph(a)
 

@@ -139,7 +139,7 @@ def test_rays_version_mismatch_is_said_in_one_clause():
     assert _version_mismatch(text) == "the cluster runs Ray 2.9.0 (Python 3.11.7), this machine Ray 2.60.0 (Python 3.11.7)"
 
 
-def test_cluster_options_are_refused_in_one_line(imagenet_dir, slim_model, tmp_path):
+def test_cluster_options_are_refused_in_one_line(imagenet_dir, slim_model, tmp_path, monkeypatch):
     base = ["run", "resnet50", "--scenario", "Offline", "--backend", "null", "--model", slim_model,
             "--dataset", imagenet_dir, "--out", tmp_path / "out"]
     line = one_line(visionperf(*base, "--nodes", "2", check=False))
@@ -149,6 +149,193 @@ def test_cluster_options_are_refused_in_one_line(imagenet_dir, slim_model, tmp_p
     if ray is not None:  # nobody listens on port 9 of this machine
         line = one_line(visionperf(*base, "--cluster", "127.0.0.1:9", check=False))
         assert line.startswith("visionperf: error: --cluster 127.0.0.1:9: no Ray cluster answers there"), line
+        monkeypatch.setenv("VISIONPERF_STREAM_PORTS", "9-8")
+        p = visionperf(*base, "--cluster", "127.0.0.1:9", check=False)
+        assert one_line(p).startswith("visionperf: error: VISIONPERF_STREAM_PORTS=9-8: give the ports a node may "
+                                      "bind its stream to as lo-hi")
+
+
+# ---- the stream (cluster/stream.py) alone: both ends on this machine, no Ray ----------------------
+
+try:
+    import zmq
+except ImportError:
+    zmq = None
+
+needs_zmq = pytest.mark.skipif(zmq is None, reason="pyzmq is not installed (pip install 'visionperf[cluster]')")
+ROW = 16  # [8-byte size | 8 bytes]: the echo below answers each index as its own response
+
+
+def echo_rows(indices) -> bytes:
+    idx = np.frombuffer(indices, np.int64)
+    rows = np.zeros((len(idx), 2), np.int64)
+    rows[:, 0], rows[:, 1] = 8, idx * 10
+    return rows.tobytes()
+
+
+@pytest.fixture
+def stream_pair():
+    """A node's end serving SERVE on 127.0.0.1 and the driver's end joined to it, as a RemoteNode
+    without Ray (nothing watches it but the stream's own monitor)."""
+    from visionperf.cluster.remote import RemoteNode
+    from visionperf.cluster.stream import HeadStream, NodeStream, port_range
+
+    made = []
+
+    def make(serve=echo_rows, credits=4):
+        node = NodeStream(serve, "127.0.0.1", port_range(), 8, "node9")
+        head = HeadStream("node9@127.0.0.1", node.addresses)
+        rtt = head.round_trip(3, 10.0)
+        dev = RemoteNode("node9@127.0.0.1", None, head, 4, credits, ROW, rtt, None, 0.0005)
+        made.append((node, dev))
+        return node, dev
+
+    yield make
+    for node, dev in made:
+        dev.close()
+        node.close()
+
+
+def collect(dev, ticket, timeout_s=20.0):
+    out = dev.collect(ticket, timeout_s)
+    assert out is not None, "no answer"
+    return out[0]
+
+
+@needs_zmq
+def test_the_stream_carries_batches_there_and_back_in_any_order(stream_pair):
+    """Several batches in flight: the node runs them at once and answers them as they end (the
+    later ones first here); each answer reaches its own batch, which the engine collects in order."""
+    def slow_first(indices):
+        idx = np.frombuffer(indices, np.int64)
+        time.sleep(0.3 if len(idx) and idx[0] == 0 else 0.0)
+        return echo_rows(indices)
+
+    node, dev = stream_pair(slow_first)
+    batches = [list(range(k * 4, k * 4 + 1 + k)) for k in range(4)]
+    tickets = [dev.submit(None, b) for b in batches]
+    for b, t in zip(batches, tickets):
+        rows = collect(dev, t).copy().view(np.int64)
+        assert rows.shape == (len(b), 2) and list(rows[:, 1]) == [10 * i for i in b] and (rows[:, 0] == 8).all()
+    assert dev.collect(dev.submit(None, []), 20)[0].shape == (0, ROW)
+    big = list(range(10000))  # 80 KB of indices out, 160 KB of answers back: frames passed without a copy
+    rows = collect(dev, dev.submit(None, big)).copy().view(np.int64)
+    assert list(rows[:, 1]) == [10 * i for i in big]
+
+
+@needs_zmq
+def test_a_batch_the_node_fails_fails_with_the_nodes_own_line(stream_pair):
+    from visionperf.cluster.remote import NodeFailed
+
+    def failing(indices):
+        raise RuntimeError("4 of 4 samples failed: card7: device fell over\n  (a traceback)")
+
+    _, dev = stream_pair(failing)
+    with pytest.raises(NodeFailed, match=r"^RuntimeError: 4 of 4 samples failed: card7: device fell over$"):
+        collect(dev, dev.submit(None, [0, 1, 2, 3]))
+
+
+def _frames(kind, seq, count, body, size=None):
+    from visionperf.cluster.stream import header
+
+    return [header(kind, seq, count, len(body) if size is None else size), body]
+
+
+@needs_zmq
+@pytest.mark.fault
+@pytest.mark.parametrize("bad, why", [
+    (lambda S: [b"one frame"], "a message of one frame"),
+    (lambda S: [b"VPS2" + bytes(20), b""], "does not start with"),
+    (lambda S: [b"short", b""], "a header of 5 bytes"),
+    (lambda S: _frames(S.ANSWER, 1, 2, bytes(ROW), size=2 * ROW), "whose body is 16 bytes, its header says 32"),
+    (lambda S: _frames(S.ANSWER, 1, 2, bytes(2 * ROW)) + [b"more"], "more than two frames"),
+    (lambda S: _frames(S.BATCH, 1, 1, bytes(8)), "kind batch where answer or error belongs"),
+    (lambda S: _frames(S.ANSWER, 77, 1, bytes(ROW)), "an answer to batch 77, which it does not hold"),
+    (lambda S: _frames(S.ANSWER, 1, 2, bytes(2 * ROW - 3)), "answered 29 bytes for 2 samples, expected 32"),
+])
+def test_a_malformed_answer_fails_what_the_node_holds_and_all_after(stream_pair, bad, why):
+    """Half a message, a foreign one, sizes that disagree, an answer to nothing: the node's
+    batches fail at once with one line, the stream carries nothing more for the run."""
+    from visionperf.cluster import stream as S
+    from visionperf.cluster.remote import NodeFailed
+
+    hold = threading.Event()
+    node, dev = stream_pair(lambda idx: (hold.wait(20), echo_rows(idx))[1])
+    held = dev.submit(None, [1, 2])
+    node.send(bad(S))  # what the node sends next
+    with pytest.raises(NodeFailed, match=why) as e:
+        collect(dev, held)
+    assert "\n" not in str(e.value)
+    with pytest.raises(NodeFailed, match=why):
+        collect(dev, dev.submit(None, [3]))  # and every later batch
+    hold.set()
+
+
+@needs_zmq
+@pytest.mark.fault
+def test_a_malformed_batch_is_refused_by_the_node_in_one_line(stream_pair):
+    from visionperf.cluster import stream as S
+    from visionperf.cluster.remote import NodeFailed
+
+    hold = threading.Event()
+    _, dev = stream_pair(lambda idx: (hold.wait(20), echo_rows(idx))[1])
+    held = dev.submit(None, [1, 2])
+    with dev.stream._send_lock:  # a batch of 3 samples in 20 bytes
+        dev.stream._push.send_multipart(_frames(S.BATCH, 99, 3, bytes(20)))
+    with pytest.raises(NodeFailed, match=r"the node received a malformed message: a batch of 3 samples in 20 bytes"):
+        collect(dev, held)
+    hold.set()
+
+
+@needs_zmq
+@pytest.mark.fault
+def test_a_stream_cut_under_held_batches_fails_them_at_once(stream_pair):
+    """The node's sockets closed while it holds a batch (no answer will come): the driver's
+    monitor sees the connection drop and fails it, and every later one, with one line."""
+    from visionperf.cluster.remote import NodeLost
+
+    hold = threading.Event()
+    node, dev = stream_pair(lambda idx: (hold.wait(20), echo_rows(idx))[1])
+    held = dev.submit(None, [1, 2])
+    node.close()
+    with pytest.raises(NodeLost, match=r"^its stream was cut \(the connection dropped\)"):
+        collect(dev, held)
+    with pytest.raises(NodeLost, match="its stream was cut"):
+        collect(dev, dev.submit(None, [3]))
+    hold.set()
+
+
+@needs_zmq
+def test_a_stream_address_nobody_answers_is_one_line():
+    import socket
+
+    from visionperf.cluster.stream import HeadStream
+
+    with socket.socket() as s:  # a port nobody listens on once this closes
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    head = HeadStream("node3@127.0.0.1", [f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port}"])
+    try:
+        with pytest.raises(UserError) as e:
+            head.round_trip(3, 0.5)
+    finally:
+        head.close()
+    assert str(e.value).startswith(f"node3@127.0.0.1's stream at tcp://127.0.0.1:{port} did not answer within 0.5 s: "
+                                   "let the driver reach ports 46000-46999 on every node"), e.value
+    with pytest.raises(UserError, match="gave no stream address"):
+        HeadStream("node3@x", None)
+
+
+def test_the_streams_port_range_is_a_setting(monkeypatch):
+    from visionperf.cluster.stream import port_range
+
+    monkeypatch.delenv("VISIONPERF_STREAM_PORTS", raising=False)
+    assert port_range() == (46000, 46999)
+    monkeypatch.setenv("VISIONPERF_STREAM_PORTS", "50000-50010")
+    assert port_range() == (50000, 50010)
+    for bad in ("50010-50000", "80-90", "5000", "a-b", "50000-70000"):
+        with pytest.raises(UserError, match=f"VISIONPERF_STREAM_PORTS={bad}: give the ports"):
+            port_range(bad)
 
 
 # ---- on a Ray cluster of two node processes ------------------------------------------------------
@@ -213,6 +400,9 @@ def test_offline_over_two_nodes_is_valid_and_both_nodes_serve(cluster, shared_ca
     assert all(n["host_cpu_us_per_sample"] > 0 and n["round_trip_ms"] > 0 for n in nodes)
     assert rec["host_cpu_us_per_sample"] > 0  # the driver's own
     assert nodes[0]["forward_batch"] == 4 * 2 * 8  # Offline: large batches
+    # every batch came on the node's stream, bound on the node's address (not Ray's actor calls)
+    assert all(n["stream_batches"] == n["forwarded_batches"] > 0 for n in nodes), nodes
+    assert all(n["stream"].startswith(f"tcp://{n['ip']}:") for n in nodes), nodes
 
 
 @needs_ray
@@ -223,7 +413,9 @@ def test_server_over_two_nodes_answers_every_query(cluster, shared_cache, imagen
                          "--duration", "1"))
     rec = record(tmp_path, "Server")
     assert rec["result"]["latency_ns"]  # LoadGen saw every query answered (else no summary)
-    assert rec["cluster"]["nodes"][0]["forward_batch"] == 8  # Server: one batch for the node's one card
+    nodes = rec["cluster"]["nodes"]
+    assert nodes[0]["forward_batch"] == 8  # Server: one batch for the node's one card
+    assert all(n["stream_batches"] == n["forwarded_batches"] > 0 for n in nodes), nodes
 
 
 @needs_ray
@@ -315,17 +507,55 @@ def _finish(proc: subprocess.Popen, timeout: float = 60) -> subprocess.Completed
 
 @needs_ray
 @pytest.mark.fault
+@pytest.mark.parametrize("how", ["ray.kill", "SIGKILL"])
 def test_a_node_that_dies_fails_the_run_with_one_line_naming_it(cluster, shared_cache, imagenet_dir, slim_model,
-                                                                tmp_path):
+                                                                tmp_path, how):
+    """Its actor killed by Ray, or its process killed outright: its stream drops and Ray reports
+    the death; the line names the death."""
     proc = _start_and_wait_for_the_test(run_args(
         cluster, imagenet_dir, slim_model, shared_cache, tmp_path, "--scenario", "Server", "--backend",
         "simulated", "--devices", "1", "--card-rate", "2000", "--target-qps", "200", "--duration", "4"))
+    actor = _node_actor(proc, 1)
+    pid = ray.get(actor.describe.remote(), timeout=30)["pid"]
     t0 = time.monotonic()
-    ray.kill(_node_actor(proc, 1), no_restart=True)
+    if how == "ray.kill":
+        ray.kill(actor, no_restart=True)
+    else:
+        os.kill(pid, signal.SIGKILL)
     p = _finish(proc)
     line = one_line(p)
     assert line.startswith("visionperf: error: the run failed: node1@") and "the node is gone" in line, line
     assert time.monotonic() - t0 < 30
+    assert not (tmp_path / "resnet50/Server/performance/run_1").exists()
+
+
+def _cut_stream(server):
+    server.close_stream()
+
+
+def _half_message(server):
+    server._stream.send([b"half a message"])  # half of what the stream carries
+
+
+@needs_ray
+@pytest.mark.fault
+@pytest.mark.parametrize("hurt, said", [
+    (_cut_stream, "NodeLost: the node closed its stream"),
+    (_half_message, "NodeFailed: its stream carried a malformed message (a message of one frame (14 bytes)"),
+])
+def test_a_stream_cut_or_broken_mid_run_ends_the_run_with_one_line(cluster, shared_cache, imagenet_dir, slim_model,
+                                                                   tmp_path, hurt, said):
+    """The node lives on, its stream fails under the run: its sockets closed, or half a message
+    sent: the batches it holds fail at once, the run ends with one line and keeps nothing."""
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # HURT runs in the node's actor
+    proc = _start_and_wait_for_the_test(run_args(
+        cluster, imagenet_dir, slim_model, shared_cache, tmp_path, "--scenario", "Server", "--backend",
+        "simulated", "--devices", "1", "--card-rate", "2000", "--target-qps", "200", "--duration", "4"))
+    ray.get(_node_actor(proc, 1).__ray_call__.remote(hurt), timeout=30)
+    line = one_line(_finish(proc))
+    assert line.startswith("visionperf: error: the run failed: node1@") and said in line, line
     assert not (tmp_path / "resnet50/Server/performance/run_1").exists()
 
 

@@ -4,6 +4,10 @@
     node: NodeServer, a Ray actor pinned there -> an ordinary single-node engine built by
           run.build_engine: the node's own topology, plan, devices, sample buffer replicas
           and post-processing
+    between them: Ray for the session (placing and starting the nodes, checking versions and
+          caches, loads, statistics, watching for a node's death), and a ZeroMQ stream per
+          node for the forwarded batches (stream.py), opened when the session starts, its
+          address handed over through Ray
 
 The head is the process that runs LoadGen (the one `visionperf run --cluster` starts); to a
 run it is one machine (run.Machine): Cluster gives the run its cache, devices and engine as
@@ -24,8 +28,10 @@ node several times over); Server and the streams small ones (one card's batch), 
 timeout that leaves room in the latency bound for the hop there and back (run/warmup.py).
 
 Faults end the run with one line naming the node: a node that dies fails what it holds at
-once (Ray reports the lost actor), one that stops answering is failed by the engine's
-watchdog; LoadGen never waits on a lost sample. A cluster that cannot be reached, a Ray or
+once (Ray reports the lost actor: the head holds a `watch` call open at each node), one that
+stops answering is failed by the engine's watchdog, a stream that is cut (its connection
+dropped) or carries a malformed message fails the node too; LoadGen never waits on a lost
+sample. A cluster that cannot be reached, a Ray or
 visionperf version that differs, a node without the cache or with another one: one line each.
 
 `local:N` starts N node processes on this machine (Ray's own multi-node test cluster,

@@ -19,8 +19,8 @@ NAMESPACE = "visionperf"
 class Address:
     """What --cluster names: `auto` (the cluster this machine belongs to, or $RAY_ADDRESS), a
     Ray address (the head's host:port), or local:N. Not Ray Client (ray://): it relays every
-    call through the head's client server, a second hop per forwarded batch on top of the one
-    that already limits Server (README, "Beyond one server")."""
+    call through the head's client server, and a client outside the cluster's network cannot
+    reach the nodes' streams, which carry the batches (README, "Beyond one server")."""
 
     text: str
     local_nodes: int = 0
@@ -41,9 +41,9 @@ def parse_address(text: str) -> Address:
     if not text:
         raise UserError("--cluster needs an address: auto, a Ray address such as 10.0.0.1:6379, or local:N")
     if text.startswith("ray://"):
-        raise UserError(f"--cluster {text}: Ray Client relays every call through the head's client server, a "
-                        "second hop for every batch: run visionperf on a machine of the cluster (e.g. the head) "
-                        "with --cluster HEAD:6379 or auto")
+        raise UserError(f"--cluster {text}: Ray Client relays every call through the head's client server, and "
+                        "the driver must reach every node's stream: run visionperf on a machine of the cluster "
+                        "(e.g. the head) with --cluster HEAD:6379 or auto")
     return Address(text)
 
 

@@ -1,5 +1,6 @@
 """The node side of a cluster run: one NodeServer actor per node, an ordinary single-node engine
-behind it (run.build_engine), and `visionperf preprocess` as a Ray task on a node."""
+behind it (run.build_engine), its end of the stream that carries the forwarded batches
+(stream.NodeStream), and `visionperf preprocess` as a Ray task on a node."""
 
 from __future__ import annotations
 
@@ -19,13 +20,20 @@ from ..datasets import open_dataset
 from ..preprocess import preprocess_to
 from ..run import RunConfig, build_engine
 from ..workloads import get_workload
+from .stream import NodeStream, port_range
+
+MAX_STREAM_WORKERS = 64  # batches a node's stream runs at once, at most (the driver's credits are fewer)
 
 
 class NodeServer:
     """One per node, pinned there: this node's devices, behind an ordinary single-node engine.
 
-    A threaded actor: several forwarded batches run at once (`run` waits in the engine with the
-    GIL released), and small calls (statistics, loads) are answered beside them."""
+    Ray calls set it up (describe, open_cache, build, open_stream), load LoadGen's samples,
+    report (stats) and watch it (watch, held open by the driver: it fails when this actor
+    dies); the forwarded batches come on the stream open_stream opens, several at once, each
+    run by a worker thread that waits in the engine with the GIL released. A threaded actor:
+    the small calls are answered beside one another. `run` (one batch as an actor call) is the
+    old path, kept for the benchmark's comparison."""
 
     def __init__(self, name: str):
         self.name = name
@@ -37,10 +45,13 @@ class NodeServer:
         self._t0 = time.perf_counter()
         self._cpu0 = _process_cpu_s()
         self._serve_s = 0.0
+        self._served = 0  # forwarded batches served since reset_stats
+        self._streamed0 = 0  # the stream's count of batches at reset_stats
         self._first = self._last = 0.0
         self._lock = threading.Lock()  # loads and unloads, one at a time
         self._stats_lock = threading.Lock()
         self._seq = 0
+        self._stream: NodeStream | None = None
 
     def describe(self) -> dict:
         """Who this node is, and what it runs: the head refuses nodes that differ from it."""
@@ -103,7 +114,32 @@ class NodeServer:
             self._seq, self._loaded = seq, False
             self._sut.unload()
 
-    def run(self, indices: bytes) -> bytes:
+    def open_stream(self, ports: str | None = None) -> list[str]:
+        """This node's end of the batches' stream, bound on the address Ray knows for this node
+        (reachable from the driver, unlike localhost) at ports from VISIONPERF_STREAM_PORTS here,
+        else PORTS (the driver's setting), else the default range: [batches in, answers out]."""
+        import ray
+
+        if self._sut is None:
+            raise RuntimeError("build comes first")
+        self.close_stream()
+        here = os.environ.get("VISIONPERF_STREAM_PORTS", "")
+        lo_hi = port_range(here if here.strip() else (ports or ""))
+        self._stream = NodeStream(self.run, ray.util.get_node_ip_address(), lo_hi, MAX_STREAM_WORKERS, self.name)
+        return self._stream.addresses
+
+    def watch(self) -> None:
+        """Held open by the driver for the whole run: returns when this node closes its stream,
+        and fails (in Ray's words) when this actor dies, so the driver learns of a death at once."""
+        stream = self._stream
+        if stream is not None:
+            stream.closed.wait()
+
+    def close_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+    def run(self, indices) -> bytes:
         """One forwarded batch (its cache indices, int64 bytes): its responses, rows of
         [8-byte size | response bytes] in order."""
         if not self._loaded:
@@ -113,6 +149,7 @@ class NodeServer:
         t1 = time.perf_counter()
         with self._stats_lock:  # batches end on several threads at once
             self._serve_s += t1 - t0
+            self._served += 1
             self._first = self._first or t0
             self._last = max(self._last, t1)
         return rows
@@ -123,18 +160,21 @@ class NodeServer:
         for d in self._devices:
             if hasattr(d, "reset_stats"):
                 d.reset_stats()
-        self._t0, self._cpu0, self._serve_s = time.perf_counter(), _process_cpu_s(), 0.0
+        self._t0, self._cpu0, self._serve_s, self._served = time.perf_counter(), _process_cpu_s(), 0.0, 0
+        self._streamed0 = self._stream.batches if self._stream else 0
         self._first = self._last = 0.0  # the first batch's start, the last one's end
 
     def stats(self) -> dict:
         """Since reset_stats: this node's devices, its process's CPU time and wall time."""
         return {"devices": self._sut.stats() if self._sut else [], "cpu_s": _process_cpu_s() - self._cpu0,
-                "wall_s": time.perf_counter() - self._t0, "serve_s": self._serve_s,
+                "wall_s": time.perf_counter() - self._t0, "serve_s": self._serve_s, "served": self._served,
+                "streamed": (self._stream.batches - self._streamed0) if self._stream else 0,
                 "serving_s": max(0.0, self._last - self._first),
                 "sample_load_cpu_s": self._sut.load_cpu_s if self._sut else 0.0,
                 "error": self._sut.error() if self._sut else ""}
 
     def close(self) -> None:
+        self.close_stream()
         if self._sut is not None:
             self._sut.stop()
         for d in self._devices:
@@ -147,8 +187,7 @@ class MissingCache(Exception):
 
 
 def _process_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
+    return time.process_time()  # user + system, to the ns (os.times counts 10 ms ticks)
 
 
 def cache_identity(manifest: dict) -> dict:

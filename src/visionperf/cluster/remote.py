@@ -1,42 +1,47 @@
 """The head's side of a cluster run: each node as one asynchronous device of the head's engine
-(RemoteNode), the responses handed on as the nodes packed them (RemotePost), and how large a
-batch each node is sent and how many it holds (forward_plan)."""
+(RemoteNode), its batches on the node's stream (stream.py) and its life watched through Ray,
+the responses handed on as the nodes packed them (RemotePost), and how large a batch each node
+is sent and how many it holds (forward_plan)."""
 
 from __future__ import annotations
 
 import math
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import UserError
+from .stream import ANSWER, HeadStream
 
 OFFLINE_FILLS = 4  # an Offline forwarded batch fills each card of its node this many times
 CALL_TIMEOUT_S = 30.0  # small calls: statistics, unload, a round trip
 AIM_EARLY_NS = 200_000  # the engine looks for an answer this long before it is expected
 BIAS_STEP_NS = 5_000_000  # the most one answer moves the estimate (before the moving average's 1/8)
 MAX_BIAS_NS = 50_000_000
+WATCH_SLICE_S = 0.2  # how often the Ray watcher looks whether the run is over (it wakes at once on a death)
+CUT_GRACE_S = 5.0  # a dropped connection waits this long for Ray to say whether the node died
 
 
 class NodeLost(Exception):
-    """A node's actor or machine is gone (its process died, or the node left the cluster)."""
+    """A node's actor or machine is gone (its process died, or the node left the cluster), or its
+    stream was cut."""
 
 
 class NodeFailed(Exception):
-    """A node answered a batch with an error of its own (a device failed there)."""
+    """A node answered a batch with an error of its own (a device failed there), or its stream
+    carried a message that breaks the stream's layout."""
 
 
 @dataclass
 class _Ticket:
-    ref: object
+    seq: int
     ready_ns: int  # when it is expected back (the engine looks then)
     submitted_ns: int
     rows: int
     done: threading.Event = field(default_factory=threading.Event)
-    answer: bytes | None = None
+    answer: object = None  # bytes, or a large answer's buffer (no copy)
     error: BaseException | None = None
     done_ns: int = 0
 
@@ -46,12 +51,17 @@ class RemoteNode:
     that takes a batch's cache indices (reads_input is False: the head gathers nothing) and
     returns the node's responses as one output of prepacked rows.
 
-    Answers are awaited by a thread of this node's own, oldest first (the order the engine
-    collects them), blocked in Ray's wait with the GIL released; collect only looks at what it
-    found. So a batch the engine looks for a little early costs a check of an event, not a
-    Ray call: collect waits up to WAIT_SLICE_S for it (an event wait, no CPU) rather than
-    return at once and have the engine ask again 20 us later through Python. The driver thread
-    (the engine's) that it holds serves this node alone.
+    submit sends the batch on the node's stream (a sequence number and its indices) and
+    returns; the stream's receiver thread matches each answer to its ticket by number (a node
+    runs several batches at once, so answers may come out of order; the engine collects them
+    in order) and marks it done, with the GIL released while it waits. So a batch the engine
+    looks for a little early costs a check of an event: collect waits up to WAIT_SLICE_S for it
+    (an event wait, no CPU) rather than return at once and have the engine ask again 20 us
+    later through Python. The driver thread (the engine's) that it holds serves this node alone.
+
+    The node's life is watched through Ray (a `watch` call held open at the node, which fails
+    when its actor dies) and through the stream (its sockets' monitor): either fails every
+    batch the node holds at once, with one line.
 
     ready_ns is the node's pace: one round trip plus the batch's own service time at the node's
     peak rate after it is sent, and never before the batch ahead of it plus its service time;
@@ -63,9 +73,9 @@ class RemoteNode:
     input_dtype = np.dtype(np.uint8)
     numa_node = None
 
-    def __init__(self, name: str, actor, batch_size: int, credits: int, row_bytes: int, round_trip_s: float,
-                 peak_rate: float | None, wait_slice_s: float, cpus: tuple[int, ...] = ()):
-        self.name, self.actor, self.cpus = name, actor, tuple(cpus)
+    def __init__(self, name: str, actor, stream: HeadStream, batch_size: int, credits: int, row_bytes: int,
+                 round_trip_s: float, peak_rate: float | None, wait_slice_s: float, cpus: tuple[int, ...] = ()):
+        self.name, self.actor, self.stream, self.cpus = name, actor, stream, tuple(cpus)
         self.batch_size, self.max_in_flight = int(batch_size), int(credits)
         self.row_bytes = int(row_bytes)
         self.peak_rate = peak_rate
@@ -79,15 +89,20 @@ class RemoteNode:
         # and then waits for it in collect, instead of looking too late or polling for it.
         self._bias_ns = 0.0
         self._last_told = 0  # the ready time given with the newest batch
-        self._out: deque[_Ticket] = deque()  # sent, not yet answered, oldest first
-        self._cv = threading.Condition()
-        self._closed = False
-        self._waiter = threading.Thread(target=self._await_answers, name=f"visionperf {name}", daemon=True)
-        self._waiter.start()
+        self._seq = 0
+        self._out: dict[int, _Ticket] = {}  # sent, not yet answered
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None  # the node's failure: every batch after it fails too
+        self._closed = threading.Event()
+        self._gone = threading.Event()  # Ray said the node died
+        stream.start(self._answered, self._stream_fault)
+        self._watcher = None
+        if actor is not None:
+            self._watcher = threading.Thread(target=self._watch, name=f"visionperf {name} watch", daemon=True)
+            self._watcher.start()
 
     def submit(self, batch, indices) -> _Ticket:
         n = len(indices)
-        ref = self.actor.run.remote(np.asarray(indices, np.int64).tobytes())  # bytes: the cheapest to pickle
         now = time.monotonic_ns()
         if self._per_sample_ns:
             service = int(n * self._per_sample_ns)
@@ -97,40 +112,110 @@ class RemoteNode:
         self._last_ready = ready
         # never before the batch ahead of it: the engine collects them in order
         self._last_told = max(ready + int(self._bias_ns), self._last_told)
-        t = _Ticket(ref, self._last_told, now, n)
-        with self._cv:
-            self._out.append(t)
-            self._cv.notify()
+        self._seq += 1
+        t = _Ticket(self._seq, self._last_told, now, n)
+        with self._lock:  # known before it is sent: its answer may come back at once
+            if self._error is not None:
+                t.error = self._error
+                t.done.set()
+                return t
+            self._out[t.seq] = t
+        try:
+            self.stream.send_batch(t.seq, np.asarray(indices, np.int64))
+        except Exception as e:  # noqa: BLE001 (zmq.Again: the node takes no more; any other: the socket failed)
+            import zmq
+
+            why = "the node took no more batches" if isinstance(e, zmq.Again) else f"sending failed ({e})"
+            self._fail(NodeLost(f"its stream is stuck: {why}"))
         return t
 
-    def _await_answers(self) -> None:
-        """This node's answers, oldest first: each ticket's bytes (or error) and arrival time."""
+    def _answered(self, kind: int, seq: int, count: int, body) -> None:
+        """The receiver thread: one answer (or a batch's error) from the node, to its ticket."""
+        with self._lock:
+            t = self._out.pop(seq, None)
+            behind = len(self._out)
+        if t is None:
+            if seq == 0 and kind != ANSWER:  # the node's word on the stream itself
+                self._fail(NodeFailed(bytes(body).decode("utf-8", "replace")))
+            else:
+                self._stream_fault("malformed", f"an answer to batch {seq}, which it does not hold")
+            return
+        t.done_ns = time.monotonic_ns()
+        if kind != ANSWER:
+            t.error = NodeFailed(bytes(body).decode("utf-8", "replace"))
+        elif count != t.rows or len(body) != t.rows * self.row_bytes:
+            t.error = NodeFailed(f"answered {len(body)} bytes for {t.rows} samples, expected "
+                                 f"{t.rows * self.row_bytes}: the node runs another post-processing")
+            t.done.set()
+            self._fail(t.error)
+            return
+        else:
+            t.answer = body
+        if self._per_sample_ns:  # behind its peak pace: the batches still out end later than guessed
+            self._last_ready = max(self._last_ready, t.done_ns + int(behind * self.batch_size * self._per_sample_ns))
+        # after the engine was told to look (>0) or before; a stall (a machine swapping, a
+        # node paused) moves the estimate by a bounded step only
+        late = min(max(t.done_ns - t.ready_ns, -BIAS_STEP_NS), BIAS_STEP_NS)
+        self._bias_ns = min(max(self._bias_ns + (late - AIM_EARLY_NS) / 8, -float(self._rtt_ns)), MAX_BIAS_NS)
+        took = t.done_ns - t.submitted_ns
+        self._latency_ns = took if not self._latency_ns else self._latency_ns + (took - self._latency_ns) / 8
+        t.done.set()
+
+    def _stream_fault(self, what: str, text: str) -> None:
+        if self._closed.is_set():
+            return
+        if what == "malformed":
+            self._fail(NodeFailed(f"its stream carried a malformed message ({text}): the run's answers from it "
+                                  "cannot be trusted"))
+            return
+        # A dropped connection: a node that died (Ray says so in a moment: its line names the
+        # death) or a stream cut under a node that lives on.
+        threading.Thread(target=self._cut, args=(text,), name=f"visionperf {self.name} cut", daemon=True).start()
+
+    def _cut(self, text: str) -> None:
+        if self._gone.wait(CUT_GRACE_S if self._watcher is not None else 0):
+            return
+        self._fail(NodeLost(f"its stream was cut ({text})" + (f" and Ray did not report the node dead within "
+                            f"{CUT_GRACE_S:g} s" if self._watcher is not None else "") + ": its network, or its "
+                            "stream's sockets, failed"))
+
+    def _watch(self) -> None:
+        """Ray's word on the node: `watch` returns when the node closes its stream, and fails
+        when its actor dies (its process or machine gone)."""
         import ray
 
-        while True:
-            with self._cv:
-                self._cv.wait_for(lambda: self._out or self._closed)
-                if self._closed:
-                    return
-                t = self._out[0]
+        try:
+            ref = self.actor.watch.remote()
+        except Exception:  # noqa: BLE001 (Ray already shut down: the run is over)
+            return
+        while not self._closed.is_set():
             try:
-                t.answer = _result(ray, t.ref, 0.1)  # waits with the GIL released
-            except TimeoutError:
+                ready, _ = ray.wait([ref], timeout=WATCH_SLICE_S)
+            except Exception:  # noqa: BLE001 (Ray shut down under it: the run is over)
+                return
+            if not ready or self._closed.is_set():
                 continue
-            except BaseException as e:  # noqa: BLE001 (handed to collect, which raises it for the engine)
-                t.error = e
+            try:
+                _result(ray, ref, CALL_TIMEOUT_S)
+                err = NodeLost("the node closed its stream")
+            except (NodeLost, NodeFailed) as e:
+                err = e
+            except Exception as e:  # noqa: BLE001
+                err = NodeLost(f"the node is unreachable ({first_line(e)})")
+            self._gone.set()
+            self._fail(err)
+            return
+
+    def _fail(self, error: BaseException) -> None:
+        """The node's end: every batch it holds fails with ERROR at once, and every later one."""
+        with self._lock:
+            if self._error is not None:
+                return
+            self._error = error
+            held, self._out = list(self._out.values()), {}
+        for t in held:
+            t.error = error
             t.done_ns = time.monotonic_ns()
-            with self._cv:
-                self._out.popleft()
-                behind = len(self._out)
-            if self._per_sample_ns:  # behind its peak pace: the batches still out end later than guessed
-                self._last_ready = max(self._last_ready, t.done_ns + int(behind * self.batch_size * self._per_sample_ns))
-            # after the engine was told to look (>0) or before; a stall (a machine swapping, a
-            # node paused) moves the estimate by a bounded step only
-            late = min(max(t.done_ns - t.ready_ns, -BIAS_STEP_NS), BIAS_STEP_NS)
-            self._bias_ns = min(max(self._bias_ns + (late - AIM_EARLY_NS) / 8, -float(self._rtt_ns)), MAX_BIAS_NS)
-            took = t.done_ns - t.submitted_ns
-            self._latency_ns = took if not self._latency_ns else self._latency_ns + (took - self._latency_ns) / 8
             t.done.set()
 
     def collect(self, ticket: _Ticket, timeout_s: float | None):
@@ -141,9 +226,6 @@ class RemoteNode:
             raise ticket.error
         out = np.frombuffer(ticket.answer, np.uint8)
         ticket.answer = None
-        if out.size != ticket.rows * self.row_bytes:
-            raise NodeFailed(f"answered {out.size} bytes for {ticket.rows} samples, expected "
-                             f"{ticket.rows * self.row_bytes}: the node runs another post-processing")
         return [out.reshape(ticket.rows, self.row_bytes)]
 
     def reset_stats(self) -> None:
@@ -152,9 +234,15 @@ class RemoteNode:
         call(ray, self.actor.reset_stats.remote(), self.name, CALL_TIMEOUT_S, "resetting its counters")
 
     def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self.stream.close()
+
+    def join(self) -> None:
+        """The Ray watcher gone (after close): Ray may be shut down next."""
+        if self._watcher is not None:
+            self._watcher.join(2 * WATCH_SLICE_S)
 
 
 def _result(ray, ref, timeout_s: float):

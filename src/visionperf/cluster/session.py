@@ -27,12 +27,15 @@ from .connect import NAMESPACE, NODE_RESOURCE, Address, import_ray, join, parse_
 from .local import LocalCluster
 from .node import NodeServer, preprocess_on_node
 from .remote import CALL_TIMEOUT_S, RemoteNode, RemotePost, call, forward_plan
+from .stream import PORTS_ENV, HeadStream, port_range
 
 SETUP_TIMEOUT_S = 180.0  # a node's actor starting, opening its cache, building its engine
 LOAD_TIMEOUT_S = 60.0  # a node loading LoadGen's sample set (plus a second per 2,000 samples)
-PINGS = 15  # round trips timed per node at the start
+PINGS = 15  # round trips timed per node at the start, through its stream
+STREAM_TIMEOUT_S = 10.0  # a node's stream answering its first ping
 WAIT_SLICE_S = 0.0005  # how long collect waits for an answer due now (one driver thread serves every node)
-MAX_CONCURRENCY = 32  # a node's actor threads: its credits' batches, and the small calls beside them
+MAX_CONCURRENCY = 16  # a node's actor threads: its small calls (watch, stats, loads) beside one another
+MAX_CREDITS = 28  # batches a node holds at once, at most (each takes a worker thread of its stream)
 
 
 @dataclass
@@ -47,6 +50,7 @@ class NodeInfo:
     round_trip_s: float = 0.0
     forward_batch: int = 0
     credits: int = 0
+    stream: str = ""  # its stream's address for batches
 
 
 class Cluster:
@@ -58,6 +62,7 @@ class Cluster:
         self.round_trip_s = 0.0
         self.scenario = ""
         self.devices: list[RemoteNode] = []
+        self._streams: list[HeadStream] = []
         self._seq = 0  # loads and unloads sent, in order (NodeServer.load)
 
     # -- connecting ---------------------------------------------------------------------------
@@ -74,6 +79,7 @@ class Cluster:
     @classmethod
     def connect(cls, address_text: str, count: int | None = None, log=print) -> Cluster:
         address = parse_address(address_text)
+        port_range()  # VISIONPERF_STREAM_PORTS: a range, or refused before anything starts
         ray = import_ray()
         handlers = {s: signal.getsignal(s) for s in (*STOP_SIGNALS, signal.SIGINT)}
         local = None
@@ -217,21 +223,22 @@ class Cluster:
             n.built = b
             log(f"{n.name} " + "\n".join(b["log"]))
             notes.extend(x for x in b["notes"] if x not in notes)
-        self._time_round_trips()
+        self._open_streams()
         # Every node on one engine driver thread (the engine gives devices pinned to one CPU one driver):
         # one queue of work, and whichever node has room takes the next batch from it, in every
         # scenario (Server's samples would otherwise be dealt to the nodes in turn, fast or slow).
         cpu = (max(os.sched_getaffinity(0)),)
         devices = []
-        for n in self.nodes:
+        for n, stream in zip(self.nodes, self._streams):
             n.forward_batch, n.credits = forward_plan(scenario, n.built["devices"], n.round_trip_s)
-            n.credits = min(n.credits, MAX_CONCURRENCY - 4)  # each batch held takes one of its threads
+            n.credits = min(n.credits, MAX_CREDITS)
             peaks = [d.get("peak_rate") for d in n.built["devices"]]
-            devices.append(RemoteNode(n.name, n.actor, n.forward_batch, n.credits, 8 + max_bytes,
+            devices.append(RemoteNode(n.name, n.actor, stream, n.forward_batch, n.credits, 8 + max_bytes,
                                       n.round_trip_s, float(sum(peaks)) if all(peaks) else None, WAIT_SLICE_S, cpu))
+            self.devices.append(devices[-1])
         log("forwarding: " + "; ".join(f"{n.name} batches of {n.forward_batch}, {n.credits} in flight, round trip "
-                                        f"{n.round_trip_s * 1e3:.2f} ms" for n in self.nodes))
-        self.devices = devices
+                                        f"{n.round_trip_s * 1e3:.2f} ms" for n in self.nodes)
+            + f" (streams at {', '.join(s.addresses[0] for s in self._streams)})")
         batch = max(d.batch_size for d in devices)
         try:
             sut = HeadSUT(devices, cache.data, [()], [0] * len(devices), RemotePost(max_bytes), spec.workload, batch)
@@ -245,17 +252,18 @@ class Cluster:
         return (f"{len(built.devices)} node(s) x {spec.config.devices} {spec.config.backend} device(s), "
                 "forwarded in batches of")
 
-    def _time_round_trips(self) -> None:
-        """Each node's round trip (an empty call there and back), the median of PINGS."""
-        for n in self.nodes:
-            for _ in range(3):  # a node's first calls pay for its worker's warm-up
-                call(self.ray, n.actor.ping.remote(), n.name, CALL_TIMEOUT_S, "timing its round trip")
-            times = []
-            for _ in range(PINGS):
-                t0 = time.perf_counter()
-                call(self.ray, n.actor.ping.remote(), n.name, CALL_TIMEOUT_S, "timing its round trip")
-                times.append(time.perf_counter() - t0)
-            n.round_trip_s = float(np.median(times))
+    def _open_streams(self) -> None:
+        """Each node's stream for the batches, opened there (bound on its address, at ports of
+        VISIONPERF_STREAM_PORTS), joined here, and its round trip timed through it (the median
+        of PINGS); a node whose stream does not answer is one line."""
+        ports = os.environ.get(PORTS_ENV, "")
+        port_range(ports)  # this driver's own setting, checked before the nodes see it
+        addresses = self._all("open_stream", (ports or None,), SETUP_TIMEOUT_S, "opening its stream")
+        for n, a in zip(self.nodes, addresses):
+            self._streams.append(HeadStream(n.name, a))
+            n.stream = a[0]
+        for n, stream in zip(self.nodes, self._streams):
+            n.round_trip_s = stream.round_trip(PINGS, STREAM_TIMEOUT_S)
         self.round_trip_s = max(n.round_trip_s for n in self.nodes)
 
     def load(self, indices) -> None:
@@ -289,13 +297,16 @@ class Cluster:
             entry = {"name": n.name, "ip": n.ip, "hostname": n.described.get("hostname"),
                      "devices": len(n.built.get("devices", [])), "plan": n.built.get("plan", []),
                      "cache": n.cache_path, "forward_batch": n.forward_batch, "credits": n.credits,
-                     "round_trip_ms": round(n.round_trip_s * 1e3, 3)}
+                     "round_trip_ms": round(n.round_trip_s * 1e3, 3), "stream": n.stream}
             if "unreachable" in s:
                 entry["error"] = s["unreachable"]
             else:
                 samples = int(sum(d["samples"] for d in s["devices"]))
                 cpu = host_cpu(s["cpu_s"], s["devices"], s["sample_load_cpu_s"])
                 entry.update({"samples": samples, "batches": int(sum(d["batches"] for d in s["devices"])),
+                              # forwarded batches the node served, and those of them that came on its stream
+                              "forwarded_batches": int(s.get("served", 0)),
+                              "stream_batches": int(s.get("streamed", 0)),
                               # while it served: from its first batch's arrival to its last answer
                               "samples_per_s": round(samples / s["serving_s"], 2) if s["serving_s"] > 0 else None,
                               "host_cpu_s": round(cpu.host_s, 3),
@@ -311,8 +322,12 @@ class Cluster:
     def close(self) -> None:
         """Every node's actor stopped; a local:N cluster shut down with its processes."""
         ray = self.ray
-        for d in self.devices:  # their answer threads first: the actors are going
+        for d in self.devices:  # their streams and threads first: the actors are going
             d.close()
+        for d in self.devices:
+            d.join()
+        for st in self._streams:  # those opened before the run's devices were (closed twice is fine)
+            _quietly(st.close)
         for n in self.nodes:
             if n.actor is not None:
                 _quietly(ray.kill, n.actor)
