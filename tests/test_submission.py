@@ -54,3 +54,24 @@ def test_report_shows_every_run_and_draws_plots(runs, tmp_path):
     assert "throughput.png" in pngs and any(n.startswith("latency_resnet50_Server") for n in pngs)
     for n in pngs:
         assert (tmp_path / n).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_beside_a_submission_tree_shows_each_run_once(runs, tmp_path):
+    """A campaign's out folder holds its runs and the tree assembled from them (copies without
+    run.json): the report lists the runs once, and a tree alone still shows its runs."""
+    import shutil
+
+    from visionperf import report
+
+    run = runs[0] / "resnet50/Server/performance/run_1"
+    shutil.copytree(run, tmp_path / "runs/resnet50/Server/performance/run_1")
+    copy = tmp_path / "tree/closed/Demo/results/demo_null/resnet50/Server/performance/run_1"
+    shutil.copytree(run, copy)
+    (copy / "run.json").unlink()
+    both = report.find(tmp_path)
+    assert [(r.scenario, r.backend, r.devices) for r in both] == [("Server", "null", 2)]
+    alone = report.find(tmp_path / "tree")
+    assert [(r.scenario, r.backend, r.in_tree) for r in alone] == [("Server", "?", True)]
+    (tmp_path / "plots").mkdir()
+    made = [p.name for p in report.plots(alone, tmp_path / "plots")]
+    assert "latency_resnet50_Server_unknown.png" in made

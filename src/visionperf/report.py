@@ -35,6 +35,7 @@ class RunRow:
     accuracy: float | None = None
     per_watt: float | None = None  # samples/s per watt of GPU board power (NVML), where measured
     damaged: list[str] = field(default_factory=list)  # what in the run cannot be read, one line each
+    in_tree: bool = False  # a copy in an assembled submission tree
 
 
 def _silent(what: str) -> None:
@@ -58,7 +59,7 @@ def find(root: Path, say=_silent) -> list[RunRow]:
         if not workload or not scenario:
             continue
         kind = "accuracy" if d.name == "accuracy" else next((p for p in parts if p.startswith("TEST")), "performance")
-        row = RunRow(d, workload, scenario, kind)
+        row = RunRow(d, workload, scenario, kind, in_tree=_in_submission_tree(parts))
         _read_record(row, d / "run.json")
         if kind == "accuracy":
             m = re.search(r"(?:accuracy|mAP)=([\d.]+)%", (d / "accuracy.txt").read_text()) \
@@ -74,7 +75,19 @@ def find(root: Path, say=_silent) -> list[RunRow]:
             row.valid = None if row.damaged and not res.valid else res.valid
             row.latency_ns = res.latency_ns
         rows.append(row)
+    # An assembled submission tree holds copies of runs (without their run.json): beside the
+    # runs themselves (a campaign's out folder) they would be every run twice, the copies
+    # with backend and devices unknown. Alone (report of a tree), they are what there is.
+    if any(not r.in_tree for r in rows):
+        rows = [r for r in rows if not r.in_tree]
     return rows
+
+
+def _in_submission_tree(parts: tuple[str, ...]) -> bool:
+    """Whether a run's path (its parts under the report's root) lies in a submission tree's
+    DIVISION/SUBMITTER/results/ folder."""
+    return any(p in ("closed", "open", "network") and k + 2 < len(parts) and parts[k + 2] == "results"
+               for k, p in enumerate(parts))
 
 
 def _read_record(row: RunRow, run_json: Path) -> None:
@@ -175,7 +188,8 @@ def plots(rows: list[RunRow], out: Path, say=_silent) -> list[Path]:
         ax.set_title(f"{r.workload} {r.scenario}, {r.backend} x {r.devices}: latency distribution")
         ax.grid(alpha=0.3)
         ax.legend()
-        made.append(_save(fig, out / f"latency_{r.workload}_{r.scenario}_{r.backend}_{r.devices}.png"))
+        who = f"{r.backend}_{r.devices}" if r.devices is not None else "unknown"  # no run.json: a copied run
+        made.append(_save(fig, out / f"latency_{r.workload}_{r.scenario}_{who}.png"))
         plt.close(fig)
     thr = [r for r in perf if r.unit != "ns"]
     if thr:
