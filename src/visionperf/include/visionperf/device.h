@@ -25,7 +25,10 @@
  * each sample buffer replica the device reads with register_region() after LoadGen loads
  * samples (pin it, map it for DMA), and calls unregister_region() before that memory is
  * freed (unload, or the next load); both come with no batch of the device in flight, from a
- * thread other than its driver's, never at once with its other calls. A batch is then
+ * thread other than its driver's, never at once with its other calls. The one exception: a
+ * device the engine has given up on (its watchdog found it stuck, or it failed) may still hold
+ * batches when its region is unregistered at the run's end; it must then stop reading the
+ * region (cancel its transfers) before unregister_region returns. A batch is then
  * submit_rows(): the addresses of its rows, each inside the registered region, row_bytes each.
  * The rows stay valid and unchanged until the batch is collected; the array of addresses is
  * the engine's again when submit_rows returns. submit() is never called on such a device.
@@ -128,7 +131,8 @@ typedef struct vp_device_api {
    * or map them for DMA. Returns VP_OK, or VP_ERROR (last_error): the device's batches fail. */
   int (*register_region)(void *dev, int32_t region, const void *base, size_t bytes, size_t row_bytes);
 
-  /* REGION's memory is about to be freed; no batch of this device reads it. */
+  /* REGION's memory is about to be freed; no batch of this device reads it (a device given up
+   * on as stuck or failed may still hold some: it stops reading REGION before returning). */
   void (*unregister_region)(void *dev, int32_t region);
 
   /* submit() for a fetch device: ROWS (1..batch_size) row addresses inside REGION, in batch
