@@ -213,7 +213,12 @@ bool Driver::sleep(Pass& pass) {
   if (!queue_.forming.empty()) wake = std::min(wake, queue_.forming_deadline);
   std::unique_lock<std::mutex> lk(queue_.mu);
   queue_.need = queue_.forming.empty() ? 1 : size_t(std::max<int>(1, min_batch_ - int(queue_.forming.size())));
-  if (queue_.signal && pass.room) {
+  // Samples routed here while NEED was still the larger count of a batch being formed (since
+  // sent) raised no signal: they are waiting now, so look again instead of sleeping on them
+  // (a lost wake-up: a SingleStream run once hung here, its one query queued and unseen). Not
+  // when starved of batch buffers: that waits its 50 us, as a look now would find none again.
+  bool waiting = !pass.starved && queue_.singles.size() >= queue_.need;
+  if ((queue_.signal || waiting) && pass.room) {
     queue_.signal = false;
     return true;
   }
