@@ -20,7 +20,7 @@ from ..datasets import open_dataset
 from ..preprocess import preprocess_to
 from ..run import RunConfig, build_engine
 from ..workloads import get_workload
-from .stream import NodeStream, port_range
+from .stream import PORTS_ENV, NodeStream, port_range
 
 MAX_STREAM_WORKERS = 64  # batches a node's stream runs at once, at most (the driver's credits are fewer)
 
@@ -123,8 +123,7 @@ class NodeServer:
         if self._sut is None:
             raise RuntimeError("build comes first")
         self.close_stream()
-        here = os.environ.get("VISIONPERF_STREAM_PORTS", "")
-        lo_hi = port_range(here if here.strip() else (ports or ""))
+        lo_hi = port_range() if os.environ.get(PORTS_ENV, "").strip() else port_range(ports or "")
         self._stream = NodeStream(self.run, ray.util.get_node_ip_address(), lo_hi, MAX_STREAM_WORKERS, self.name)
         return self._stream.addresses
 
