@@ -256,8 +256,7 @@ class Cluster:
         """Each node's stream for the batches, opened there (bound on its address, at ports of
         VISIONPERF_STREAM_PORTS), joined here, and its round trip timed through it (the median
         of PINGS); a node whose stream does not answer is one line."""
-        ports = os.environ.get(PORTS_ENV, "")
-        port_range(ports)  # this driver's own setting, checked before the nodes see it
+        ports = os.environ.get(PORTS_ENV, "")  # checked when the session began (port_range)
         addresses = self._all("open_stream", (ports or None,), SETUP_TIMEOUT_S, "opening its stream")
         for n, a in zip(self.nodes, addresses):
             self._streams.append(HeadStream(n.name, a))
